@@ -1,0 +1,914 @@
+//! The governance [`Pipeline`]: a builder that composes cleaning, labeling and expectations over
+//! any [`DataSource`], streaming, and produces the clean Arrow IPC file, the quarantine and a
+//! quality [`Report`] (JSON and Markdown).
+//!
+//! **Conservation:** every input row ends up either in the output or in the quarantine, with the
+//! reason of the first step that removed it: `rows_in == rows_out + rows_quarantined`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::RandomState;
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_ipc::writer::FileWriter;
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::clean::{Imputation, NullAction, OutlierAction, OutlierMethod, normalize_key};
+use crate::column::{Col, Val, map_values, normal_type};
+use crate::expect::{Check, Expectation, ExpectationResult, ExpectationSuite, SuiteRun};
+use crate::label::{LABELER_METADATA_KEY, Labeler};
+use crate::profile::{Profile, Profiler, hasher};
+use crate::source::{DataSource, Descriptor, ScanOptions, parse_date, parse_timestamp_micros};
+use crate::{Error, Result};
+
+/// Name of the clean output file in the output directory.
+pub const DATA_FILE: &str = "data.arrow";
+/// Name of the quarantine file.
+pub const QUARANTINE_FILE: &str = "quarantine.arrow";
+/// Name of the JSON report; written last, so its presence marks a complete output.
+pub const REPORT_JSON: &str = "report.json";
+/// Name of the Markdown report.
+pub const REPORT_MD: &str = "report.md";
+
+/// Columns the quarantine adds to the input schema.
+pub const QUARANTINE_COLUMNS: [&str; 3] = ["_row", "_reason", "_detail"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Coerce { column: String, to: DataType },
+    Nulls { column: String, action: NullAction },
+    DedupExact { keys: Option<Vec<String>> },
+    NearDup { keys: Vec<String> },
+    Outliers { column: String, method: OutlierMethod, action: OutlierAction },
+    Reject(Expectation),
+    Label { labeler: Arc<dyn Labeler>, column: String },
+}
+
+impl Step {
+    fn describe(&self) -> String {
+        match self {
+            Step::Coerce { column, to } => format!("coerce {column} to {to}"),
+            Step::Nulls { column, action } => format!("nulls in {column}: {action:?}"),
+            Step::DedupExact { keys: None } => "exact dedup on all columns".into(),
+            Step::DedupExact { keys: Some(k) } => format!("exact dedup on {}", k.join(", ")),
+            Step::NearDup { keys } => format!("near-duplicate removal on normalised {}", keys.join(", ")),
+            Step::Outliers { column, method, action } => format!("outliers in {column}: {method:?}, {action:?}"),
+            Step::Reject(e) => format!("reject rows failing {} on {}", e.rule.kind(), e.rule.column().unwrap_or("-")),
+            Step::Label { labeler, column } => format!("label into {column} by {}", labeler.identity()),
+        }
+    }
+
+    fn needs_fit(&self) -> bool {
+        matches!(
+            self,
+            Step::Outliers { .. }
+                | Step::Nulls { action: NullAction::Impute(Imputation::Mean | Imputation::Median | Imputation::Mode), .. }
+        )
+    }
+}
+
+/// Builder and runner of a governance pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    source: Box<dyn DataSource>,
+    steps: Vec<Step>,
+    suite: ExpectationSuite,
+    suite_origin: String,
+    progress: bool,
+    batch_size: Option<usize>,
+    profile_input: bool,
+    identify: bool,
+}
+
+/// Label counts produced by a labeling step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LabelSummary {
+    /// Output column holding the labels.
+    pub column: String,
+    /// `name@version` of the labeler.
+    pub labeler: String,
+    /// Rows per label (`null` for unlabeled) among output rows.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// What a pipeline run did. `rows_in == rows_out + rows_quarantined` always holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// The input's identity (fingerprint empty when identification was turned off).
+    pub source: Descriptor,
+    /// The steps, in order, in words.
+    pub steps: Vec<String>,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written to the clean output.
+    pub rows_out: u64,
+    /// Rows written to the quarantine.
+    pub rows_quarantined: u64,
+    /// Quarantined rows per reason (`duplicate`, `near_duplicate`, `null:<col>`, `nan:<col>`,
+    /// `coerce:<col>`, `outlier:<col>`, `expectation:<rule>:<col>`).
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// Rows removed as exact duplicates.
+    pub duplicates_removed: u64,
+    /// Rows removed as near duplicates.
+    pub near_duplicates_removed: u64,
+    /// Values imputed per column.
+    pub values_imputed: BTreeMap<String, u64>,
+    /// Values clipped per column.
+    pub values_clipped: BTreeMap<String, u64>,
+    /// Labels attached, per labeling step.
+    pub labels: Vec<LabelSummary>,
+    /// Results of the expectations, evaluated on the clean output.
+    pub expectations: Vec<ExpectationResult>,
+    /// Whether every expectation held.
+    pub expectations_passed: bool,
+    /// Output columns and their types.
+    pub output_schema: Vec<(String, String)>,
+    /// Profile of the input, when computed.
+    pub input_profile: Option<Profile>,
+    /// Wall time of the run in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// A compiled step with its running state.
+enum Runner {
+    Coerce { idx: usize, column: String, to: DataType },
+    Nulls { idx: usize, column: String, fill: Option<Fill> },
+    Dedup { idxs: Vec<usize>, converter: RowConverter, seen: HashSet<Box<[u8]>, RandomState> },
+    NearDup { idxs: Vec<usize>, seen: HashSet<String, RandomState> },
+    Outliers { idx: usize, column: String, lo: f64, hi: f64, clip: bool },
+    Reject { check: Check, reason: String },
+    Label { labeler: Arc<dyn Labeler>, field: Arc<Field> },
+}
+
+/// An imputation value of the column's normal type.
+#[derive(Debug, Clone)]
+enum Fill {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Date(i32),
+    Ts(i64),
+    Str(String),
+}
+
+impl Fill {
+    fn val(&self) -> Val<'_> {
+        match self {
+            Fill::Bool(b) => Val::Bool(*b),
+            Fill::Int(x) => Val::Int(*x),
+            Fill::Float(x) => Val::Float(*x),
+            Fill::Date(x) => Val::Date(*x),
+            Fill::Ts(x) => Val::Ts(*x),
+            Fill::Str(s) => Val::Str(s),
+        }
+    }
+
+    fn from_json(v: &serde_json::Value, t: &DataType, context: &str) -> Result<Self> {
+        let bad = || Error::invalid(context, format!("value {v} does not fit a {t} column"));
+        Ok(match (normal_type(t), v) {
+            (DataType::Boolean, serde_json::Value::Bool(b)) => Fill::Bool(*b),
+            (DataType::Int64, serde_json::Value::Number(n)) => Fill::Int(n.as_f64().ok_or_else(bad)?.round() as i64),
+            (DataType::Float64, serde_json::Value::Number(n)) => Fill::Float(n.as_f64().ok_or_else(bad)?),
+            (DataType::Date32, serde_json::Value::String(s)) => Fill::Date(parse_date(s).ok_or_else(bad)?),
+            (DataType::Timestamp(..), serde_json::Value::String(s)) => {
+                Fill::Ts(parse_timestamp_micros(s).ok_or_else(bad)?)
+            }
+            (DataType::Utf8, serde_json::Value::String(s)) => Fill::Str(s.clone()),
+            _ => return Err(bad()),
+        })
+    }
+
+    fn from_number(x: f64, t: &DataType, context: &str) -> Result<Self> {
+        Ok(match normal_type(t) {
+            DataType::Int64 => Fill::Int(x.round() as i64),
+            DataType::Float64 => Fill::Float(x),
+            DataType::Date32 => Fill::Date(x.round() as i32),
+            DataType::Timestamp(..) => Fill::Ts(x.round() as i64),
+            other => return Err(Error::invalid(context, format!("a statistic cannot be imputed into a {other} column"))),
+        })
+    }
+}
+
+type Rejects = Vec<(usize, String, String)>;
+
+/// Counters a run accumulates.
+#[derive(Default)]
+struct Tally {
+    by_reason: BTreeMap<String, u64>,
+    imputed: BTreeMap<String, u64>,
+    clipped: BTreeMap<String, u64>,
+    labels: Vec<LabelSummary>,
+}
+
+fn context(i: usize, s: &Step) -> String {
+    format!("pipeline step #{} ({})", i + 1, s.describe())
+}
+
+fn index(schema: &Schema, column: &str, ctx: &str) -> Result<usize> {
+    schema.index_of(column).map_err(|_| Error::column_not_found(column, ctx, schema))
+}
+
+impl Runner {
+    /// Compile `step` against the schema it will see; returns the schema it produces.
+    fn compile(i: usize, step: &Step, schema: &SchemaRef, fit: Option<&Profile>) -> Result<(Self, SchemaRef)> {
+        let ctx = context(i, step);
+        let same = schema.clone();
+        Ok(match step {
+            Step::Coerce { column, to } => {
+                let idx = index(schema, column, &ctx)?;
+                let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields[idx] = Field::new(column, to.clone(), true);
+                let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+                (Runner::Coerce { idx, column: column.clone(), to: to.clone() }, out)
+            }
+            Step::Nulls { column, action } => {
+                let idx = index(schema, column, &ctx)?;
+                let t = schema.field(idx).data_type();
+                let fill = match action {
+                    NullAction::Drop => None,
+                    NullAction::Impute(Imputation::Constant(v)) => Some(Fill::from_json(v, t, &ctx)?),
+                    NullAction::Impute(how) => {
+                        let p = fit.and_then(|p| p.column(column)).ok_or_else(|| {
+                            Error::invalid(&ctx, "no input profile of this column to fit the imputation on")
+                        })?;
+                        Some(match how {
+                            Imputation::Mean => Fill::from_number(
+                                p.mean.ok_or_else(|| Error::invalid(&ctx, "column has no mean"))?,
+                                t,
+                                &ctx,
+                            )?,
+                            Imputation::Median => {
+                                let m = p.quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| *v);
+                                Fill::from_number(m.ok_or_else(|| Error::invalid(&ctx, "column has no median"))?, t, &ctx)?
+                            }
+                            _ => {
+                                let v = p.top_values.first().map(|(v, _)| v.clone());
+                                Fill::from_json(&v.ok_or_else(|| Error::invalid(&ctx, "column has no values"))?, t, &ctx)?
+                            }
+                        })
+                    }
+                };
+                (Runner::Nulls { idx, column: column.clone(), fill }, same)
+            }
+            Step::DedupExact { keys } => {
+                let idxs: Vec<usize> = match keys {
+                    None => (0..schema.fields().len()).collect(),
+                    Some(k) => k.iter().map(|c| index(schema, c, &ctx)).collect::<Result<_>>()?,
+                };
+                let fields = idxs.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect();
+                let converter = RowConverter::new(fields).map_err(|e| Error::arrow(&ctx, e))?;
+                (Runner::Dedup { idxs, converter, seen: HashSet::with_hasher(hasher()) }, same)
+            }
+            Step::NearDup { keys } => {
+                let idxs = keys.iter().map(|c| index(schema, c, &ctx)).collect::<Result<_>>()?;
+                (Runner::NearDup { idxs, seen: HashSet::with_hasher(hasher()) }, same)
+            }
+            Step::Outliers { column, method, action } => {
+                let idx = index(schema, column, &ctx)?;
+                let p = fit
+                    .and_then(|p| p.column(column))
+                    .ok_or_else(|| Error::invalid(&ctx, "no input profile of this column to fit the bounds on"))?;
+                let q = |x: f64| p.quantiles.iter().find(|(k, _)| *k == x).map(|(_, v)| *v);
+                let (lo, hi) = match method {
+                    OutlierMethod::Iqr { k } => {
+                        let (q1, q3) = q(0.25).zip(q(0.75)).ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
+                        (q1 - k * (q3 - q1), q3 + k * (q3 - q1))
+                    }
+                    OutlierMethod::ZScore { threshold } => {
+                        let (m, s) = p.mean.zip(p.std).ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
+                        (m - threshold * s, m + threshold * s)
+                    }
+                };
+                (Runner::Outliers { idx, column: column.clone(), lo, hi, clip: *action == OutlierAction::Clip }, same)
+            }
+            Step::Reject(e) => {
+                let suite = ExpectationSuite::new(vec![e.clone()]);
+                if !e.is_row_level() {
+                    return Err(Error::invalid(&ctx, format!("{} is not a row-level expectation", e.rule.kind())));
+                }
+                let check = Check::new(&suite, 0, schema, &ctx)?;
+                let reason = format!("expectation:{}:{}", e.rule.kind(), e.rule.column().unwrap_or("-"));
+                (Runner::Reject { check, reason }, same)
+            }
+            Step::Label { labeler, column } => {
+                if schema.index_of(column).is_ok() {
+                    return Err(Error::invalid(&ctx, format!("column `{column}` already exists")));
+                }
+                let meta = HashMap::from([(LABELER_METADATA_KEY.to_string(), labeler.identity().to_string())]);
+                let field = Arc::new(Field::new(column, DataType::Utf8, true).with_metadata(meta));
+                let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+                fields.push(field.clone());
+                let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+                (Runner::Label { labeler: labeler.clone(), field }, out)
+            }
+        })
+    }
+
+    /// Apply to `batch`; rows to quarantine are returned, not removed.
+    fn apply(&mut self, batch: RecordBatch, schema: &SchemaRef, tally: &mut Tally) -> Result<(RecordBatch, Rejects)> {
+        let mut rejects = Rejects::new();
+        let replace = |batch: &RecordBatch, idx: usize, array: ArrayRef| -> Result<RecordBatch> {
+            let mut cols = batch.columns().to_vec();
+            cols[idx] = array;
+            RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("replacing a column", e))
+        };
+        let batch = match self {
+            Runner::Coerce { idx, column, to } => {
+                let before = batch.column(*idx);
+                let opts = arrow_cast::CastOptions { safe: true, ..Default::default() };
+                let after = arrow_cast::cast_with_options(before, to, &opts)
+                    .map_err(|e| Error::arrow(format!("coercing {column} to {to}"), e))?;
+                let original = Col::new(before)?;
+                for i in 0..after.len() {
+                    if after.is_null(i) && before.is_valid(i) {
+                        let detail = format!("`{}` is not a valid {to}", original.get(i).to_text());
+                        rejects.push((i, format!("coerce:{column}"), detail));
+                    }
+                }
+                replace(&batch, *idx, after)?
+            }
+            Runner::Nulls { idx, column, fill } => {
+                let col = Col::new(batch.column(*idx))?;
+                match fill {
+                    None => {
+                        for i in 0..col.len() {
+                            if col.is_null(i) {
+                                rejects.push((i, format!("null:{column}"), String::new()));
+                            } else if col.is_nan(i) {
+                                rejects.push((i, format!("nan:{column}"), String::new()));
+                            }
+                        }
+                        batch
+                    }
+                    Some(fill) => {
+                        let mut n = 0u64;
+                        let array = map_values(&col, |i, v| {
+                            if matches!(v, Val::Null) || col.is_nan(i) {
+                                n += 1;
+                                fill.val()
+                            } else {
+                                v
+                            }
+                        });
+                        *tally.imputed.entry(column.clone()).or_default() += n;
+                        replace(&batch, *idx, array)?
+                    }
+                }
+            }
+            Runner::Dedup { idxs, converter, seen } => {
+                let cols: Vec<ArrayRef> = idxs.iter().map(|&i| batch.column(i).clone()).collect();
+                let rows = converter.convert_columns(&cols).map_err(|e| Error::arrow("encoding dedup keys", e))?;
+                for (i, row) in rows.iter().enumerate() {
+                    let key = row.as_ref();
+                    if seen.contains(key) {
+                        rejects.push((i, "duplicate".into(), String::new()));
+                    } else {
+                        seen.insert(key.into());
+                    }
+                }
+                batch
+            }
+            Runner::NearDup { idxs, seen } => {
+                let cols: Vec<Col> = idxs.iter().map(|&i| Col::new(batch.column(i))).collect::<Result<_>>()?;
+                'rows: for i in 0..batch.num_rows() {
+                    let mut key = String::new();
+                    for c in &cols {
+                        let v = c.get(i);
+                        if matches!(v, Val::Null) {
+                            continue 'rows;
+                        }
+                        key.push_str(&normalize_key(&v.to_text()));
+                        key.push('\u{1f}');
+                    }
+                    if !seen.insert(key.clone()) {
+                        rejects.push((i, "near_duplicate".into(), key.trim_end_matches('\u{1f}').replace('\u{1f}', " | ")));
+                    }
+                }
+                batch
+            }
+            Runner::Outliers { idx, column, lo, hi, clip } => {
+                let col = Col::new(batch.column(*idx))?;
+                let (lo, hi) = (*lo, *hi);
+                if *clip {
+                    let mut n = 0u64;
+                    let array = map_values(&col, |_, v| {
+                        let Some(x) = v.as_f64().filter(|x| !x.is_nan() && (*x < lo || *x > hi)) else { return v };
+                        n += 1;
+                        let b = if x < lo { lo } else { hi };
+                        match v {
+                            Val::Int(_) => Val::Int(if x < lo { b.ceil() } else { b.floor() } as i64),
+                            Val::Date(_) => Val::Date(if x < lo { b.ceil() } else { b.floor() } as i32),
+                            Val::Ts(_) => Val::Ts(if x < lo { b.ceil() } else { b.floor() } as i64),
+                            _ => Val::Float(b),
+                        }
+                    });
+                    *tally.clipped.entry(column.clone()).or_default() += n;
+                    replace(&batch, *idx, array)?
+                } else {
+                    for i in 0..col.len() {
+                        if let Some(x) = col.get(i).as_f64().filter(|x| *x < lo || *x > hi) {
+                            rejects.push((i, format!("outlier:{column}"), format!("{x} outside [{lo}, {hi}]")));
+                        }
+                    }
+                    batch
+                }
+            }
+            Runner::Reject { check, reason } => {
+                let c = check.column.unwrap_or(0);
+                let col = Col::new(batch.column(c))?;
+                for i in 0..col.len() {
+                    if check.row(&col, i) == Some(false) {
+                        rejects.push((i, reason.clone(), col.get(i).to_text()));
+                    }
+                }
+                batch
+            }
+            Runner::Label { labeler, field } => {
+                let labels = labeler.label(&batch)?;
+                if labels.len() != batch.num_rows() || labels.data_type() != &DataType::Utf8 {
+                    return Err(Error::invalid(
+                        format!("labeler {}", labeler.identity()),
+                        format!("returned {} {} labels for {} rows", labels.len(), labels.data_type(), batch.num_rows()),
+                    ));
+                }
+                let _ = field;
+                let mut cols = batch.columns().to_vec();
+                cols.push(labels);
+                RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("adding labels", e))?
+            }
+        };
+        Ok((batch, rejects))
+    }
+}
+
+/// Keep only rows not in `rejects`, from the batch and its map to original rows.
+fn drop_rows(batch: RecordBatch, orig: UInt32Array, rejects: &Rejects) -> Result<(RecordBatch, UInt32Array)> {
+    let mut keep = vec![true; batch.num_rows()];
+    for (i, ..) in rejects {
+        keep[*i] = false;
+    }
+    let mask = arrow_array::BooleanArray::from(keep);
+    let b = arrow_select::filter::filter_record_batch(&batch, &mask).map_err(|e| Error::arrow("filtering rows", e))?;
+    let o = arrow_select::filter::filter(&orig, &mask).map_err(|e| Error::arrow("filtering rows", e))?;
+    let o = o.as_any().downcast_ref::<UInt32Array>().cloned().unwrap_or_else(|| UInt32Array::from(Vec::<u32>::new()));
+    Ok((b, o))
+}
+
+/// Schema of the quarantine: the input schema plus `_row`, `_reason`, `_detail`.
+pub fn quarantine_schema(input: &Schema) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = input.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[0], DataType::UInt64, false)));
+    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[1], DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[2], DataType::Utf8, false)));
+    Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()))
+}
+
+impl Pipeline {
+    /// A pipeline over `source` with no steps.
+    pub fn new(source: impl DataSource) -> Self {
+        Self::from_boxed(Box::new(source))
+    }
+
+    /// A pipeline over a boxed source.
+    pub fn from_boxed(source: Box<dyn DataSource>) -> Self {
+        Self {
+            source,
+            steps: Vec::new(),
+            suite: ExpectationSuite::default(),
+            suite_origin: "pipeline".into(),
+            progress: true,
+            batch_size: None,
+            profile_input: true,
+            identify: true,
+        }
+    }
+
+    /// Convert a (text) column to `to`; rows whose value does not convert are quarantined as
+    /// `coerce:<column>` with the value in `_detail`.
+    #[must_use]
+    pub fn coerce(mut self, column: &str, to: DataType) -> Self {
+        self.steps.push(Step::Coerce { column: column.into(), to });
+        self
+    }
+
+    /// Handle nulls (and NaNs) in `column`.
+    #[must_use]
+    pub fn on_null(mut self, column: &str, action: NullAction) -> Self {
+        self.steps.push(Step::Nulls { column: column.into(), action });
+        self
+    }
+
+    /// Remove exact duplicates (rows equal on `keys`, or on all columns), keeping the first.
+    #[must_use]
+    pub fn dedup_exact(mut self, keys: Option<&[&str]>) -> Self {
+        self.steps.push(Step::DedupExact { keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()) });
+        self
+    }
+
+    /// Remove near duplicates: rows whose `keys` are equal after [`normalize_key`], keeping the
+    /// first. Rows with a null key are never near duplicates.
+    #[must_use]
+    pub fn near_duplicates(mut self, keys: &[&str]) -> Self {
+        self.steps.push(Step::NearDup { keys: keys.iter().map(|s| s.to_string()).collect() });
+        self
+    }
+
+    /// Handle outliers of `column`.
+    #[must_use]
+    pub fn outliers(mut self, column: &str, method: OutlierMethod, action: OutlierAction) -> Self {
+        self.steps.push(Step::Outliers { column: column.into(), method, action });
+        self
+    }
+
+    /// Quarantine rows that break a row-level expectation (`not_null`, `between`, `in_set`,
+    /// `match_regex`, `match_format`).
+    #[must_use]
+    pub fn reject(mut self, expectation: Expectation) -> Self {
+        self.steps.push(Step::Reject(expectation));
+        self
+    }
+
+    /// Add a column `column` with labels from `labeler`.
+    #[must_use]
+    pub fn label(mut self, labeler: impl Labeler + 'static, column: &str) -> Self {
+        self.steps.push(Step::Label { labeler: Arc::new(labeler), column: column.into() });
+        self
+    }
+
+    /// Evaluate `expectation` on the clean output.
+    #[must_use]
+    pub fn expect(mut self, expectation: Expectation) -> Self {
+        self.suite.expectations.push(expectation);
+        self
+    }
+
+    /// Evaluate a suite on the clean output; `origin` (e.g. its file) is named in errors.
+    #[must_use]
+    pub fn expectations(mut self, suite: ExpectationSuite, origin: &str) -> Self {
+        self.suite.expectations.extend(suite.expectations);
+        self.suite_origin = origin.into();
+        self
+    }
+
+    /// Show a progress bar on standard error (default on; hidden when it is not a terminal).
+    #[must_use]
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Rows per batch read from the source.
+    #[must_use]
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = Some(rows);
+        self
+    }
+
+    /// Profile the input into the report (default on). Steps that fit statistics profile it anyway.
+    #[must_use]
+    pub fn profile_input(mut self, on: bool) -> Self {
+        self.profile_input = on;
+        self
+    }
+
+    /// Compute the input's SHA-256 fingerprint for the report (default on; one extra read).
+    #[must_use]
+    pub fn identify(mut self, on: bool) -> Self {
+        self.identify = on;
+        self
+    }
+
+    fn bar(&self, what: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows in {elapsed} ({per_sec})") {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_string());
+        bar
+    }
+
+    fn scan_options(&self) -> ScanOptions {
+        match self.batch_size {
+            Some(n) => ScanOptions::all().with_batch_size(n),
+            None => ScanOptions::all(),
+        }
+    }
+
+    /// Run, writing `data.arrow`, `quarantine.arrow`, `report.json` and `report.md` into
+    /// `out_dir` (created if missing). Files are written into a staging directory inside
+    /// `out_dir` and moved into place only on success, `report.json` last; a failed run leaves
+    /// no `report.json`.
+    pub fn run(self, out_dir: &Path) -> Result<Report> {
+        std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".staging-")
+            .tempdir_in(out_dir)
+            .map_err(|e| Error::io(out_dir, e))?;
+        let (data_path, q_path) = (staging.path().join(DATA_FILE), staging.path().join(QUARANTINE_FILE));
+        let input_schema = self.source.schema();
+        let out_schema = self.output_schema()?;
+        let mut data = IpcOut::create(&data_path, &out_schema)?;
+        let mut quarantine = IpcOut::create(&q_path, &quarantine_schema(&input_schema))?;
+        let report = self.execute(&mut |b| data.write(b), &mut |b| quarantine.write(b))?;
+        data.finish()?;
+        quarantine.finish()?;
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
+        write_synced(&staging.path().join(REPORT_JSON), &json)?;
+        write_synced(&staging.path().join(REPORT_MD), report.to_markdown().as_bytes())?;
+        let final_report = out_dir.join(REPORT_JSON);
+        if final_report.exists() {
+            std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
+        }
+        for name in [DATA_FILE, QUARANTINE_FILE, REPORT_MD, REPORT_JSON] {
+            let to = out_dir.join(name);
+            std::fs::rename(staging.path().join(name), &to).map_err(|e| Error::io(to, e))?;
+        }
+        if let Ok(dir) = File::open(out_dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(report)
+    }
+
+    /// Run, keeping the clean batches and the quarantine in memory.
+    pub fn run_in_memory(self) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>, Report)> {
+        let (mut data, mut quarantine) = (Vec::new(), Vec::new());
+        let report = self.execute(
+            &mut |b| {
+                data.push(b.clone());
+                Ok(())
+            },
+            &mut |b| {
+                quarantine.push(b.clone());
+                Ok(())
+            },
+        )?;
+        Ok((data, quarantine, report))
+    }
+
+    /// The schema of the clean output (validating every step against the input schema).
+    pub fn output_schema(&self) -> Result<SchemaRef> {
+        let mut schema = self.source.schema();
+        for (i, step) in self.steps.iter().enumerate() {
+            // Fitting needs data; schema evolution does not, so fit-dependent steps are checked
+            // for their column only.
+            let ctx = context(i, step);
+            schema = match step {
+                Step::Outliers { column, .. } | Step::Nulls { column, .. } if step.needs_fit() => {
+                    index(&schema, column, &ctx)?;
+                    schema
+                }
+                _ => Runner::compile(i, step, &schema, None)?.1,
+            };
+        }
+        ExpectationSuite::validate(&self.suite, &schema, &self.suite_origin)?;
+        Ok(schema)
+    }
+
+    fn execute(
+        self,
+        on_data: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+        on_quarantine: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<Report> {
+        let started = Instant::now();
+        let out_schema = self.output_schema()?;
+        let input_schema = self.source.schema();
+        let q_schema = quarantine_schema(&input_schema);
+        let needs_fit = self.steps.iter().any(Step::needs_fit);
+        tracing::info!(steps = self.steps.len(), fit = needs_fit, "governance pipeline starting");
+        let fitted = if needs_fit {
+            let bar = self.bar("profiling input");
+            let mut p = Profiler::new(input_schema.clone());
+            for b in self.source.scan(&self.scan_options())? {
+                let b = b?;
+                bar.inc(b.num_rows() as u64);
+                p.update(&b)?;
+            }
+            bar.finish_and_clear();
+            Some(p.finish())
+        } else {
+            None
+        };
+        let mut runners = Vec::with_capacity(self.steps.len());
+        let mut schemas = Vec::with_capacity(self.steps.len());
+        let mut schema = input_schema.clone();
+        for (i, step) in self.steps.iter().enumerate() {
+            let (r, s) = Runner::compile(i, step, &schema, fitted.as_ref())?;
+            runners.push(r);
+            schemas.push(s.clone());
+            schema = s;
+        }
+        let mut profiler = (self.profile_input && fitted.is_none()).then(|| Profiler::new(input_schema.clone()));
+        let mut suite = SuiteRun::new(&self.suite, out_schema.clone(), &self.suite_origin)?;
+        let mut tally = Tally::default();
+        let mut label_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); runners.len()];
+        let (mut rows_in, mut rows_out, mut rows_q) = (0u64, 0u64, 0u64);
+        let bar = self.bar("governing");
+        for batch in self.source.scan(&self.scan_options())? {
+            let orig = batch?;
+            if let Some(p) = profiler.as_mut() {
+                p.update(&orig)?;
+            }
+            let n = orig.num_rows();
+            let mut current = orig.clone();
+            let mut map = UInt32Array::from_iter_values(0..n as u32);
+            for (k, runner) in runners.iter_mut().enumerate() {
+                let (b, rejects) = runner.apply(current, &schemas[k], &mut tally)?;
+                if !rejects.is_empty() {
+                    let q = quarantine_batch(&orig, &map, &rejects, rows_in, &q_schema)?;
+                    for (_, reason, _) in &rejects {
+                        *tally.by_reason.entry(reason.clone()).or_default() += 1;
+                    }
+                    rows_q += q.num_rows() as u64;
+                    on_quarantine(&q)?;
+                    (current, map) = drop_rows(b, map, &rejects)?;
+                } else {
+                    current = b;
+                }
+                if let Runner::Label { field, .. } = runner {
+                    count_labels(&current, field.name(), &mut label_counts[k]);
+                }
+            }
+            rows_in += n as u64;
+            rows_out += current.num_rows() as u64;
+            if current.num_rows() > 0 {
+                suite.update(&current)?;
+                on_data(&current)?;
+            }
+            bar.inc(n as u64);
+        }
+        bar.finish_and_clear();
+        for (k, runner) in runners.iter().enumerate() {
+            if let Runner::Label { labeler, field } = runner {
+                tally.labels.push(LabelSummary {
+                    column: field.name().clone(),
+                    labeler: labeler.identity().to_string(),
+                    counts: std::mem::take(&mut label_counts[k]),
+                });
+            }
+        }
+        let expectations = suite.finish();
+        let source = if self.identify {
+            self.source.descriptor()?
+        } else {
+            Descriptor::new("input", "", "")
+        };
+        let report = Report {
+            source,
+            steps: self.steps.iter().map(Step::describe).collect(),
+            rows_in,
+            rows_out,
+            rows_quarantined: rows_q,
+            duplicates_removed: tally.by_reason.get("duplicate").copied().unwrap_or(0),
+            near_duplicates_removed: tally.by_reason.get("near_duplicate").copied().unwrap_or(0),
+            quarantined_by_reason: tally.by_reason,
+            values_imputed: tally.imputed,
+            values_clipped: tally.clipped,
+            labels: tally.labels,
+            expectations_passed: expectations.iter().all(|r| r.success),
+            expectations,
+            output_schema: out_schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+            input_profile: fitted.or_else(|| profiler.map(Profiler::finish)),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            rows_in = report.rows_in,
+            rows_out = report.rows_out,
+            quarantined = report.rows_quarantined,
+            "governance pipeline finished"
+        );
+        Ok(report)
+    }
+}
+
+fn count_labels(batch: &RecordBatch, column: &str, counts: &mut BTreeMap<String, u64>) {
+    let Ok(i) = batch.schema().index_of(column) else { return };
+    if let Some(a) = batch.column(i).as_any().downcast_ref::<StringArray>() {
+        for v in a.iter() {
+            *counts.entry(v.unwrap_or("null").to_string()).or_default() += 1;
+        }
+    }
+}
+
+fn quarantine_batch(
+    orig: &RecordBatch,
+    map: &UInt32Array,
+    rejects: &Rejects,
+    offset: u64,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let idx = UInt32Array::from_iter_values(rejects.iter().map(|(i, ..)| map.value(*i)));
+    let taken = arrow_select::take::take_record_batch(orig, &idx).map_err(|e| Error::arrow("quarantining rows", e))?;
+    let mut cols = taken.columns().to_vec();
+    cols.push(Arc::new(UInt64Array::from_iter_values(idx.values().iter().map(|&i| offset + u64::from(i)))));
+    let mut reasons = StringBuilder::new();
+    let mut details = StringBuilder::new();
+    for (_, r, d) in rejects {
+        reasons.append_value(r);
+        details.append_value(d);
+    }
+    cols.push(Arc::new(reasons.finish()));
+    cols.push(Arc::new(details.finish()));
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building quarantine batch", e))
+}
+
+struct IpcOut {
+    path: PathBuf,
+    writer: FileWriter<std::io::BufWriter<File>>,
+}
+
+impl IpcOut {
+    fn create(path: &Path, schema: &SchemaRef) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let writer = FileWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema)
+            .map_err(|e| Error::arrow(format!("writing {}", path.display()), e))?;
+        Ok(Self { path: path.to_path_buf(), writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| Error::arrow(format!("writing {}", self.path.display()), e))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let ctx = format!("writing {}", self.path.display());
+        self.writer.finish().map_err(|e| Error::arrow(&ctx, e))?;
+        let buf = self.writer.into_inner().map_err(|e| Error::arrow(&ctx, e))?;
+        let file = buf.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+impl Report {
+    /// The report as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::from("# Data quality report\n\n");
+        s += &format!("Source: `{}` ({})  \nFingerprint: `{}`\n\n", self.source.name, self.source.uri, self.source.fingerprint);
+        s += "| rows in | rows out | quarantined | exact duplicates | near duplicates |\n|---:|---:|---:|---:|---:|\n";
+        s += &format!(
+            "| {} | {} | {} | {} | {} |\n\n",
+            self.rows_in, self.rows_out, self.rows_quarantined, self.duplicates_removed, self.near_duplicates_removed
+        );
+        s += "## Steps\n\n";
+        for (i, step) in self.steps.iter().enumerate() {
+            s += &format!("{}. {step}\n", i + 1);
+        }
+        if !self.quarantined_by_reason.is_empty() {
+            s += "\n## Quarantined by reason\n\n| reason | rows |\n|---|---:|\n";
+            for (r, n) in &self.quarantined_by_reason {
+                s += &format!("| {r} | {n} |\n");
+            }
+        }
+        for (title, map) in [("Values imputed", &self.values_imputed), ("Values clipped", &self.values_clipped)] {
+            if !map.is_empty() {
+                s += &format!("\n## {title}\n\n| column | values |\n|---|---:|\n");
+                for (c, n) in map {
+                    s += &format!("| {c} | {n} |\n");
+                }
+            }
+        }
+        for l in &self.labels {
+            s += &format!("\n## Labels in `{}` by {}\n\n| label | rows |\n|---|---:|\n", l.column, l.labeler);
+            for (k, n) in &l.counts {
+                s += &format!("| {k} | {n} |\n");
+            }
+        }
+        if !self.expectations.is_empty() {
+            let verdict = if self.expectations_passed { "all passed" } else { "some failed" };
+            s += &format!("\n## Expectations on the output ({verdict})\n\n| | expectation | column | unexpected | % | observed |\n|---|---|---|---:|---:|---|\n");
+            for r in &self.expectations {
+                s += &format!(
+                    "| {} | {} | {} | {} | {:.3} | {} |\n",
+                    if r.success { "✅" } else { "❌" },
+                    r.expectation.rule.kind(),
+                    r.expectation.rule.column().unwrap_or("-"),
+                    r.unexpected_count,
+                    r.unexpected_percent,
+                    r.observed.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        if let Some(p) = &self.input_profile {
+            s += "\n## Input profile\n\n";
+            s += &p.to_markdown();
+        }
+        s
+    }
+}
