@@ -77,7 +77,12 @@ mod tests {
 
     #[test]
     fn normalization_table() {
-        for (a, b) in [(" JAMES  Smith ", "james smith"), ("Ann\tLee", "ann lee"), ("ÉLODIE", "élodie"), ("", "")] {
+        for (a, b) in [
+            (" JAMES  Smith ", "james smith"),
+            ("Ann\tLee", "ann lee"),
+            ("ÉLODIE", "élodie"),
+            ("", ""),
+        ] {
             assert_eq!(normalize_key(a), b);
         }
     }

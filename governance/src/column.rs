@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::source::{date_string, timestamp_string};
@@ -101,7 +104,9 @@ impl Col {
             DataType::Int64 => Col::Int(a.as_primitive::<Int64Type>().clone()),
             DataType::Float64 => Col::Float(a.as_primitive::<Float64Type>().clone()),
             DataType::Date32 => Col::Date(a.as_primitive::<Date32Type>().clone()),
-            DataType::Timestamp(..) => Col::Ts(a.as_primitive::<TimestampMicrosecondType>().clone()),
+            DataType::Timestamp(..) => {
+                Col::Ts(a.as_primitive::<TimestampMicrosecondType>().clone())
+            }
             _ => Col::Str(a.as_string::<i32>().clone()),
         })
     }
@@ -146,12 +151,14 @@ impl Col {
     pub(crate) fn is_nan(&self, i: usize) -> bool {
         matches!(self, Col::Float(a) if a.is_valid(i) && a.value(i).is_nan())
     }
-
 }
 
 /// Rebuild `col` as an array of its normal type, mapping every value through `f`. `f` must
 /// return values of the column's own kind (or `Null`).
-pub(crate) fn map_values<'a>(col: &'a Col, mut f: impl FnMut(usize, Val<'a>) -> Val<'a>) -> ArrayRef {
+pub(crate) fn map_values<'a>(
+    col: &'a Col,
+    mut f: impl FnMut(usize, Val<'a>) -> Val<'a>,
+) -> ArrayRef {
     use arrow_array::builder::*;
     let n = col.len();
     macro_rules! build {

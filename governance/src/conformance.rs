@@ -11,15 +11,26 @@ use crate::source::{DataSource, ScanOptions};
 type Check = Result<(), String>;
 
 fn collect(src: &dyn DataSource, options: &ScanOptions) -> Result<Vec<RecordBatch>, String> {
-    src.scan(options).map_err(|e| format!("scan failed: {e}"))?.collect::<Result<Vec<_>, _>>().map_err(|e| format!("scan item failed: {e}"))
+    src.scan(options)
+        .map_err(|e| format!("scan failed: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("scan item failed: {e}"))
 }
 
-fn concat(batches: &[RecordBatch], src: &dyn DataSource, options: &ScanOptions) -> Result<Option<RecordBatch>, String> {
-    let schema = options.project_schema(&src.schema()).map_err(|e| e.to_string())?;
+fn concat(
+    batches: &[RecordBatch],
+    src: &dyn DataSource,
+    options: &ScanOptions,
+) -> Result<Option<RecordBatch>, String> {
+    let schema = options
+        .project_schema(&src.schema())
+        .map_err(|e| e.to_string())?;
     if batches.is_empty() {
         return Ok(None);
     }
-    arrow_select::concat::concat_batches(&schema, batches).map(Some).map_err(|e| e.to_string())
+    arrow_select::concat::concat_batches(&schema, batches)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Contract 1: every batch of a full scan has exactly the source's schema.
@@ -27,7 +38,11 @@ pub fn batches_have_schema(src: &dyn DataSource) -> Check {
     let schema = src.schema();
     for (i, b) in collect(src, &ScanOptions::all())?.iter().enumerate() {
         if b.schema() != schema {
-            return Err(format!("batch {i} has schema {:?}, source says {:?}", b.schema(), schema));
+            return Err(format!(
+                "batch {i} has schema {:?}, source says {:?}",
+                b.schema(),
+                schema
+            ));
         }
     }
     Ok(())
@@ -46,15 +61,23 @@ pub fn scan_is_repeatable(src: &dyn DataSource) -> Check {
 
 /// Contract 3: no batch exceeds the requested batch size, and row counts do not depend on it.
 pub fn batch_size_is_respected(src: &dyn DataSource) -> Check {
-    let full: usize = collect(src, &ScanOptions::all())?.iter().map(RecordBatch::num_rows).sum();
+    let full: usize = collect(src, &ScanOptions::all())?
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
     for size in [1usize, 7, 1000] {
         let batches = collect(src, &ScanOptions::all().with_batch_size(size))?;
         if let Some(b) = batches.iter().find(|b| b.num_rows() > size) {
-            return Err(format!("batch of {} rows with batch_size {size}", b.num_rows()));
+            return Err(format!(
+                "batch of {} rows with batch_size {size}",
+                b.num_rows()
+            ));
         }
         let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if n != full {
-            return Err(format!("batch_size {size} yields {n} rows, default yields {full}"));
+            return Err(format!(
+                "batch_size {size} yields {n} rows, default yields {full}"
+            ));
         }
     }
     Ok(())
@@ -65,16 +88,25 @@ pub fn projection_matches_full_scan(src: &dyn DataSource) -> Check {
     let width = src.schema().fields().len();
     let all = ScanOptions::all();
     let full = concat(&collect(src, &all)?, src, &all)?;
-    let projections: Vec<Vec<usize>> = vec![(0..width).rev().collect(), vec![width.saturating_sub(1)], vec![]];
+    let projections: Vec<Vec<usize>> = vec![
+        (0..width).rev().collect(),
+        vec![width.saturating_sub(1)],
+        vec![],
+    ];
     for p in projections {
         if p.iter().any(|&c| c >= width) {
             continue;
         }
         let opts = ScanOptions::all().with_projection(p.clone());
         let batches = collect(src, &opts)?;
-        let want_schema = opts.project_schema(&src.schema()).map_err(|e| e.to_string())?;
+        let want_schema = opts
+            .project_schema(&src.schema())
+            .map_err(|e| e.to_string())?;
         if let Some(b) = batches.iter().find(|b| b.schema() != want_schema) {
-            return Err(format!("projection {p:?}: batch schema {:?}, expected {want_schema:?}", b.schema()));
+            return Err(format!(
+                "projection {p:?}: batch schema {:?}, expected {want_schema:?}",
+                b.schema()
+            ));
         }
         let got = concat(&batches, src, &opts)?;
         let want = match &full {
@@ -83,11 +115,17 @@ pub fn projection_matches_full_scan(src: &dyn DataSource) -> Check {
         };
         let rows = |b: &Option<RecordBatch>| b.as_ref().map_or(0, RecordBatch::num_rows);
         if rows(&got) != rows(&want) {
-            return Err(format!("projection {p:?}: {} rows, full scan has {}", rows(&got), rows(&want)));
+            return Err(format!(
+                "projection {p:?}: {} rows, full scan has {}",
+                rows(&got),
+                rows(&want)
+            ));
         }
         if let (Some(g), Some(w)) = (&got, &want) {
             if g.columns() != w.columns() {
-                return Err(format!("projection {p:?}: values differ from the full scan"));
+                return Err(format!(
+                    "projection {p:?}: values differ from the full scan"
+                ));
             }
         }
     }
@@ -98,8 +136,16 @@ pub fn projection_matches_full_scan(src: &dyn DataSource) -> Check {
 pub fn fingerprint_is_stable(src: &dyn DataSource) -> Check {
     let a = src.descriptor().map_err(|e| e.to_string())?;
     let b = src.descriptor().map_err(|e| e.to_string())?;
-    if a.fingerprint.len() != 64 || !a.fingerprint.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-        return Err(format!("fingerprint {:?} is not a lower-case hex SHA-256", a.fingerprint));
+    if a.fingerprint.len() != 64
+        || !a
+            .fingerprint
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return Err(format!(
+            "fingerprint {:?} is not a lower-case hex SHA-256",
+            a.fingerprint
+        ));
     }
     if a != b {
         return Err("descriptor changed between calls".into());

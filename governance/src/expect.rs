@@ -179,27 +179,53 @@ impl From<Rule> for Expectation {
 impl Expectation {
     /// `column` has no nulls.
     pub fn not_null(column: &str) -> Self {
-        Rule::NotNull { column: column.into() }.into()
+        Rule::NotNull {
+            column: column.into(),
+        }
+        .into()
     }
     /// `column` has no repeated values.
     pub fn unique(column: &str) -> Self {
-        Rule::Unique { column: column.into() }.into()
+        Rule::Unique {
+            column: column.into(),
+        }
+        .into()
     }
     /// `column` values within `[min, max]`.
     pub fn between(column: &str, min: Option<f64>, max: Option<f64>) -> Self {
-        Rule::Between { column: column.into(), min: min.map(Into::into), max: max.map(Into::into) }.into()
+        Rule::Between {
+            column: column.into(),
+            min: min.map(Into::into),
+            max: max.map(Into::into),
+        }
+        .into()
     }
     /// `column` values from `values`.
-    pub fn in_set<V: Into<serde_json::Value>>(column: &str, values: impl IntoIterator<Item = V>) -> Self {
-        Rule::InSet { column: column.into(), values: values.into_iter().map(Into::into).collect() }.into()
+    pub fn in_set<V: Into<serde_json::Value>>(
+        column: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
+        Rule::InSet {
+            column: column.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        }
+        .into()
     }
     /// `column` values match `regex`.
     pub fn match_regex(column: &str, regex: &str) -> Self {
-        Rule::MatchRegex { column: column.into(), regex: regex.into() }.into()
+        Rule::MatchRegex {
+            column: column.into(),
+            regex: regex.into(),
+        }
+        .into()
     }
     /// `column` values are in `format`.
     pub fn match_format(column: &str, format: Format) -> Self {
-        Rule::MatchFormat { column: column.into(), format }.into()
+        Rule::MatchFormat {
+            column: column.into(),
+            format,
+        }
+        .into()
     }
     /// The row count is within `[min, max]`.
     pub fn row_count_between(min: Option<u64>, max: Option<u64>) -> Self {
@@ -207,11 +233,20 @@ impl Expectation {
     }
     /// The mean of `column` is within `[min, max]`.
     pub fn mean_between(column: &str, min: Option<f64>, max: Option<f64>) -> Self {
-        Rule::MeanBetween { column: column.into(), min, max }.into()
+        Rule::MeanBetween {
+            column: column.into(),
+            min,
+            max,
+        }
+        .into()
     }
     /// `column` has type `data_type`.
     pub fn column_type(column: &str, data_type: &str) -> Self {
-        Rule::ColumnType { column: column.into(), data_type: data_type.into() }.into()
+        Rule::ColumnType {
+            column: column.into(),
+            data_type: data_type.into(),
+        }
+        .into()
     }
     /// Require only this share of values to satisfy the rule.
     #[must_use]
@@ -257,8 +292,13 @@ impl ExpectationSuite {
     /// Parse YAML (a superset of JSON): either a list, or a map with key `expectations`.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
         let parsed: SuiteFile = serde_yaml_ng::from_str(text).map_err(|e| {
-            let at = e.location().map(|l| format!(" at line {}, column {}", l.line(), l.column()));
-            Error::invalid(format!("expectation file {origin}"), format!("{e}{}", at.unwrap_or_default()))
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()));
+            Error::invalid(
+                format!("expectation file {origin}"),
+                format!("{e}{}", at.unwrap_or_default()),
+            )
         })?;
         Ok(Self::new(match parsed {
             SuiteFile::Wrapped { expectations } | SuiteFile::List(expectations) => expectations,
@@ -336,7 +376,11 @@ pub struct ExpectationResult {
 enum Test {
     NotNull,
     Between(Option<f64>, Option<f64>),
-    InSet { strs: HashSet<String>, nums: Vec<f64>, bools: Vec<bool> },
+    InSet {
+        strs: HashSet<String>,
+        nums: Vec<f64>,
+        bools: Vec<bool>,
+    },
     Regex(Regex),
     Format(Format),
     Unique,
@@ -354,13 +398,22 @@ pub(crate) struct Check {
 
 fn bound(v: &Option<serde_json::Value>, t: &DataType, field: &str) -> Result<Option<f64>> {
     let Some(v) = v else { return Ok(None) };
-    let err = || Error::invalid(field.to_string(), format!("bound {v} does not fit a {t} column"));
+    let err = || {
+        Error::invalid(
+            field.to_string(),
+            format!("bound {v} does not fit a {t} column"),
+        )
+    };
     match (v, normal_type(t)) {
-        (serde_json::Value::Number(n), DataType::Int64 | DataType::Float64) => n.as_f64().map(Some).ok_or_else(err),
-        (serde_json::Value::String(s), DataType::Date32) => parse_date(s).map(|d| Some(f64::from(d))).ok_or_else(err),
-        (serde_json::Value::String(s), DataType::Timestamp(..)) => {
-            parse_timestamp_micros(s).map(|t| Some(t as f64)).ok_or_else(err)
+        (serde_json::Value::Number(n), DataType::Int64 | DataType::Float64) => {
+            n.as_f64().map(Some).ok_or_else(err)
         }
+        (serde_json::Value::String(s), DataType::Date32) => {
+            parse_date(s).map(|d| Some(f64::from(d))).ok_or_else(err)
+        }
+        (serde_json::Value::String(s), DataType::Timestamp(..)) => parse_timestamp_micros(s)
+            .map(|t| Some(t as f64))
+            .ok_or_else(err),
         _ => Err(err()),
     }
 }
@@ -380,25 +433,48 @@ fn type_matches(expected: &str, actual: &str) -> bool {
 }
 
 impl Check {
-    pub(crate) fn new(suite: &ExpectationSuite, index: usize, schema: &Schema, origin: &str) -> Result<Self> {
+    pub(crate) fn new(
+        suite: &ExpectationSuite,
+        index: usize,
+        schema: &Schema,
+        origin: &str,
+    ) -> Result<Self> {
         let e = &suite.expectations[index];
         let context = format!("expectation #{} ({}) in {origin}", index + 1, e.rule.kind());
         if !(0.0..=1.0).contains(&e.mostly) {
-            return Err(Error::invalid(context, format!("mostly must be within [0, 1], found {}", e.mostly)));
+            return Err(Error::invalid(
+                context,
+                format!("mostly must be within [0, 1], found {}", e.mostly),
+            ));
         }
         let column = match e.rule.column() {
             None => None,
-            Some(c) => Some(schema.index_of(c).map_err(|_| Error::column_not_found(c, &context, schema))?),
+            Some(c) => Some(
+                schema
+                    .index_of(c)
+                    .map_err(|_| Error::column_not_found(c, &context, schema))?,
+            ),
         };
-        let dtype = column.map(|i| schema.field(i).data_type().clone()).unwrap_or(DataType::Null);
+        let dtype = column
+            .map(|i| schema.field(i).data_type().clone())
+            .unwrap_or(DataType::Null);
         let is_str = normal_type(&dtype) == DataType::Utf8;
         let need_str = |what: &str| -> Result<()> {
-            if is_str { Ok(()) } else { Err(Error::invalid(&context, format!("{what} needs a text column, found {dtype}"))) }
+            if is_str {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    &context,
+                    format!("{what} needs a text column, found {dtype}"),
+                ))
+            }
         };
         let test = match &e.rule {
             Rule::NotNull { .. } => Test::NotNull,
             Rule::Unique { .. } => Test::Unique,
-            Rule::Between { min, max, .. } => Test::Between(bound(min, &dtype, &context)?, bound(max, &dtype, &context)?),
+            Rule::Between { min, max, .. } => {
+                Test::Between(bound(min, &dtype, &context)?, bound(max, &dtype, &context)?)
+            }
             Rule::InSet { values, .. } => {
                 let mut t = (HashSet::new(), Vec::new(), Vec::new());
                 for v in values {
@@ -406,14 +482,26 @@ impl Check {
                         serde_json::Value::String(s) => drop(t.0.insert(s.clone())),
                         serde_json::Value::Number(n) => t.1.extend(n.as_f64()),
                         serde_json::Value::Bool(b) => t.2.push(*b),
-                        other => return Err(Error::invalid(&context, format!("unsupported set value {other}"))),
+                        other => {
+                            return Err(Error::invalid(
+                                &context,
+                                format!("unsupported set value {other}"),
+                            ));
+                        }
                     }
                 }
-                Test::InSet { strs: t.0, nums: t.1, bools: t.2 }
+                Test::InSet {
+                    strs: t.0,
+                    nums: t.1,
+                    bools: t.2,
+                }
             }
             Rule::MatchRegex { regex, .. } => {
                 need_str("match_regex")?;
-                Test::Regex(Regex::new(regex).map_err(|err| Error::invalid(&context, format!("bad regex: {err}")))?)
+                Test::Regex(
+                    Regex::new(regex)
+                        .map_err(|err| Error::invalid(&context, format!("bad regex: {err}")))?,
+                )
             }
             Rule::MatchFormat { format, .. } => {
                 need_str("match_format")?;
@@ -422,7 +510,10 @@ impl Check {
             Rule::RowCountBetween { min, max } => Test::RowCount(*min, *max),
             Rule::MeanBetween { min, max, .. } => {
                 if is_str || dtype == DataType::Boolean {
-                    return Err(Error::invalid(&context, format!("mean_between needs a numeric column, found {dtype}")));
+                    return Err(Error::invalid(
+                        &context,
+                        format!("mean_between needs a numeric column, found {dtype}"),
+                    ));
                 }
                 Test::Mean(*min, *max)
             }
@@ -495,7 +586,11 @@ impl SuiteRun {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Self { suite: suite.clone(), states, rows: 0 })
+        Ok(Self {
+            suite: suite.clone(),
+            states,
+            rows: 0,
+        })
     }
 
     /// Add a batch.
@@ -509,7 +604,9 @@ impl SuiteRun {
             }
         }
         for s in &mut self.states {
-            let Some(col) = s.check.column.and_then(|c| cols.get(&c)) else { continue };
+            let Some(col) = s.check.column.and_then(|c| cols.get(&c)) else {
+                continue;
+            };
             for i in 0..col.len() {
                 let row = self.rows + i as u64;
                 let mut bad = false;
@@ -542,7 +639,10 @@ impl SuiteRun {
                         s.unexpected += 1;
                     }
                     if s.samples.len() < SAMPLE_ROWS {
-                        s.samples.push(UnexpectedRow { row, value: col.get(i).to_json() });
+                        s.samples.push(UnexpectedRow {
+                            row,
+                            value: col.get(i).to_json(),
+                        });
                     }
                 }
             }
@@ -568,14 +668,21 @@ impl SuiteRun {
                     Test::Mean(lo, hi) => {
                         let mean = (s.n > 0).then(|| s.sum / s.n as f64);
                         observed = Some(mean.map_or(serde_json::Value::Null, Into::into));
-                        mean.is_some_and(|m| lo.is_none_or(|lo| m >= lo) && hi.is_none_or(|hi| m <= hi))
+                        mean.is_some_and(|m| {
+                            lo.is_none_or(|lo| m >= lo) && hi.is_none_or(|hi| m <= hi)
+                        })
                     }
                     Test::Type(want, have) => {
                         observed = Some(have.clone().into());
                         type_matches(want, have)
                     }
                     Test::Unique => {
-                        s.unexpected = s.seen.values().filter(|(n, _)| *n > 1).map(|(n, _)| *n).sum();
+                        s.unexpected = s
+                            .seen
+                            .values()
+                            .filter(|(n, _)| *n > 1)
+                            .map(|(n, _)| *n)
+                            .sum();
                         true
                     }
                     _ => true,
@@ -584,9 +691,17 @@ impl SuiteRun {
                     Test::NotNull => rows,
                     _ => rows - s.missing,
                 };
-                let percent = if denominator == 0 { 0.0 } else { 100.0 * s.unexpected as f64 / denominator as f64 };
+                let percent = if denominator == 0 {
+                    0.0
+                } else {
+                    100.0 * s.unexpected as f64 / denominator as f64
+                };
                 let success = ok && percent <= 100.0 * (1.0 - expectation.mostly) + 1e-9;
-                let missing = if matches!(s.check.test, Test::NotNull) { s.unexpected } else { s.missing };
+                let missing = if matches!(s.check.test, Test::NotNull) {
+                    s.unexpected
+                } else {
+                    s.missing
+                };
                 let samples = std::mem::take(&mut s.samples);
                 ExpectationResult {
                     expectation,
@@ -621,7 +736,11 @@ pub struct Suggestion {
 pub fn suggest(profile: &Profile) -> Vec<Suggestion> {
     let mut out = Vec::new();
     let mut push = |e: Expectation, rule: &str, reason: String| {
-        out.push(Suggestion { expectation: e, rule: rule.into(), reason })
+        out.push(Suggestion {
+            expectation: e,
+            rule: rule.into(),
+            reason,
+        })
     };
     for c in &profile.columns {
         let completeness = c.completeness();
@@ -629,11 +748,16 @@ pub fn suggest(profile: &Profile) -> Vec<Suggestion> {
             continue;
         }
         if completeness == 1.0 {
-            push(Expectation::not_null(&c.name), "CompleteIfCompleteRule", "no nulls seen".into());
+            push(
+                Expectation::not_null(&c.name),
+                "CompleteIfCompleteRule",
+                "no nulls seen".into(),
+            );
         } else if completeness > 0.2 {
             // deequ: lower bound of the 95% binomial confidence interval of the completeness.
             let n = c.count as f64;
-            let lower = (completeness - 1.96 * (completeness * (1.0 - completeness) / n).sqrt()).max(0.0);
+            let lower =
+                (completeness - 1.96 * (completeness * (1.0 - completeness) / n).sqrt()).max(0.0);
             let mostly = (lower * 100.0).floor() / 100.0;
             push(
                 Expectation::not_null(&c.name).mostly(mostly),
@@ -650,19 +774,32 @@ pub fn suggest(profile: &Profile) -> Vec<Suggestion> {
         }
         let non_null = c.count - c.nulls;
         if let Some(d) = c.distinct {
-            if c.data_type == "Utf8" && d > 0 && d <= 50 && (d as f64) / (non_null.max(1) as f64) < 0.1 {
+            if c.data_type == "Utf8"
+                && d > 0
+                && d <= 50
+                && (d as f64) / (non_null.max(1) as f64) < 0.1
+            {
                 let all_listed: u64 = c.top_values.iter().map(|(_, n)| n).sum();
                 if all_listed == non_null {
-                    let values: Vec<serde_json::Value> = c.top_values.iter().map(|(v, _)| v.clone()).collect();
+                    let values: Vec<serde_json::Value> =
+                        c.top_values.iter().map(|(v, _)| v.clone()).collect();
                     push(
-                        Rule::InSet { column: c.name.clone(), values }.into(),
+                        Rule::InSet {
+                            column: c.name.clone(),
+                            values,
+                        }
+                        .into(),
                         "CategoricalRangeRule",
                         format!("{d} distinct values in {non_null} rows"),
                     );
                 }
             }
             if d == non_null && non_null > 1 && c.nans == 0 {
-                push(Expectation::unique(&c.name), "UniqueIfApproximatelyUniqueRule", "every value distinct".into());
+                push(
+                    Expectation::unique(&c.name),
+                    "UniqueIfApproximatelyUniqueRule",
+                    "every value distinct".into(),
+                );
             }
         }
         if c.mean.is_some() && c.min.as_f64().is_some_and(|m| m >= 0.0) && c.data_type != "Date32" {

@@ -42,8 +42,9 @@ static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:\+[1-9][0-9]{6,14}|(?:\+1[ .-]?)?(?:\([2-9][0-9]{2}\)|[2-9][0-9]{2})[ .-]?[0-9]{3}[ .-]?[0-9]{4})$")
         .expect("static phone regex is valid")
 });
-static URL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^https?://[^\s/$.?#][^\s]*$").expect("static url regex is valid"));
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^https?://[^\s/$.?#][^\s]*$").expect("static url regex is valid")
+});
 static UUID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
         .expect("static uuid regex is valid")
@@ -70,7 +71,8 @@ pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
 
 fn credit_card(s: &str) -> bool {
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
-    s.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
         && (13..=19).contains(&digits.len())
         && luhn_valid(&digits)
 }

@@ -12,7 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rand_chacha::ChaCha8Rng;
@@ -86,7 +88,13 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        Self { rows: 10_000, seed: 42, dirt: DirtConfig::default(), bias: 0.8, batch_size: 8192 }
+        Self {
+            rows: 10_000,
+            seed: 42,
+            dirt: DirtConfig::default(),
+            bias: 0.8,
+            batch_size: 8192,
+        }
     }
 }
 
@@ -140,46 +148,189 @@ pub struct GroundTruth {
 }
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
-    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Betty", "Mark", "Sandra", "Donald", "Ashley",
-    "Steven", "Kimberly", "Andrew", "Emily", "Paul", "Donna", "Joshua", "Michelle", "Kenneth", "Carol",
-    "Kevin", "Amanda", "Brian", "Melissa", "George", "Deborah", "Timothy", "Stephanie", "Ronald", "Rebecca",
-    "Aiko", "Wei", "Priya", "Mohammed", "Fatima", "Carlos", "Sofia", "Olga", "Kwame", "Ana",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Nancy",
+    "Anthony",
+    "Betty",
+    "Mark",
+    "Sandra",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Andrew",
+    "Emily",
+    "Paul",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Melissa",
+    "George",
+    "Deborah",
+    "Timothy",
+    "Stephanie",
+    "Ronald",
+    "Rebecca",
+    "Aiko",
+    "Wei",
+    "Priya",
+    "Mohammed",
+    "Fatima",
+    "Carlos",
+    "Sofia",
+    "Olga",
+    "Kwame",
+    "Ana",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
-    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores",
-    "Tanaka", "Chen", "Patel", "Khan", "Okafor", "Silva", "Ivanova", "Mensah", "Kowalski", "Novak",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Tanaka",
+    "Chen",
+    "Patel",
+    "Khan",
+    "Okafor",
+    "Silva",
+    "Ivanova",
+    "Mensah",
+    "Kowalski",
+    "Novak",
 ];
 const STREETS: &[&str] = &[
-    "Main St", "Oak Ave", "Pine St", "Maple Ave", "Cedar Ln", "Elm St", "Washington Blvd", "Lake Dr",
-    "Hill Rd", "Park Ave", "Sunset Blvd", "River Rd", "Church St", "Highland Ave", "Mill Rd",
+    "Main St",
+    "Oak Ave",
+    "Pine St",
+    "Maple Ave",
+    "Cedar Ln",
+    "Elm St",
+    "Washington Blvd",
+    "Lake Dr",
+    "Hill Rd",
+    "Park Ave",
+    "Sunset Blvd",
+    "River Rd",
+    "Church St",
+    "Highland Ave",
+    "Mill Rd",
 ];
 const CITIES: &[(&str, &str)] = &[
-    ("Springfield", "IL"), ("Austin", "TX"), ("Portland", "OR"), ("Denver", "CO"), ("Columbus", "OH"),
-    ("Madison", "WI"), ("Raleigh", "NC"), ("Boise", "ID"), ("Albany", "NY"), ("Tucson", "AZ"),
+    ("Springfield", "IL"),
+    ("Austin", "TX"),
+    ("Portland", "OR"),
+    ("Denver", "CO"),
+    ("Columbus", "OH"),
+    ("Madison", "WI"),
+    ("Raleigh", "NC"),
+    ("Boise", "ID"),
+    ("Albany", "NY"),
+    ("Tucson", "AZ"),
 ];
-const DOMAINS: &[&str] = &["example.com", "mail.example.org", "inbox.example.net", "post.example.com"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "mail.example.org",
+    "inbox.example.net",
+    "post.example.com",
+];
 const GENDERS: &[&str] = &["female", "male", "nonbinary"];
 
 /// Column names of the generated table, in order.
 pub const COLUMNS: &[&str] = &[
-    "application_id", "name", "email", "phone", "national_id", "credit_card", "address", "birth_date",
-    "application_date", "gender", "age", "age_band", "income", "loan_amount", "credit_score", "approved",
+    "application_id",
+    "name",
+    "email",
+    "phone",
+    "national_id",
+    "credit_card",
+    "address",
+    "birth_date",
+    "application_date",
+    "gender",
+    "age",
+    "age_band",
+    "income",
+    "loan_amount",
+    "credit_score",
+    "approved",
 ];
 
 /// The schema of the generated table.
 pub fn schema() -> SchemaRef {
     use DataType::*;
     let types = [
-        Int64, Utf8, Utf8, Utf8, Utf8, Utf8, Utf8, Date32, Date32, Utf8, Int64, Utf8, Float64, Float64, Int64,
-        Boolean,
+        Int64, Utf8, Utf8, Utf8, Utf8, Utf8, Utf8, Date32, Date32, Utf8, Int64, Utf8, Float64,
+        Float64, Int64, Boolean,
     ];
     Arc::new(Schema::new(
-        COLUMNS.iter().zip(types).map(|(n, t)| Field::new(*n, t, true)).collect::<Vec<_>>(),
+        COLUMNS
+            .iter()
+            .zip(types)
+            .map(|(n, t)| Field::new(*n, t, true))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -288,12 +439,20 @@ impl Rows {
         } else if r.chance(c.dirt.malformed_email_rate) {
             malformed = true;
             Some(if r.chance(0.5) {
-                format!("{}.{}.{id}.{domain}", first.to_lowercase(), last.to_lowercase())
+                format!(
+                    "{}.{}.{id}.{domain}",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                )
             } else {
                 format!("{}.{}.{id}@", first.to_lowercase(), last.to_lowercase())
             })
         } else {
-            Some(format!("{}.{}.{id}@{domain}", first.to_lowercase(), last.to_lowercase()))
+            Some(format!(
+                "{}.{}.{id}@{domain}",
+                first.to_lowercase(),
+                last.to_lowercase()
+            ))
         };
         let phone = (!r.chance(c.dirt.null_rate)).then(|| {
             let (a, b, n) = (200 + r.below(800), 200 + r.below(800), r.below(10_000));
@@ -309,7 +468,11 @@ impl Rows {
             area = 667;
         }
         let ssn = format!("{area:03}-{:02}-{:04}", 1 + r.below(99), 1 + r.below(9999));
-        let mut digits: Vec<u8> = if r.chance(0.5) { vec![4] } else { vec![5, 1 + r.below(5) as u8] };
+        let mut digits: Vec<u8> = if r.chance(0.5) {
+            vec![4]
+        } else {
+            vec![5, 1 + r.below(5) as u8]
+        };
         while digits.len() < 15 {
             digits.push(r.below(10) as u8);
         }
@@ -321,14 +484,23 @@ impl Rows {
             .join(" ");
         let (city, state) = CITIES[r.below(CITIES.len() as u64) as usize];
         let address = (!r.chance(c.dirt.null_rate)).then(|| {
-            format!("{} {}, {city}, {state} {:05}", 1 + r.below(9999), r.pick(STREETS), 10_000 + r.below(89_999))
+            format!(
+                "{} {}, {city}, {state} {:05}",
+                1 + r.below(9999),
+                r.pick(STREETS),
+                10_000 + r.below(89_999)
+            )
         });
         let applied = (days_from_civil(2024, 1, 1) + r.below(731) as i64) as i32;
         let mut age = 18 + (r.unit() * 60.0 + r.unit() * 10.0) as i64;
         let birth = applied - (age * 365 + r.below(365) as i64) as i32;
         let band = age_band(age);
         if r.chance(c.dirt.out_of_range_rate) {
-            age = if r.chance(0.5) { -(1 + r.below(5) as i64) } else { 120 + r.below(100) as i64 };
+            age = if r.chance(0.5) {
+                -(1 + r.below(5) as i64)
+            } else {
+                120 + r.below(100) as i64
+            };
         }
         let gender = r.pick(GENDERS);
         let base_income = (10.8 + 0.5 * r.normal()).exp();
@@ -341,12 +513,17 @@ impl Rows {
         };
         let loan = ((base_income * (0.2 + r.unit())) / 100.0).round() * 100.0;
         let mut score = (680.0 + 60.0 * r.normal()).round().clamp(300.0, 850.0) as i64;
-        let logit = (score as f64 - 660.0) / 40.0 + (base_income.ln() - 10.8) * 1.5 - loan / base_income
+        let logit = (score as f64 - 660.0) / 40.0 + (base_income.ln() - 10.8) * 1.5
+            - loan / base_income
             + 0.5
             - if gender == "female" { c.bias } else { 0.0 };
         let approved = r.unit() < 1.0 / (1.0 + (-logit).exp());
         if r.chance(c.dirt.out_of_range_rate) {
-            score = if r.chance(0.5) { r.below(300) as i64 - 50 } else { 851 + r.below(9000) as i64 };
+            score = if r.chance(0.5) {
+                r.below(300) as i64 - 50
+            } else {
+                851 + r.below(9000) as i64
+            };
         }
         Row {
             id,
@@ -451,7 +628,10 @@ impl Iterator for Rows {
 }
 
 fn csv_field(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) || s.starts_with(' ') || s.ends_with(' ') {
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+    {
         out.push(b'"');
         out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
         out.push(b'"');
@@ -500,7 +680,10 @@ impl LoanGenerator {
     /// Stream the records to a CSV file (header, comma-delimited, empty field = null, `NaN` for
     /// NaN), written atomically: to a temporary file in the same directory, then renamed.
     pub fn write_csv(&self, path: &Path) -> Result<GroundTruth> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
         let mut line = COLUMNS.join(",").into_bytes();
@@ -527,7 +710,14 @@ fn write_row(out: &mut Vec<u8>, r: &Row) {
     let mut s = String::with_capacity(256);
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     let _ = write!(s, "{}", r.id);
-    let texts = [r.name.clone(), opt(&r.email), opt(&r.phone), r.ssn.clone(), r.card.clone(), opt(&r.address)];
+    let texts = [
+        r.name.clone(),
+        opt(&r.email),
+        opt(&r.phone),
+        r.ssn.clone(),
+        r.card.clone(),
+        opt(&r.address),
+    ];
     out.extend_from_slice(s.as_bytes());
     for t in &texts {
         out.push(b',');
@@ -536,7 +726,7 @@ fn write_row(out: &mut Vec<u8>, r: &Row) {
     let income = match r.income {
         None => String::new(),
         Some(x) if x.is_nan() => "NaN".into(),
-        Some(x) => format!("{x}"),
+        Some(x) => format!("{x:?}"),
     };
     let rest = format!(
         ",{},{},{},{},{},{},{},{},{}\n",
@@ -546,7 +736,7 @@ fn write_row(out: &mut Vec<u8>, r: &Row) {
         r.age,
         r.age_band,
         income,
-        r.loan,
+        format!("{:?}", r.loan),
         r.score,
         r.approved
     );
@@ -556,11 +746,22 @@ fn write_row(out: &mut Vec<u8>, r: &Row) {
 fn to_batch(rows: &[Row]) -> Result<RecordBatch> {
     let n = rows.len();
     let mut id = Int64Builder::with_capacity(n);
-    let mut texts: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::with_capacity(n, n * 24)).collect();
-    let (mut birth, mut applied) = (Date32Builder::with_capacity(n), Date32Builder::with_capacity(n));
+    let mut texts: Vec<StringBuilder> = (0..6)
+        .map(|_| StringBuilder::with_capacity(n, n * 24))
+        .collect();
+    let (mut birth, mut applied) = (
+        Date32Builder::with_capacity(n),
+        Date32Builder::with_capacity(n),
+    );
     let (mut gender, mut band) = (StringBuilder::new(), StringBuilder::new());
-    let (mut age, mut score) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
-    let (mut income, mut loan) = (Float64Builder::with_capacity(n), Float64Builder::with_capacity(n));
+    let (mut age, mut score) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
+    let (mut income, mut loan) = (
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+    );
     let mut approved = BooleanBuilder::with_capacity(n);
     for r in rows {
         id.append_value(r.id);
@@ -631,6 +832,9 @@ mod tests {
         assert!(ta.exact_duplicates > 0 && ta.near_duplicates > 0 && ta.malformed_emails > 0);
         let approvals = &ta.approvals;
         let rate = |g: &str| approvals[g].1 as f64 / approvals[g].0 as f64;
-        assert!(rate("male") - rate("female") > 0.05, "bias shows in the labels: {approvals:?}");
+        assert!(
+            rate("male") - rate("female") > 0.05,
+            "bias shows in the labels: {approvals:?}"
+        );
     }
 }

@@ -88,7 +88,11 @@ pub struct Condition {
 impl Condition {
     /// A condition.
     pub fn new(column: &str, op: Op, value: impl Into<serde_json::Value>) -> Self {
-        Self { column: column.into(), op, value: value.into() }
+        Self {
+            column: column.into(),
+            op,
+            value: value.into(),
+        }
     }
 }
 
@@ -120,13 +124,21 @@ pub struct RuleLabeler {
 impl RuleLabeler {
     /// An empty rule set.
     pub fn new(name: &str, version: &str) -> Self {
-        Self { name: name.into(), version: version.into(), rules: Vec::new(), default: None }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            rules: Vec::new(),
+            default: None,
+        }
     }
 
     /// Add a rule.
     #[must_use]
     pub fn rule(mut self, label: &str, when: Vec<Condition>) -> Self {
-        self.rules.push(LabelRule { label: label.into(), when });
+        self.rules.push(LabelRule {
+            label: label.into(),
+            when,
+        });
         self
     }
 
@@ -186,7 +198,10 @@ impl Condition {
 
 impl Labeler for RuleLabeler {
     fn identity(&self) -> LabelerIdentity {
-        LabelerIdentity { name: self.name.clone(), version: self.version.clone() }
+        LabelerIdentity {
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
     }
 
     fn label(&self, batch: &RecordBatch) -> Result<ArrayRef> {
@@ -195,8 +210,15 @@ impl Labeler for RuleLabeler {
         for (r, rule) in self.rules.iter().enumerate() {
             let mut conds = Vec::with_capacity(rule.when.len());
             for c in &rule.when {
-                let context = format!("labeling rule #{} ({}) of {}", r + 1, rule.label, self.identity());
-                let idx = schema.index_of(&c.column).map_err(|_| Error::column_not_found(&c.column, &context, &schema))?;
+                let context = format!(
+                    "labeling rule #{} ({}) of {}",
+                    r + 1,
+                    rule.label,
+                    self.identity()
+                );
+                let idx = schema
+                    .index_of(&c.column)
+                    .map_err(|_| Error::column_not_found(&c.column, &context, &schema))?;
                 let re = match c.op {
                     Op::Matches => Some(
                         Regex::new(c.value.as_str().unwrap_or_default())
@@ -212,7 +234,11 @@ impl Labeler for RuleLabeler {
         for i in 0..batch.num_rows() {
             let hit = compiled
                 .iter()
-                .find(|(_, conds)| conds.iter().all(|(c, col, re)| c.holds(col, i, re.as_ref())))
+                .find(|(_, conds)| {
+                    conds
+                        .iter()
+                        .all(|(c, col, re)| c.holds(col, i, re.as_ref()))
+                })
                 .map(|(rule, _)| rule.label.as_str());
             out.append_option(hit.or(self.default.as_deref()));
         }

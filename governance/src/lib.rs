@@ -30,12 +30,12 @@
 //! `conformance`) against your source in your tests.
 
 pub mod clean;
+mod column;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;
-mod column;
 mod error;
-pub mod format;
 pub mod expect;
+pub mod format;
 pub mod generate;
 pub mod label;
 pub mod pipeline;

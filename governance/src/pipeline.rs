@@ -42,13 +42,30 @@ pub const QUARANTINE_COLUMNS: [&str; 3] = ["_row", "_reason", "_detail"];
 
 #[derive(Debug, Clone)]
 enum Step {
-    Coerce { column: String, to: DataType },
-    Nulls { column: String, action: NullAction },
-    DedupExact { keys: Option<Vec<String>> },
-    NearDup { keys: Vec<String> },
-    Outliers { column: String, method: OutlierMethod, action: OutlierAction },
+    Coerce {
+        column: String,
+        to: DataType,
+    },
+    Nulls {
+        column: String,
+        action: NullAction,
+    },
+    DedupExact {
+        keys: Option<Vec<String>>,
+    },
+    NearDup {
+        keys: Vec<String>,
+    },
+    Outliers {
+        column: String,
+        method: OutlierMethod,
+        action: OutlierAction,
+    },
     Reject(Expectation),
-    Label { labeler: Arc<dyn Labeler>, column: String },
+    Label {
+        labeler: Arc<dyn Labeler>,
+        column: String,
+    },
 }
 
 impl Step {
@@ -58,10 +75,22 @@ impl Step {
             Step::Nulls { column, action } => format!("nulls in {column}: {action:?}"),
             Step::DedupExact { keys: None } => "exact dedup on all columns".into(),
             Step::DedupExact { keys: Some(k) } => format!("exact dedup on {}", k.join(", ")),
-            Step::NearDup { keys } => format!("near-duplicate removal on normalised {}", keys.join(", ")),
-            Step::Outliers { column, method, action } => format!("outliers in {column}: {method:?}, {action:?}"),
-            Step::Reject(e) => format!("reject rows failing {} on {}", e.rule.kind(), e.rule.column().unwrap_or("-")),
-            Step::Label { labeler, column } => format!("label into {column} by {}", labeler.identity()),
+            Step::NearDup { keys } => {
+                format!("near-duplicate removal on normalised {}", keys.join(", "))
+            }
+            Step::Outliers {
+                column,
+                method,
+                action,
+            } => format!("outliers in {column}: {method:?}, {action:?}"),
+            Step::Reject(e) => format!(
+                "reject rows failing {} on {}",
+                e.rule.kind(),
+                e.rule.column().unwrap_or("-")
+            ),
+            Step::Label { labeler, column } => {
+                format!("label into {column} by {}", labeler.identity())
+            }
         }
     }
 
@@ -69,7 +98,12 @@ impl Step {
         matches!(
             self,
             Step::Outliers { .. }
-                | Step::Nulls { action: NullAction::Impute(Imputation::Mean | Imputation::Median | Imputation::Mode), .. }
+                | Step::Nulls {
+                    action: NullAction::Impute(
+                        Imputation::Mean | Imputation::Median | Imputation::Mode
+                    ),
+                    ..
+                }
         )
     }
 }
@@ -140,13 +174,40 @@ pub struct Report {
 
 /// A compiled step with its running state.
 enum Runner {
-    Coerce { idx: usize, column: String, to: DataType },
-    Nulls { idx: usize, column: String, fill: Option<Fill> },
-    Dedup { idxs: Vec<usize>, converter: RowConverter, seen: HashSet<Box<[u8]>, RandomState> },
-    NearDup { idxs: Vec<usize>, seen: HashSet<String, RandomState> },
-    Outliers { idx: usize, column: String, lo: f64, hi: f64, clip: bool },
-    Reject { check: Check, reason: String },
-    Label { labeler: Arc<dyn Labeler>, field: Arc<Field> },
+    Coerce {
+        idx: usize,
+        column: String,
+        to: DataType,
+    },
+    Nulls {
+        idx: usize,
+        column: String,
+        fill: Option<Fill>,
+    },
+    Dedup {
+        idxs: Vec<usize>,
+        converter: RowConverter,
+        seen: HashSet<Box<[u8]>, RandomState>,
+    },
+    NearDup {
+        idxs: Vec<usize>,
+        seen: HashSet<String, RandomState>,
+    },
+    Outliers {
+        idx: usize,
+        column: String,
+        lo: f64,
+        hi: f64,
+        clip: bool,
+    },
+    Reject {
+        check: Check,
+        reason: String,
+    },
+    Label {
+        labeler: Arc<dyn Labeler>,
+        field: Arc<Field>,
+    },
 }
 
 /// An imputation value of the column's normal type.
@@ -176,9 +237,15 @@ impl Fill {
         let bad = || Error::invalid(context, format!("value {v} does not fit a {t} column"));
         Ok(match (normal_type(t), v) {
             (DataType::Boolean, serde_json::Value::Bool(b)) => Fill::Bool(*b),
-            (DataType::Int64, serde_json::Value::Number(n)) => Fill::Int(n.as_f64().ok_or_else(bad)?.round() as i64),
-            (DataType::Float64, serde_json::Value::Number(n)) => Fill::Float(n.as_f64().ok_or_else(bad)?),
-            (DataType::Date32, serde_json::Value::String(s)) => Fill::Date(parse_date(s).ok_or_else(bad)?),
+            (DataType::Int64, serde_json::Value::Number(n)) => {
+                Fill::Int(n.as_f64().ok_or_else(bad)?.round() as i64)
+            }
+            (DataType::Float64, serde_json::Value::Number(n)) => {
+                Fill::Float(n.as_f64().ok_or_else(bad)?)
+            }
+            (DataType::Date32, serde_json::Value::String(s)) => {
+                Fill::Date(parse_date(s).ok_or_else(bad)?)
+            }
             (DataType::Timestamp(..), serde_json::Value::String(s)) => {
                 Fill::Ts(parse_timestamp_micros(s).ok_or_else(bad)?)
             }
@@ -193,7 +260,12 @@ impl Fill {
             DataType::Float64 => Fill::Float(x),
             DataType::Date32 => Fill::Date(x.round() as i32),
             DataType::Timestamp(..) => Fill::Ts(x.round() as i64),
-            other => return Err(Error::invalid(context, format!("a statistic cannot be imputed into a {other} column"))),
+            other => {
+                return Err(Error::invalid(
+                    context,
+                    format!("a statistic cannot be imputed into a {other} column"),
+                ));
+            }
         })
     }
 }
@@ -214,117 +286,222 @@ fn context(i: usize, s: &Step) -> String {
 }
 
 fn index(schema: &Schema, column: &str, ctx: &str) -> Result<usize> {
-    schema.index_of(column).map_err(|_| Error::column_not_found(column, ctx, schema))
+    schema
+        .index_of(column)
+        .map_err(|_| Error::column_not_found(column, ctx, schema))
 }
 
 impl Runner {
     /// Compile `step` against the schema it will see; returns the schema it produces.
-    fn compile(i: usize, step: &Step, schema: &SchemaRef, fit: Option<&Profile>) -> Result<(Self, SchemaRef)> {
+    fn compile(
+        i: usize,
+        step: &Step,
+        schema: &SchemaRef,
+        fit: Option<&Profile>,
+    ) -> Result<(Self, SchemaRef)> {
         let ctx = context(i, step);
         let same = schema.clone();
         Ok(match step {
             Step::Coerce { column, to } => {
                 let idx = index(schema, column, &ctx)?;
-                let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                let mut fields: Vec<Field> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
                 fields[idx] = Field::new(column, to.clone(), true);
                 let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-                (Runner::Coerce { idx, column: column.clone(), to: to.clone() }, out)
+                (
+                    Runner::Coerce {
+                        idx,
+                        column: column.clone(),
+                        to: to.clone(),
+                    },
+                    out,
+                )
             }
             Step::Nulls { column, action } => {
                 let idx = index(schema, column, &ctx)?;
                 let t = schema.field(idx).data_type();
                 let fill = match action {
                     NullAction::Drop => None,
-                    NullAction::Impute(Imputation::Constant(v)) => Some(Fill::from_json(v, t, &ctx)?),
+                    NullAction::Impute(Imputation::Constant(v)) => {
+                        Some(Fill::from_json(v, t, &ctx)?)
+                    }
                     NullAction::Impute(how) => {
                         let p = fit.and_then(|p| p.column(column)).ok_or_else(|| {
-                            Error::invalid(&ctx, "no input profile of this column to fit the imputation on")
+                            Error::invalid(
+                                &ctx,
+                                "no input profile of this column to fit the imputation on",
+                            )
                         })?;
                         Some(match how {
                             Imputation::Mean => Fill::from_number(
-                                p.mean.ok_or_else(|| Error::invalid(&ctx, "column has no mean"))?,
+                                p.mean
+                                    .ok_or_else(|| Error::invalid(&ctx, "column has no mean"))?,
                                 t,
                                 &ctx,
                             )?,
                             Imputation::Median => {
-                                let m = p.quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| *v);
-                                Fill::from_number(m.ok_or_else(|| Error::invalid(&ctx, "column has no median"))?, t, &ctx)?
+                                let m =
+                                    p.quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| *v);
+                                Fill::from_number(
+                                    m.ok_or_else(|| Error::invalid(&ctx, "column has no median"))?,
+                                    t,
+                                    &ctx,
+                                )?
                             }
                             _ => {
                                 let v = p.top_values.first().map(|(v, _)| v.clone());
-                                Fill::from_json(&v.ok_or_else(|| Error::invalid(&ctx, "column has no values"))?, t, &ctx)?
+                                Fill::from_json(
+                                    &v.ok_or_else(|| Error::invalid(&ctx, "column has no values"))?,
+                                    t,
+                                    &ctx,
+                                )?
                             }
                         })
                     }
                 };
-                (Runner::Nulls { idx, column: column.clone(), fill }, same)
+                (
+                    Runner::Nulls {
+                        idx,
+                        column: column.clone(),
+                        fill,
+                    },
+                    same,
+                )
             }
             Step::DedupExact { keys } => {
                 let idxs: Vec<usize> = match keys {
                     None => (0..schema.fields().len()).collect(),
-                    Some(k) => k.iter().map(|c| index(schema, c, &ctx)).collect::<Result<_>>()?,
+                    Some(k) => k
+                        .iter()
+                        .map(|c| index(schema, c, &ctx))
+                        .collect::<Result<_>>()?,
                 };
-                let fields = idxs.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect();
+                let fields = idxs
+                    .iter()
+                    .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                    .collect();
                 let converter = RowConverter::new(fields).map_err(|e| Error::arrow(&ctx, e))?;
-                (Runner::Dedup { idxs, converter, seen: HashSet::with_hasher(hasher()) }, same)
+                (
+                    Runner::Dedup {
+                        idxs,
+                        converter,
+                        seen: HashSet::with_hasher(hasher()),
+                    },
+                    same,
+                )
             }
             Step::NearDup { keys } => {
-                let idxs = keys.iter().map(|c| index(schema, c, &ctx)).collect::<Result<_>>()?;
-                (Runner::NearDup { idxs, seen: HashSet::with_hasher(hasher()) }, same)
+                let idxs = keys
+                    .iter()
+                    .map(|c| index(schema, c, &ctx))
+                    .collect::<Result<_>>()?;
+                (
+                    Runner::NearDup {
+                        idxs,
+                        seen: HashSet::with_hasher(hasher()),
+                    },
+                    same,
+                )
             }
-            Step::Outliers { column, method, action } => {
+            Step::Outliers {
+                column,
+                method,
+                action,
+            } => {
                 let idx = index(schema, column, &ctx)?;
-                let p = fit
-                    .and_then(|p| p.column(column))
-                    .ok_or_else(|| Error::invalid(&ctx, "no input profile of this column to fit the bounds on"))?;
+                let p = fit.and_then(|p| p.column(column)).ok_or_else(|| {
+                    Error::invalid(&ctx, "no input profile of this column to fit the bounds on")
+                })?;
                 let q = |x: f64| p.quantiles.iter().find(|(k, _)| *k == x).map(|(_, v)| *v);
                 let (lo, hi) = match method {
                     OutlierMethod::Iqr { k } => {
-                        let (q1, q3) = q(0.25).zip(q(0.75)).ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
+                        let (q1, q3) = q(0.25)
+                            .zip(q(0.75))
+                            .ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
                         (q1 - k * (q3 - q1), q3 + k * (q3 - q1))
                     }
                     OutlierMethod::ZScore { threshold } => {
-                        let (m, s) = p.mean.zip(p.std).ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
+                        let (m, s) = p
+                            .mean
+                            .zip(p.std)
+                            .ok_or_else(|| Error::invalid(&ctx, "column is not numeric"))?;
                         (m - threshold * s, m + threshold * s)
                     }
                 };
-                (Runner::Outliers { idx, column: column.clone(), lo, hi, clip: *action == OutlierAction::Clip }, same)
+                (
+                    Runner::Outliers {
+                        idx,
+                        column: column.clone(),
+                        lo,
+                        hi,
+                        clip: *action == OutlierAction::Clip,
+                    },
+                    same,
+                )
             }
             Step::Reject(e) => {
                 let suite = ExpectationSuite::new(vec![e.clone()]);
                 if !e.is_row_level() {
-                    return Err(Error::invalid(&ctx, format!("{} is not a row-level expectation", e.rule.kind())));
+                    return Err(Error::invalid(
+                        &ctx,
+                        format!("{} is not a row-level expectation", e.rule.kind()),
+                    ));
                 }
                 let check = Check::new(&suite, 0, schema, &ctx)?;
-                let reason = format!("expectation:{}:{}", e.rule.kind(), e.rule.column().unwrap_or("-"));
+                let reason = format!(
+                    "expectation:{}:{}",
+                    e.rule.kind(),
+                    e.rule.column().unwrap_or("-")
+                );
                 (Runner::Reject { check, reason }, same)
             }
             Step::Label { labeler, column } => {
                 if schema.index_of(column).is_ok() {
-                    return Err(Error::invalid(&ctx, format!("column `{column}` already exists")));
+                    return Err(Error::invalid(
+                        &ctx,
+                        format!("column `{column}` already exists"),
+                    ));
                 }
-                let meta = HashMap::from([(LABELER_METADATA_KEY.to_string(), labeler.identity().to_string())]);
+                let meta = HashMap::from([(
+                    LABELER_METADATA_KEY.to_string(),
+                    labeler.identity().to_string(),
+                )]);
                 let field = Arc::new(Field::new(column, DataType::Utf8, true).with_metadata(meta));
                 let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
                 fields.push(field.clone());
                 let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-                (Runner::Label { labeler: labeler.clone(), field }, out)
+                (
+                    Runner::Label {
+                        labeler: labeler.clone(),
+                        field,
+                    },
+                    out,
+                )
             }
         })
     }
 
     /// Apply to `batch`; rows to quarantine are returned, not removed.
-    fn apply(&mut self, batch: RecordBatch, schema: &SchemaRef, tally: &mut Tally) -> Result<(RecordBatch, Rejects)> {
+    fn apply(
+        &mut self,
+        batch: RecordBatch,
+        schema: &SchemaRef,
+        tally: &mut Tally,
+    ) -> Result<(RecordBatch, Rejects)> {
         let mut rejects = Rejects::new();
         let replace = |batch: &RecordBatch, idx: usize, array: ArrayRef| -> Result<RecordBatch> {
             let mut cols = batch.columns().to_vec();
             cols[idx] = array;
-            RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("replacing a column", e))
+            RecordBatch::try_new(schema.clone(), cols)
+                .map_err(|e| Error::arrow("replacing a column", e))
         };
         let batch = match self {
             Runner::Coerce { idx, column, to } => {
                 let before = batch.column(*idx);
-                let opts = arrow_cast::CastOptions { safe: true, ..Default::default() };
+                let opts = arrow_cast::CastOptions {
+                    safe: true,
+                    ..Default::default()
+                };
                 let after = arrow_cast::cast_with_options(before, to, &opts)
                     .map_err(|e| Error::arrow(format!("coercing {column} to {to}"), e))?;
                 let original = Col::new(before)?;
@@ -364,9 +541,15 @@ impl Runner {
                     }
                 }
             }
-            Runner::Dedup { idxs, converter, seen } => {
+            Runner::Dedup {
+                idxs,
+                converter,
+                seen,
+            } => {
                 let cols: Vec<ArrayRef> = idxs.iter().map(|&i| batch.column(i).clone()).collect();
-                let rows = converter.convert_columns(&cols).map_err(|e| Error::arrow("encoding dedup keys", e))?;
+                let rows = converter
+                    .convert_columns(&cols)
+                    .map_err(|e| Error::arrow("encoding dedup keys", e))?;
                 for (i, row) in rows.iter().enumerate() {
                     let key = row.as_ref();
                     if seen.contains(key) {
@@ -378,7 +561,10 @@ impl Runner {
                 batch
             }
             Runner::NearDup { idxs, seen } => {
-                let cols: Vec<Col> = idxs.iter().map(|&i| Col::new(batch.column(i))).collect::<Result<_>>()?;
+                let cols: Vec<Col> = idxs
+                    .iter()
+                    .map(|&i| Col::new(batch.column(i)))
+                    .collect::<Result<_>>()?;
                 'rows: for i in 0..batch.num_rows() {
                     let mut key = String::new();
                     for c in &cols {
@@ -390,23 +576,40 @@ impl Runner {
                         key.push('\u{1f}');
                     }
                     if !seen.insert(key.clone()) {
-                        rejects.push((i, "near_duplicate".into(), key.trim_end_matches('\u{1f}').replace('\u{1f}', " | ")));
+                        rejects.push((
+                            i,
+                            "near_duplicate".into(),
+                            key.trim_end_matches('\u{1f}').replace('\u{1f}', " | "),
+                        ));
                     }
                 }
                 batch
             }
-            Runner::Outliers { idx, column, lo, hi, clip } => {
+            Runner::Outliers {
+                idx,
+                column,
+                lo,
+                hi,
+                clip,
+            } => {
                 let col = Col::new(batch.column(*idx))?;
                 let (lo, hi) = (*lo, *hi);
                 if *clip {
                     let mut n = 0u64;
                     let array = map_values(&col, |_, v| {
-                        let Some(x) = v.as_f64().filter(|x| !x.is_nan() && (*x < lo || *x > hi)) else { return v };
+                        let Some(x) = v.as_f64().filter(|x| !x.is_nan() && (*x < lo || *x > hi))
+                        else {
+                            return v;
+                        };
                         n += 1;
                         let b = if x < lo { lo } else { hi };
                         match v {
-                            Val::Int(_) => Val::Int(if x < lo { b.ceil() } else { b.floor() } as i64),
-                            Val::Date(_) => Val::Date(if x < lo { b.ceil() } else { b.floor() } as i32),
+                            Val::Int(_) => {
+                                Val::Int(if x < lo { b.ceil() } else { b.floor() } as i64)
+                            }
+                            Val::Date(_) => {
+                                Val::Date(if x < lo { b.ceil() } else { b.floor() } as i32)
+                            }
                             Val::Ts(_) => Val::Ts(if x < lo { b.ceil() } else { b.floor() } as i64),
                             _ => Val::Float(b),
                         }
@@ -416,7 +619,11 @@ impl Runner {
                 } else {
                     for i in 0..col.len() {
                         if let Some(x) = col.get(i).as_f64().filter(|x| *x < lo || *x > hi) {
-                            rejects.push((i, format!("outlier:{column}"), format!("{x} outside [{lo}, {hi}]")));
+                            rejects.push((
+                                i,
+                                format!("outlier:{column}"),
+                                format!("{x} outside [{lo}, {hi}]"),
+                            ));
                         }
                     }
                     batch
@@ -437,13 +644,19 @@ impl Runner {
                 if labels.len() != batch.num_rows() || labels.data_type() != &DataType::Utf8 {
                     return Err(Error::invalid(
                         format!("labeler {}", labeler.identity()),
-                        format!("returned {} {} labels for {} rows", labels.len(), labels.data_type(), batch.num_rows()),
+                        format!(
+                            "returned {} {} labels for {} rows",
+                            labels.len(),
+                            labels.data_type(),
+                            batch.num_rows()
+                        ),
                     ));
                 }
                 let _ = field;
                 let mut cols = batch.columns().to_vec();
                 cols.push(labels);
-                RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("adding labels", e))?
+                RecordBatch::try_new(schema.clone(), cols)
+                    .map_err(|e| Error::arrow("adding labels", e))?
             }
         };
         Ok((batch, rejects))
@@ -451,24 +664,46 @@ impl Runner {
 }
 
 /// Keep only rows not in `rejects`, from the batch and its map to original rows.
-fn drop_rows(batch: RecordBatch, orig: UInt32Array, rejects: &Rejects) -> Result<(RecordBatch, UInt32Array)> {
+fn drop_rows(
+    batch: RecordBatch,
+    orig: UInt32Array,
+    rejects: &Rejects,
+) -> Result<(RecordBatch, UInt32Array)> {
     let mut keep = vec![true; batch.num_rows()];
     for (i, ..) in rejects {
         keep[*i] = false;
     }
     let mask = arrow_array::BooleanArray::from(keep);
-    let b = arrow_select::filter::filter_record_batch(&batch, &mask).map_err(|e| Error::arrow("filtering rows", e))?;
-    let o = arrow_select::filter::filter(&orig, &mask).map_err(|e| Error::arrow("filtering rows", e))?;
-    let o = o.as_any().downcast_ref::<UInt32Array>().cloned().unwrap_or_else(|| UInt32Array::from(Vec::<u32>::new()));
+    let b = arrow_select::filter::filter_record_batch(&batch, &mask)
+        .map_err(|e| Error::arrow("filtering rows", e))?;
+    let o = arrow_select::filter::filter(&orig, &mask)
+        .map_err(|e| Error::arrow("filtering rows", e))?;
+    let o = o
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .cloned()
+        .unwrap_or_else(|| UInt32Array::from(Vec::<u32>::new()));
     Ok((b, o))
 }
 
 /// Schema of the quarantine: the input schema plus `_row`, `_reason`, `_detail`.
 pub fn quarantine_schema(input: &Schema) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = input.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[0], DataType::UInt64, false)));
-    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[1], DataType::Utf8, false)));
-    fields.push(Arc::new(Field::new(QUARANTINE_COLUMNS[2], DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new(
+        QUARANTINE_COLUMNS[0],
+        DataType::UInt64,
+        false,
+    )));
+    fields.push(Arc::new(Field::new(
+        QUARANTINE_COLUMNS[1],
+        DataType::Utf8,
+        false,
+    )));
+    fields.push(Arc::new(Field::new(
+        QUARANTINE_COLUMNS[2],
+        DataType::Utf8,
+        false,
+    )));
     Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()))
 }
 
@@ -496,21 +731,29 @@ impl Pipeline {
     /// `coerce:<column>` with the value in `_detail`.
     #[must_use]
     pub fn coerce(mut self, column: &str, to: DataType) -> Self {
-        self.steps.push(Step::Coerce { column: column.into(), to });
+        self.steps.push(Step::Coerce {
+            column: column.into(),
+            to,
+        });
         self
     }
 
     /// Handle nulls (and NaNs) in `column`.
     #[must_use]
     pub fn on_null(mut self, column: &str, action: NullAction) -> Self {
-        self.steps.push(Step::Nulls { column: column.into(), action });
+        self.steps.push(Step::Nulls {
+            column: column.into(),
+            action,
+        });
         self
     }
 
     /// Remove exact duplicates (rows equal on `keys`, or on all columns), keeping the first.
     #[must_use]
     pub fn dedup_exact(mut self, keys: Option<&[&str]>) -> Self {
-        self.steps.push(Step::DedupExact { keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()) });
+        self.steps.push(Step::DedupExact {
+            keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
+        });
         self
     }
 
@@ -518,14 +761,20 @@ impl Pipeline {
     /// first. Rows with a null key are never near duplicates.
     #[must_use]
     pub fn near_duplicates(mut self, keys: &[&str]) -> Self {
-        self.steps.push(Step::NearDup { keys: keys.iter().map(|s| s.to_string()).collect() });
+        self.steps.push(Step::NearDup {
+            keys: keys.iter().map(|s| s.to_string()).collect(),
+        });
         self
     }
 
     /// Handle outliers of `column`.
     #[must_use]
     pub fn outliers(mut self, column: &str, method: OutlierMethod, action: OutlierAction) -> Self {
-        self.steps.push(Step::Outliers { column: column.into(), method, action });
+        self.steps.push(Step::Outliers {
+            column: column.into(),
+            method,
+            action,
+        });
         self
     }
 
@@ -540,7 +789,10 @@ impl Pipeline {
     /// Add a column `column` with labels from `labeler`.
     #[must_use]
     pub fn label(mut self, labeler: impl Labeler + 'static, column: &str) -> Self {
-        self.steps.push(Step::Label { labeler: Arc::new(labeler), column: column.into() });
+        self.steps.push(Step::Label {
+            labeler: Arc::new(labeler),
+            column: column.into(),
+        });
         self
     }
 
@@ -592,7 +844,9 @@ impl Pipeline {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new_spinner();
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows in {elapsed} ({per_sec})") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg}: {human_pos} rows in {elapsed} ({per_sec})",
+        ) {
             bar.set_style(style);
         }
         bar.set_message(what.to_string());
@@ -616,7 +870,10 @@ impl Pipeline {
             .prefix(".staging-")
             .tempdir_in(out_dir)
             .map_err(|e| Error::io(out_dir, e))?;
-        let (data_path, q_path) = (staging.path().join(DATA_FILE), staging.path().join(QUARANTINE_FILE));
+        let (data_path, q_path) = (
+            staging.path().join(DATA_FILE),
+            staging.path().join(QUARANTINE_FILE),
+        );
         let input_schema = self.source.schema();
         let out_schema = self.output_schema()?;
         let mut data = IpcOut::create(&data_path, &out_schema)?;
@@ -624,9 +881,13 @@ impl Pipeline {
         let report = self.execute(&mut |b| data.write(b), &mut |b| quarantine.write(b))?;
         data.finish()?;
         quarantine.finish()?;
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
         write_synced(&staging.path().join(REPORT_JSON), &json)?;
-        write_synced(&staging.path().join(REPORT_MD), report.to_markdown().as_bytes())?;
+        write_synced(
+            &staging.path().join(REPORT_MD),
+            report.to_markdown().as_bytes(),
+        )?;
         let final_report = out_dir.join(REPORT_JSON);
         if final_report.exists() {
             std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
@@ -686,7 +947,11 @@ impl Pipeline {
         let input_schema = self.source.schema();
         let q_schema = quarantine_schema(&input_schema);
         let needs_fit = self.steps.iter().any(Step::needs_fit);
-        tracing::info!(steps = self.steps.len(), fit = needs_fit, "governance pipeline starting");
+        tracing::info!(
+            steps = self.steps.len(),
+            fit = needs_fit,
+            "governance pipeline starting"
+        );
         let fitted = if needs_fit {
             let bar = self.bar("profiling input");
             let mut p = Profiler::new(input_schema.clone());
@@ -709,7 +974,8 @@ impl Pipeline {
             schemas.push(s.clone());
             schema = s;
         }
-        let mut profiler = (self.profile_input && fitted.is_none()).then(|| Profiler::new(input_schema.clone()));
+        let mut profiler =
+            (self.profile_input && fitted.is_none()).then(|| Profiler::new(input_schema.clone()));
         let mut suite = SuiteRun::new(&self.suite, out_schema.clone(), &self.suite_origin)?;
         let mut tally = Tally::default();
         let mut label_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); runners.len()];
@@ -778,7 +1044,11 @@ impl Pipeline {
             labels: tally.labels,
             expectations_passed: expectations.iter().all(|r| r.success),
             expectations,
-            output_schema: out_schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+            output_schema: out_schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect(),
             input_profile: fitted.or_else(|| profiler.map(Profiler::finish)),
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
@@ -793,7 +1063,9 @@ impl Pipeline {
 }
 
 fn count_labels(batch: &RecordBatch, column: &str, counts: &mut BTreeMap<String, u64>) {
-    let Ok(i) = batch.schema().index_of(column) else { return };
+    let Ok(i) = batch.schema().index_of(column) else {
+        return;
+    };
     if let Some(a) = batch.column(i).as_any().downcast_ref::<StringArray>() {
         for v in a.iter() {
             *counts.entry(v.unwrap_or("null").to_string()).or_default() += 1;
@@ -809,9 +1081,12 @@ fn quarantine_batch(
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let idx = UInt32Array::from_iter_values(rejects.iter().map(|(i, ..)| map.value(*i)));
-    let taken = arrow_select::take::take_record_batch(orig, &idx).map_err(|e| Error::arrow("quarantining rows", e))?;
+    let taken = arrow_select::take::take_record_batch(orig, &idx)
+        .map_err(|e| Error::arrow("quarantining rows", e))?;
     let mut cols = taken.columns().to_vec();
-    cols.push(Arc::new(UInt64Array::from_iter_values(idx.values().iter().map(|&i| offset + u64::from(i)))));
+    cols.push(Arc::new(UInt64Array::from_iter_values(
+        idx.values().iter().map(|&i| offset + u64::from(i)),
+    )));
     let mut reasons = StringBuilder::new();
     let mut details = StringBuilder::new();
     for (_, r, d) in rejects {
@@ -820,7 +1095,8 @@ fn quarantine_batch(
     }
     cols.push(Arc::new(reasons.finish()));
     cols.push(Arc::new(details.finish()));
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("building quarantine batch", e))
+    RecordBatch::try_new(schema.clone(), cols)
+        .map_err(|e| Error::arrow("building quarantine batch", e))
 }
 
 struct IpcOut {
@@ -833,18 +1109,28 @@ impl IpcOut {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let writer = FileWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema)
             .map_err(|e| Error::arrow(format!("writing {}", path.display()), e))?;
-        Ok(Self { path: path.to_path_buf(), writer })
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+        })
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| Error::arrow(format!("writing {}", self.path.display()), e))
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::arrow(format!("writing {}", self.path.display()), e))
     }
 
     fn finish(mut self) -> Result<()> {
         let ctx = format!("writing {}", self.path.display());
         self.writer.finish().map_err(|e| Error::arrow(&ctx, e))?;
-        let buf = self.writer.into_inner().map_err(|e| Error::arrow(&ctx, e))?;
-        let file = buf.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let buf = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::arrow(&ctx, e))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -860,11 +1146,18 @@ impl Report {
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut s = String::from("# Data quality report\n\n");
-        s += &format!("Source: `{}` ({})  \nFingerprint: `{}`\n\n", self.source.name, self.source.uri, self.source.fingerprint);
+        s += &format!(
+            "Source: `{}` ({})  \nFingerprint: `{}`\n\n",
+            self.source.name, self.source.uri, self.source.fingerprint
+        );
         s += "| rows in | rows out | quarantined | exact duplicates | near duplicates |\n|---:|---:|---:|---:|---:|\n";
         s += &format!(
             "| {} | {} | {} | {} | {} |\n\n",
-            self.rows_in, self.rows_out, self.rows_quarantined, self.duplicates_removed, self.near_duplicates_removed
+            self.rows_in,
+            self.rows_out,
+            self.rows_quarantined,
+            self.duplicates_removed,
+            self.near_duplicates_removed
         );
         s += "## Steps\n\n";
         for (i, step) in self.steps.iter().enumerate() {
@@ -876,7 +1169,10 @@ impl Report {
                 s += &format!("| {r} | {n} |\n");
             }
         }
-        for (title, map) in [("Values imputed", &self.values_imputed), ("Values clipped", &self.values_clipped)] {
+        for (title, map) in [
+            ("Values imputed", &self.values_imputed),
+            ("Values clipped", &self.values_clipped),
+        ] {
             if !map.is_empty() {
                 s += &format!("\n## {title}\n\n| column | values |\n|---|---:|\n");
                 for (c, n) in map {
@@ -885,14 +1181,23 @@ impl Report {
             }
         }
         for l in &self.labels {
-            s += &format!("\n## Labels in `{}` by {}\n\n| label | rows |\n|---|---:|\n", l.column, l.labeler);
+            s += &format!(
+                "\n## Labels in `{}` by {}\n\n| label | rows |\n|---|---:|\n",
+                l.column, l.labeler
+            );
             for (k, n) in &l.counts {
                 s += &format!("| {k} | {n} |\n");
             }
         }
         if !self.expectations.is_empty() {
-            let verdict = if self.expectations_passed { "all passed" } else { "some failed" };
-            s += &format!("\n## Expectations on the output ({verdict})\n\n| | expectation | column | unexpected | % | observed |\n|---|---|---|---:|---:|---|\n");
+            let verdict = if self.expectations_passed {
+                "all passed"
+            } else {
+                "some failed"
+            };
+            s += &format!(
+                "\n## Expectations on the output ({verdict})\n\n| | expectation | column | unexpected | % | observed |\n|---|---|---|---:|---:|---|\n"
+            );
             for r in &self.expectations {
                 s += &format!(
                     "| {} | {} | {} | {} | {:.3} | {} |\n",
@@ -901,7 +1206,10 @@ impl Report {
                     r.expectation.rule.column().unwrap_or("-"),
                     r.unexpected_count,
                     r.unexpected_percent,
-                    r.observed.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                    r.observed
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
                 );
             }
         }

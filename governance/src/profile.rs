@@ -60,7 +60,11 @@ pub struct ColumnProfile {
 impl ColumnProfile {
     /// Share of non-null values (NaN counts as present).
     pub fn completeness(&self) -> f64 {
-        if self.count == 0 { 1.0 } else { (self.count - self.nulls) as f64 / self.count as f64 }
+        if self.count == 0 {
+            1.0
+        } else {
+            (self.count - self.nulls) as f64 / self.count as f64
+        }
     }
 }
 
@@ -97,7 +101,9 @@ impl Profile {
         );
         let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
         for c in &self.columns {
-            let distinct = c.distinct.map_or_else(|| format!("~{}", c.distinct_approx), |d| d.to_string());
+            let distinct = c
+                .distinct
+                .map_or_else(|| format!("~{}", c.distinct_approx), |d| d.to_string());
             s += &format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 c.name,
@@ -122,7 +128,11 @@ fn short(v: &serde_json::Value) -> String {
         serde_json::Value::Null => String::new(),
         v => v.to_string(),
     };
-    if s.chars().count() > 24 { format!("{}…", s.chars().take(23).collect::<String>()) } else { s }
+    if s.chars().count() > 24 {
+        format!("{}…", s.chars().take(23).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// HyperLogLog with 2^14 registers (Flajolet et al. 2007, with the small-range correction).
@@ -135,7 +145,9 @@ const HLL_P: u32 = 14;
 
 impl Hll {
     pub(crate) fn new() -> Self {
-        Self { registers: vec![0; 1 << HLL_P] }
+        Self {
+            registers: vec![0; 1 << HLL_P],
+        }
     }
 
     pub(crate) fn insert_hash(&mut self, h: u64) {
@@ -148,18 +160,31 @@ impl Hll {
 
     pub(crate) fn estimate(&self) -> u64 {
         let m = self.registers.len() as f64;
-        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|&r| 2f64.powi(-i32::from(r)))
+            .sum();
         let alpha = 0.7213 / (1.0 + 1.079 / m);
         let raw = alpha * m * m / sum;
         let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        let est = if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        };
         est.round() as u64
     }
 }
 
 /// Seeds fixed so sketches are reproducible run to run.
 pub(crate) fn hasher() -> RandomState {
-    RandomState::with_seeds(0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89)
+    RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    )
 }
 
 /// Vitter's algorithm R with a fixed-seed xorshift, so profiles are reproducible.
@@ -172,7 +197,11 @@ struct Reservoir {
 
 impl Reservoir {
     fn new() -> Self {
-        Self { items: Vec::new(), seen: 0, state: 0x9E37_79B9_7F4A_7C15 }
+        Self {
+            items: Vec::new(),
+            seen: 0,
+            state: 0x9E37_79B9_7F4A_7C15,
+        }
     }
     fn push(&mut self, x: f64) {
         self.seen += 1;
@@ -193,7 +222,10 @@ impl Reservoir {
             return Vec::new();
         }
         self.items.sort_unstable_by(f64::total_cmp);
-        QUANTILES.iter().map(|&q| (q, interpolate(&self.items, q))).collect()
+        QUANTILES
+            .iter()
+            .map(|&q| (q, interpolate(&self.items, q)))
+            .collect()
     }
 }
 
@@ -320,14 +352,25 @@ impl Acc {
                         self.overflow = true;
                     }
                     let len = s.chars().count() as u64;
-                    self.lengths = Some(self.lengths.map_or((len, len), |(a, b)| (a.min(len), b.max(len))));
+                    self.lengths = Some(
+                        self.lengths
+                            .map_or((len, len), |(a, b)| (a.min(len), b.max(len))),
+                    );
                     if self.sample.len() < 1000 {
                         self.sample.push(s.to_string());
                     }
-                    if self.min.as_ref().is_none_or(|m| matches!(m, OwnedVal::Str(m) if s < m.as_str())) {
+                    if self
+                        .min
+                        .as_ref()
+                        .is_none_or(|m| matches!(m, OwnedVal::Str(m) if s < m.as_str()))
+                    {
                         self.min = Some(OwnedVal::Str(s.to_string()));
                     }
-                    if self.max.as_ref().is_none_or(|m| matches!(m, OwnedVal::Str(m) if s > m.as_str())) {
+                    if self
+                        .max
+                        .as_ref()
+                        .is_none_or(|m| matches!(m, OwnedVal::Str(m) if s > m.as_str()))
+                    {
                         self.max = Some(OwnedVal::Str(s.to_string()));
                     }
                 }
@@ -359,10 +402,18 @@ impl Acc {
                     self.mean += d / self.n as f64;
                     self.m2 += d * (x - self.mean);
                     self.reservoir.push(x);
-                    if self.min.as_ref().is_none_or(|m| matches!(m, OwnedVal::Num(m, _) if x < *m)) {
+                    if self
+                        .min
+                        .as_ref()
+                        .is_none_or(|m| matches!(m, OwnedVal::Num(m, _) if x < *m))
+                    {
                         self.min = Some(OwnedVal::Num(x, self.kind));
                     }
-                    if self.max.as_ref().is_none_or(|m| matches!(m, OwnedVal::Num(m, _) if x > *m)) {
+                    if self
+                        .max
+                        .as_ref()
+                        .is_none_or(|m| matches!(m, OwnedVal::Num(m, _) if x > *m))
+                    {
                         self.max = Some(OwnedVal::Num(x, self.kind));
                     }
                 }
@@ -375,11 +426,17 @@ impl Acc {
         let mut top: Vec<(serde_json::Value, u64)> = if self.kind == Kind::Str {
             let mut v: Vec<(&Box<str>, &u64)> = self.strs.iter().collect();
             v.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            v.into_iter().take(10).map(|(k, c)| (serde_json::Value::from(&**k), *c)).collect()
+            v.into_iter()
+                .take(10)
+                .map(|(k, c)| (serde_json::Value::from(&**k), *c))
+                .collect()
         } else {
             let mut v: Vec<(&u64, &u64)> = self.nums.iter().collect();
             v.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            v.into_iter().take(10).map(|(k, c)| (key_to_val(*k, self.kind).to_json(), *c)).collect()
+            v.into_iter()
+                .take(10)
+                .map(|(k, c)| (key_to_val(*k, self.kind).to_json(), *c))
+                .collect()
         };
         top.retain(|(_, c)| *c > 0);
         let numeric = self.kind != Kind::Str && self.kind != Kind::Bool;
@@ -394,11 +451,21 @@ impl Acc {
             nans: self.nans,
             distinct: (!self.overflow).then_some(distinct_exact),
             distinct_approx: self.hll.estimate(),
-            min: self.min.as_ref().map_or(serde_json::Value::Null, OwnedVal::to_json),
-            max: self.max.as_ref().map_or(serde_json::Value::Null, OwnedVal::to_json),
+            min: self
+                .min
+                .as_ref()
+                .map_or(serde_json::Value::Null, OwnedVal::to_json),
+            max: self
+                .max
+                .as_ref()
+                .map_or(serde_json::Value::Null, OwnedVal::to_json),
             mean: (numeric && self.n > 0).then_some(self.mean),
             std: (numeric && self.n > 1).then(|| (self.m2 / (self.n - 1) as f64).sqrt()),
-            quantiles: if numeric { self.reservoir.quantiles() } else { Vec::new() },
+            quantiles: if numeric {
+                self.reservoir.quantiles()
+            } else {
+                Vec::new()
+            },
             top_values: top,
             length: self.lengths,
         }
@@ -413,7 +480,9 @@ impl Acc {
             Kind::Date => "date".into(),
             Kind::Ts => "timestamp".into(),
             Kind::Float => "numeric".into(),
-            Kind::Int if !self.overflow && distinct == non_null && non_null > 1 => "identifier".into(),
+            Kind::Int if !self.overflow && distinct == non_null && non_null > 1 => {
+                "identifier".into()
+            }
             Kind::Int => "integer".into(),
             Kind::Str => {
                 let n = self.sample.len().max(1) as f64;
@@ -443,8 +512,11 @@ pub struct Profiler {
 impl Profiler {
     /// A profiler for tables with `schema`.
     pub fn new(schema: SchemaRef) -> Self {
-        let accs =
-            schema.fields().iter().map(|f| Acc::new(f.name().clone(), f.data_type().to_string())).collect();
+        let accs = schema
+            .fields()
+            .iter()
+            .map(|f| Acc::new(f.name().clone(), f.data_type().to_string()))
+            .collect();
         Self { schema, accs }
     }
 
@@ -453,7 +525,11 @@ impl Profiler {
         if batch.num_columns() != self.accs.len() {
             return Err(Error::SchemaMismatch {
                 context: "profiling".into(),
-                reason: format!("expected {} columns, batch has {}", self.accs.len(), batch.num_columns()),
+                reason: format!(
+                    "expected {} columns, batch has {}",
+                    self.accs.len(),
+                    batch.num_columns()
+                ),
             });
         }
         for (acc, array) in self.accs.iter_mut().zip(batch.columns()) {
@@ -466,7 +542,10 @@ impl Profiler {
     pub fn finish(self) -> Profile {
         let rows = self.accs.first().map_or(0, |a| a.count);
         let _ = &self.schema;
-        Profile { rows, columns: self.accs.into_iter().map(Acc::finish).collect() }
+        Profile {
+            rows,
+            columns: self.accs.into_iter().map(Acc::finish).collect(),
+        }
     }
 }
 

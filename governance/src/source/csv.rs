@@ -84,7 +84,10 @@ impl CsvOptions {
     }
     /// Replace the null tokens.
     #[must_use]
-    pub fn with_null_tokens<S: Into<String>>(mut self, tokens: impl IntoIterator<Item = S>) -> Self {
+    pub fn with_null_tokens<S: Into<String>>(
+        mut self,
+        tokens: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.null_tokens = tokens.into_iter().map(Into::into).collect();
         self
     }
@@ -140,7 +143,12 @@ impl CsvSource {
     pub fn open(path: impl Into<PathBuf>, options: CsvOptions) -> Result<Self> {
         let path = path.into();
         let schema = infer_schema(&path, &options)?;
-        Ok(Self { path, options, schema, descriptor: OnceLock::new() })
+        Ok(Self {
+            path,
+            options,
+            schema,
+            descriptor: OnceLock::new(),
+        })
     }
 
     /// The file.
@@ -161,16 +169,28 @@ impl DataSource for CsvSource {
 
     fn scan(&self, options: &ScanOptions) -> Result<BatchStream> {
         let out_schema = options.project_schema(&self.schema)?;
-        let projection =
-            options.projection.clone().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let projection = options
+            .projection
+            .clone()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let mut records = RecordReader::open(&self.path, &self.options)?;
         if self.options.has_header {
             records.next_record()?;
         }
         Ok(Box::new(CsvBatches {
             records,
-            types: self.schema.fields().iter().map(|f| f.data_type().clone()).collect(),
-            names: self.schema.fields().iter().map(|f| f.name().clone()).collect(),
+            types: self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect(),
+            names: self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
             projection,
             out_schema,
             batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
@@ -235,7 +255,11 @@ impl RecordReader {
             start_offset: 0,
             start_line: 1,
             trim: options.trim,
-            null_tokens: options.null_tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
+            null_tokens: options
+                .null_tokens
+                .iter()
+                .map(|t| t.as_bytes().to_vec())
+                .collect(),
             header: options.has_header,
         };
         r.refill()?;
@@ -270,13 +294,18 @@ impl RecordReader {
             }
             let input = &self.buf[self.pos..self.len];
             let (res, nin, o, e) =
-                self.core.read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
+                self.core
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
             let consumed = &input[..nin];
             if first && !consumed.is_empty() {
                 // Skip the line breaks csv-core swallows before a record starts.
-                let lead = consumed.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
+                let lead = consumed
+                    .iter()
+                    .take_while(|b| **b == b'\n' || **b == b'\r')
+                    .count();
                 self.start_offset = self.offset + lead as u64;
-                self.start_line = self.line + consumed[..lead].iter().filter(|b| **b == b'\n').count() as u64;
+                self.start_line =
+                    self.line + consumed[..lead].iter().filter(|b| **b == b'\n').count() as u64;
                 first = false;
             }
             let q = self.quote.unwrap_or(b'\n');
@@ -286,9 +315,7 @@ impl RecordReader {
             }
             self.offset += nin as u64;
             self.pos += nin;
-            for end in &mut self.ends[nend..nend + e] {
-                *end += nout;
-            }
+            // csv-core reports field ends relative to the start of the record, across calls.
             nout += o;
             nend += e;
             match res {
@@ -305,7 +332,9 @@ impl RecordReader {
                     self.nfields = nend;
                     self.record_no += 1;
                     if self.check_quotes && quotes % 2 == 1 && self.eof {
-                        return Err(self.error(None, "unterminated quoted field at end of file".into()));
+                        return Err(
+                            self.error(None, "unterminated quoted field at end of file".into())
+                        );
                     }
                     return Ok(true);
                 }
@@ -321,7 +350,11 @@ impl RecordReader {
         if self.trim {
             f = f.trim_ascii();
         }
-        if self.null_tokens.iter().any(|t| t.as_slice() == f) { None } else { Some(f) }
+        if self.null_tokens.iter().any(|t| t.as_slice() == f) {
+            None
+        } else {
+            Some(f)
+        }
     }
 
     /// An error about the current record.
@@ -340,7 +373,11 @@ impl RecordReader {
         if self.nfields == expected {
             return Ok(());
         }
-        let hint = if self.nfields < expected { "" } else { " (an unbalanced quote may have joined lines)" };
+        let hint = if self.nfields < expected {
+            ""
+        } else {
+            " (an unbalanced quote may have joined lines)"
+        };
         let hint = if self.nfields < expected && self.nfields == 1 && expected > 1 {
             " (wrong delimiter?)"
         } else {
@@ -432,7 +469,11 @@ fn header_names(r: &RecordReader) -> Result<Vec<String>> {
         let name = std::str::from_utf8(raw)
             .map_err(|_| r.error(None, format!("header field {} is not valid UTF-8", i + 1)))?
             .trim();
-        let mut name = if name.is_empty() { format!("column_{}", i + 1) } else { name.to_string() };
+        let mut name = if name.is_empty() {
+            format!("column_{}", i + 1)
+        } else {
+            name.to_string()
+        };
         let base = name.clone();
         let mut k = 2;
         while names.contains(&name) {
@@ -462,7 +503,9 @@ fn infer_schema(path: &Path, options: &CsvOptions) -> Result<SchemaRef> {
             if names.len() != width || names.iter().zip(&expected).any(|(a, b)| a != *b) {
                 return Err(Error::SchemaMismatch {
                     context: path.display().to_string(),
-                    reason: format!("header has columns {names:?}, the given schema has {expected:?}"),
+                    reason: format!(
+                        "header has columns {names:?}, the given schema has {expected:?}"
+                    ),
                 });
             }
         }
@@ -486,7 +529,9 @@ fn infer_schema(path: &Path, options: &CsvOptions) -> Result<SchemaRef> {
             if *t == Inferred::Text {
                 continue;
             }
-            let col = names.as_ref().map_or_else(|| format!("column_{}", i + 1), |n| n[i].clone());
+            let col = names
+                .as_ref()
+                .map_or_else(|| format!("column_{}", i + 1), |n| n[i].clone());
             if let Some(s) = r.str_field(i, &col)? {
                 *t = merge(*t, classify(s));
             }
@@ -494,8 +539,11 @@ fn infer_schema(path: &Path, options: &CsvOptions) -> Result<SchemaRef> {
         seen += 1;
     }
     let names = names.unwrap_or_else(|| (1..=width).map(|i| format!("column_{i}")).collect());
-    let fields: Vec<Field> =
-        names.into_iter().zip(types).map(|(n, t)| Field::new(n, to_arrow(t), true)).collect();
+    let fields: Vec<Field> = names
+        .into_iter()
+        .zip(types)
+        .map(|(n, t)| Field::new(n, to_arrow(t), true))
+        .collect();
     Ok(Arc::new(Schema::new(fields)))
 }
 
@@ -554,9 +602,7 @@ impl CsvBatches {
     fn append(&self, b: &mut ColBuilder, col: usize) -> Result<()> {
         let r = &self.records;
         let name = &self.names[col];
-        let bad = |s: &str, what: &str| {
-            r.error(Some(name), format!("`{s}` is not a valid {what}"))
-        };
+        let bad = |s: &str, what: &str| r.error(Some(name), format!("`{s}` is not a valid {what}"));
         let s = match r.str_field(col, name)? {
             None => {
                 match b {
@@ -582,7 +628,9 @@ impl CsvBatches {
             } else {
                 return Err(bad(s, "boolean"));
             }),
-            ColBuilder::Date(b) => b.append_value(parse_date(s).ok_or_else(|| bad(s, "date (YYYY-MM-DD)"))?),
+            ColBuilder::Date(b) => {
+                b.append_value(parse_date(s).ok_or_else(|| bad(s, "date (YYYY-MM-DD)"))?)
+            }
             ColBuilder::Ts(b) => {
                 b.append_value(parse_timestamp_micros(s).ok_or_else(|| bad(s, "timestamp"))?)
             }
@@ -617,7 +665,12 @@ impl CsvBatches {
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .map(Some)
-        .map_err(|e| Error::arrow(format!("building a batch of {}", self.records.path.display()), e))
+        .map_err(|e| {
+            Error::arrow(
+                format!("building a batch of {}", self.records.path.display()),
+                e,
+            )
+        })
     }
 }
 

@@ -47,7 +47,11 @@ pub(crate) fn parse_timestamp_micros(s: &str) -> Option<i64> {
         return None;
     }
     let days = i64::from(parse_date(&s[..10])?);
-    let (h, mi, se) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, se) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -90,8 +94,17 @@ pub(crate) fn timestamp_string(micros: i64) -> String {
     let rem = micros.rem_euclid(86_400_000_000);
     let (secs, frac) = (rem / 1_000_000, rem % 1_000_000);
     let date = date_string(i32::try_from(days).unwrap_or(i32::MAX));
-    let base = format!("{date}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac == 0 { base } else { format!("{base}.{frac:06}") }
+    let base = format!(
+        "{date}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac == 0 {
+        base
+    } else {
+        format!("{base}.{frac:06}")
+    }
 }
 
 #[cfg(test)]
@@ -110,16 +123,32 @@ mod tests {
         ] {
             assert_eq!(parse_date(s), Some(days), "{s}");
         }
-        for bad in ["2023-02-29", "2024-13-01", "2024-1-01", "abcd-01-01", "2024-04-31", ""] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "abcd-01-01",
+            "2024-04-31",
+            "",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn timestamps_parse_with_fraction_and_zone() {
-        assert_eq!(parse_timestamp_micros("1970-01-01T00:00:01"), Some(1_000_000));
-        assert_eq!(parse_timestamp_micros("1970-01-01 00:00:01.5Z"), Some(1_500_000));
-        assert_eq!(parse_timestamp_micros("2000-01-01T00:00:00.123456789"), Some(946_684_800_123_456));
+        assert_eq!(
+            parse_timestamp_micros("1970-01-01T00:00:01"),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("1970-01-01 00:00:01.5Z"),
+            Some(1_500_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2000-01-01T00:00:00.123456789"),
+            Some(946_684_800_123_456)
+        );
         assert_eq!(parse_timestamp_micros("2000-01-01T24:00:00"), None);
         assert_eq!(parse_timestamp_micros("2000-01-01T00:00:00+01:00"), None);
     }

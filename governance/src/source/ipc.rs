@@ -9,11 +9,17 @@ use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::{BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor};
+use super::{
+    BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor,
+};
 use crate::{Error, Result};
 
 pub(super) fn format_error(path: &Path, what: impl Into<String>, e: ArrowError) -> Error {
-    Error::Format { path: path.to_path_buf(), what: what.into(), source: Box::new(e) }
+    Error::Format {
+        path: path.to_path_buf(),
+        what: what.into(),
+        source: Box::new(e),
+    }
 }
 
 fn open_file(path: &Path) -> Result<File> {
@@ -34,7 +40,11 @@ impl Projector {
     pub(super) fn new(schema: &SchemaRef, options: &ScanOptions) -> Result<Self> {
         let out_schema = options.project_schema(schema)?;
         let Some(p) = &options.projection else {
-            return Ok(Self { read: None, pick: None, out_schema });
+            return Ok(Self {
+                read: None,
+                pick: None,
+                out_schema,
+            });
         };
         let mut sorted = p.clone();
         sorted.sort_unstable();
@@ -42,11 +52,21 @@ impl Projector {
         if sorted.is_empty() && !schema.fields().is_empty() {
             sorted.push(0);
         }
-        let pick = p.iter().map(|c| sorted.binary_search(c).unwrap_or(0)).collect();
-        Ok(Self { read: Some(sorted), pick: Some(pick), out_schema })
+        let pick = p
+            .iter()
+            .map(|c| sorted.binary_search(c).unwrap_or(0))
+            .collect();
+        Ok(Self {
+            read: Some(sorted),
+            pick: Some(pick),
+            out_schema,
+        })
     }
 
-    pub(super) fn finish(&self, batch: RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
+    pub(super) fn finish(
+        &self,
+        batch: RecordBatch,
+    ) -> std::result::Result<RecordBatch, ArrowError> {
         let columns = match &self.pick {
             None => batch.columns().to_vec(),
             Some(pick) => pick.iter().map(|&i| batch.column(i).clone()).collect(),
@@ -64,16 +84,21 @@ pub(super) fn rebatch(
     iter: impl Iterator<Item = Result<RecordBatch>> + Send + 'static,
     size: usize,
 ) -> BatchStream {
-    Box::new(iter.flat_map(move |r| -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
-        match r {
-            Err(e) => Box::new(std::iter::once(Err(e))),
-            Ok(b) if b.num_rows() <= size => Box::new(std::iter::once(Ok(b))),
-            Ok(b) => {
-                let n = b.num_rows();
-                Box::new((0..n.div_ceil(size)).map(move |k| Ok(b.slice(k * size, size.min(n - k * size)))))
+    Box::new(iter.flat_map(
+        move |r| -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
+            match r {
+                Err(e) => Box::new(std::iter::once(Err(e))),
+                Ok(b) if b.num_rows() <= size => Box::new(std::iter::once(Ok(b))),
+                Ok(b) => {
+                    let n = b.num_rows();
+                    Box::new(
+                        (0..n.div_ceil(size))
+                            .map(move |k| Ok(b.slice(k * size, size.min(n - k * size)))),
+                    )
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// An Arrow IPC file (`.arrow`, Feather v2): random access through its footer.
@@ -90,7 +115,11 @@ impl IpcFileSource {
         let path = path.into();
         let reader = FileReader::try_new(open_file(&path)?, None)
             .map_err(|e| format_error(&path, "footer", e))?;
-        Ok(Self { schema: reader.schema(), path, descriptor: OnceLock::new() })
+        Ok(Self {
+            schema: reader.schema(),
+            path,
+            descriptor: OnceLock::new(),
+        })
     }
 }
 
@@ -105,9 +134,13 @@ impl DataSource for IpcFileSource {
             .map_err(|e| format_error(&self.path, "footer", e))?;
         let path = self.path.clone();
         let iter = reader.enumerate().map(move |(i, r)| {
-            r.and_then(|b| proj.finish(b)).map_err(|e| format_error(&path, format!("record batch {i}"), e))
+            r.and_then(|b| proj.finish(b))
+                .map_err(|e| format_error(&path, format!("record batch {i}"), e))
         });
-        Ok(rebatch(iter, options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)))
+        Ok(rebatch(
+            iter,
+            options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+        ))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
@@ -133,7 +166,11 @@ impl IpcStreamSource {
         let path = path.into();
         let reader = StreamReader::try_new(BufReader::new(open_file(&path)?), None)
             .map_err(|e| format_error(&path, "schema message", e))?;
-        Ok(Self { schema: reader.schema(), path, descriptor: OnceLock::new() })
+        Ok(Self {
+            schema: reader.schema(),
+            path,
+            descriptor: OnceLock::new(),
+        })
     }
 }
 
@@ -144,13 +181,18 @@ impl DataSource for IpcStreamSource {
 
     fn scan(&self, options: &ScanOptions) -> Result<BatchStream> {
         let proj = Projector::new(&self.schema, options)?;
-        let reader = StreamReader::try_new(BufReader::new(open_file(&self.path)?), proj.read.clone())
-            .map_err(|e| format_error(&self.path, "schema message", e))?;
+        let reader =
+            StreamReader::try_new(BufReader::new(open_file(&self.path)?), proj.read.clone())
+                .map_err(|e| format_error(&self.path, "schema message", e))?;
         let path = self.path.clone();
         let iter = reader.enumerate().map(move |(i, r)| {
-            r.and_then(|b| proj.finish(b)).map_err(|e| format_error(&path, format!("record batch {i}"), e))
+            r.and_then(|b| proj.finish(b))
+                .map_err(|e| format_error(&path, format!("record batch {i}"), e))
         });
-        Ok(rebatch(iter, options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)))
+        Ok(rebatch(
+            iter,
+            options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+        ))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
@@ -161,4 +203,3 @@ impl DataSource for IpcStreamSource {
         Ok(self.descriptor.get_or_init(|| d).clone())
     }
 }
-

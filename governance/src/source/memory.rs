@@ -35,7 +35,11 @@ pub struct MemorySource {
 
 impl MemorySource {
     /// Hold `batches`, which must all have `schema`.
-    pub fn try_new(name: impl Into<String>, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Self> {
+    pub fn try_new(
+        name: impl Into<String>,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Self> {
         let name = name.into();
         for (i, b) in batches.iter().enumerate() {
             if b.schema() != schema {
@@ -45,7 +49,12 @@ impl MemorySource {
                 });
             }
         }
-        Ok(Self { name, schema, batches: Arc::new(batches), fingerprint: OnceLock::new() })
+        Ok(Self {
+            name,
+            schema,
+            batches: Arc::new(batches),
+            fingerprint: OnceLock::new(),
+        })
     }
 
     /// The batches, as given.
@@ -59,9 +68,11 @@ impl MemorySource {
             let mut w = StreamWriter::try_new(&mut buf, &self.schema)
                 .map_err(|e| Error::arrow("fingerprinting memory source", e))?;
             for b in self.batches.iter() {
-                w.write(b).map_err(|e| Error::arrow("fingerprinting memory source", e))?;
+                w.write(b)
+                    .map_err(|e| Error::arrow("fingerprinting memory source", e))?;
             }
-            w.finish().map_err(|e| Error::arrow("fingerprinting memory source", e))?;
+            w.finish()
+                .map_err(|e| Error::arrow("fingerprinting memory source", e))?;
         }
         Ok(hex::encode(Sha256::digest(&buf)))
     }
@@ -85,7 +96,9 @@ impl DataSource for MemorySource {
             })
             .map(move |b| match &projection {
                 None => Ok(b),
-                Some(p) => b.project(p).map_err(|e| Error::arrow("projecting memory batch", e)),
+                Some(p) => b
+                    .project(p)
+                    .map_err(|e| Error::arrow("projecting memory batch", e)),
             })
             .map(move |r| {
                 r.and_then(|b| {
@@ -109,6 +122,10 @@ impl DataSource for MemorySource {
                 self.fingerprint.get_or_init(|| fp).clone()
             }
         };
-        Ok(Descriptor::new(self.name.clone(), format!("memory:{}", self.name), fp))
+        Ok(Descriptor::new(
+            self.name.clone(),
+            format!("memory:{}", self.name),
+            fp,
+        ))
     }
 }

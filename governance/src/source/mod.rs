@@ -95,7 +95,11 @@ pub struct Descriptor {
 
 impl Descriptor {
     /// A descriptor with no classification.
-    pub fn new(name: impl Into<String>, uri: impl Into<String>, fingerprint: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        uri: impl Into<String>,
+        fingerprint: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             uri: uri.into(),
@@ -193,7 +197,11 @@ pub(crate) fn file_descriptor(path: &Path) -> Result<Descriptor> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".into());
-    Ok(Descriptor::new(name, format!("file://{}", abs.display()), sha256_file(path)?))
+    Ok(Descriptor::new(
+        name,
+        format!("file://{}", abs.display()),
+        sha256_file(path)?,
+    ))
 }
 
 /// The kind of file found at a path, by its magic bytes.

@@ -9,7 +9,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::ipc::Projector;
-use super::{BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor};
+use super::{
+    BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor,
+};
 use crate::{Error, Result};
 
 /// A Parquet file, read row group by row group (snappy and uncompressed pages; see the README for
@@ -22,7 +24,11 @@ pub struct ParquetSource {
 }
 
 fn parquet_error(path: &std::path::Path, what: &str, e: parquet::errors::ParquetError) -> Error {
-    Error::Format { path: path.to_path_buf(), what: what.into(), source: Box::new(e) }
+    Error::Format {
+        path: path.to_path_buf(),
+        what: what.into(),
+        source: Box::new(e),
+    }
 }
 
 impl ParquetSource {
@@ -32,7 +38,11 @@ impl ParquetSource {
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| parquet_error(&path, "footer", e))?;
-        Ok(Self { schema: builder.schema().clone(), path, descriptor: OnceLock::new() })
+        Ok(Self {
+            schema: builder.schema().clone(),
+            path,
+            descriptor: OnceLock::new(),
+        })
     }
 }
 
@@ -51,12 +61,16 @@ impl DataSource for ParquetSource {
             let mask = ProjectionMask::roots(builder.parquet_schema(), read.iter().copied());
             builder = builder.with_projection(mask);
         }
-        let reader = builder.build().map_err(|e| parquet_error(&self.path, "row groups", e))?;
+        let reader = builder
+            .build()
+            .map_err(|e| parquet_error(&self.path, "row groups", e))?;
         let path = self.path.clone();
         let mut rows = 0u64;
         Ok(Box::new(reader.map(move |r| {
             let at = format!("batch starting at row {rows}");
-            let b = r.and_then(|b| proj.finish(b)).map_err(|e| super::ipc::format_error(&path, at, e))?;
+            let b = r
+                .and_then(|b| proj.finish(b))
+                .map_err(|e| super::ipc::format_error(&path, at, e))?;
             rows += b.num_rows() as u64;
             Ok(b)
         })))
