@@ -1,1 +1,28 @@
+//! # aistd
+//!
+//! Standard, composable interfaces for AI infrastructure, with production-grade default
+//! implementations. This facade re-exports the member crates behind features named after them:
+//!
+//! | feature | crate | centre |
+//! |---|---|---|
+//! | `governance` (default) | [`aistd-governance`](governance) | [`DataSource`](governance::DataSource): sources, profiling, expectations, cleaning |
+//!
+//! The scheduler, training, deploy and compliance crates follow (see the README's status table).
+//!
+//! ```
+//! # #[cfg(feature = "governance")] {
+//! use aistd::governance::{generate, Pipeline, Expectation};
+//! let (source, truth) = generate::LoanGenerator::new(generate::GeneratorConfig::default().with_rows(1_000))
+//!     .into_source()?;
+//! let (_clean, _quarantine, report) = Pipeline::new(source)
+//!     .dedup_exact(None)
+//!     .expect(Expectation::not_null("name"))
+//!     .progress(false)
+//!     .run_in_memory()?;
+//! assert_eq!(report.duplicates_removed, truth.exact_duplicates);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+#[cfg(feature = "governance")]
+pub use aistd_governance as governance;

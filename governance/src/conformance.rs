@@ -121,12 +121,12 @@ pub fn projection_matches_full_scan(src: &dyn DataSource) -> Check {
                 rows(&want)
             ));
         }
-        if let (Some(g), Some(w)) = (&got, &want) {
-            if g.columns() != w.columns() {
-                return Err(format!(
-                    "projection {p:?}: values differ from the full scan"
-                ));
-            }
+        if let (Some(g), Some(w)) = (&got, &want)
+            && g.columns() != w.columns()
+        {
+            return Err(format!(
+                "projection {p:?}: values differ from the full scan"
+            ));
         }
     }
     Ok(())
@@ -155,7 +155,8 @@ pub fn fingerprint_is_stable(src: &dyn DataSource) -> Check {
 
 /// Run every check; the first failure is returned with the clause's name.
 pub fn run_all(src: &dyn DataSource) -> Check {
-    let checks: [(&str, fn(&dyn DataSource) -> Check); 5] = [
+    type Clause = (&'static str, fn(&dyn DataSource) -> Check);
+    let checks: [Clause; 5] = [
         ("batches_have_schema", batches_have_schema),
         ("scan_is_repeatable", scan_is_repeatable),
         ("batch_size_is_respected", batch_size_is_respected),

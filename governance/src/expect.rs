@@ -597,10 +597,10 @@ impl SuiteRun {
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut cols: HashMap<usize, Col> = HashMap::new();
         for s in &self.states {
-            if let Some(c) = s.check.column {
-                if let std::collections::hash_map::Entry::Vacant(v) = cols.entry(c) {
-                    v.insert(Col::new(batch.column(c))?);
-                }
+            if let Some(c) = s.check.column
+                && let std::collections::hash_map::Entry::Vacant(v) = cols.entry(c)
+            {
+                v.insert(Col::new(batch.column(c))?);
             }
         }
         for s in &mut self.states {

@@ -549,7 +549,7 @@ impl Rows {
     fn next_row(&mut self) -> Row {
         let dirt = self.config.dirt.clone();
         let can_copy = !self.recent.is_empty();
-        let row = if can_copy && self.rng.chance(dirt.exact_duplicate_rate) {
+        if can_copy && self.rng.chance(dirt.exact_duplicate_rate) {
             self.truth.exact_duplicates += 1;
             let i = self.rng.below(self.recent.len() as u64) as usize;
             self.recent[i].clone()
@@ -558,7 +558,6 @@ impl Rows {
             let mut row = self.recent[i].clone();
             if row.email.is_none() {
                 // Near duplicates are defined by (name, e-mail); without an e-mail none can be made.
-                self.next_id += 1;
                 return self.fresh();
             }
             self.truth.near_duplicates += 1;
@@ -568,9 +567,8 @@ impl Rows {
             row.email = row.email.map(|e| e.to_uppercase());
             row
         } else {
-            return self.fresh();
-        };
-        row
+            self.fresh()
+        }
     }
 
     fn fresh(&mut self) -> Row {
@@ -677,6 +675,36 @@ impl LoanGenerator {
         Ok((MemorySource::try_new("loans", schema(), batches)?, truth))
     }
 
+    /// Stream the records to an Arrow IPC file, written atomically (temporary file, then rename).
+    pub fn write_ipc(&self, path: &Path) -> Result<GroundTruth> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+        let ctx = || format!("writing {}", path.display());
+        {
+            let buf = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let mut w = arrow_ipc::writer::FileWriter::try_new(buf, &schema())
+                .map_err(|e| Error::arrow(ctx(), e))?;
+            let mut rows = self.rows();
+            loop {
+                let chunk: Vec<Row> = rows.by_ref().take(self.config.batch_size.max(1)).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                w.write(&to_batch(&chunk)?)
+                    .map_err(|e| Error::arrow(ctx(), e))?;
+            }
+            w.finish().map_err(|e| Error::arrow(ctx(), e))?;
+            let truth = rows.truth;
+            drop(w);
+            tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+            Ok(truth)
+        }
+    }
+
     /// Stream the records to a CSV file (header, comma-delimited, empty field = null, `NaN` for
     /// NaN), written atomically: to a temporary file in the same directory, then renamed.
     pub fn write_csv(&self, path: &Path) -> Result<GroundTruth> {
@@ -729,14 +757,14 @@ fn write_row(out: &mut Vec<u8>, r: &Row) {
         Some(x) => format!("{x:?}"),
     };
     let rest = format!(
-        ",{},{},{},{},{},{},{},{},{}\n",
+        ",{},{},{},{},{},{},{:?},{},{}\n",
         date_string(r.birth),
         date_string(r.applied),
         r.gender,
         r.age,
         r.age_band,
         income,
-        format!("{:?}", r.loan),
+        r.loan,
         r.score,
         r.approved
     );

@@ -157,7 +157,9 @@ fn csv_error(bytes: &[u8], options: CsvOptions) -> Error {
 #[test]
 fn bad_csv_gets_typed_errors_with_positions() {
     let infer_two = CsvOptions::default().with_infer_rows(2);
-    let cases: Vec<(&[u8], CsvOptions, u64, u64, Option<&str>, &str)> = vec![
+    /// (input, options, record, line, column, the reason contains)
+    type Case<'a> = (&'a [u8], CsvOptions, u64, u64, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         // (input, options, record, line, column, reason contains)
         (
             b"a,b\n1,2\n3\n",
