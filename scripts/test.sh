@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (a Python venv with the peer tools under target/),
+# then runs formatting, lints, every test, the docs, every example and the peer cross-checks.
+# Idempotent; fails loudly on the first problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+started=$(date +%s)
+
+VENV=target/peers-venv
+PEERS=(pyarrow pandas)
+step "peer tools: Python venv at $VENV (${PEERS[*]})"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas' 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
+fi
+"$VENV/bin/python" -c 'import pyarrow, pandas; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__)'
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test (workspace, all features)"
+cargo test --workspace --all-features
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+# Examples run in the same (dev) profile the tests built, so nothing is compiled twice; dependencies
+# are optimised in that profile (see Cargo.toml).
+step "examples"
+for ex in examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  echo "-- example $name"
+  cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
+done
+
+step "peer cross-checks (pyarrow, pandas)"
+cargo build --quiet --all-features --bin aistd
+"$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
+
+step "all green in $(( $(date +%s) - started ))s"
