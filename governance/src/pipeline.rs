@@ -5,13 +5,12 @@
 //! **Conservation:** every input row ends up either in the output or in the quarantine, with the
 //! reason of the first step that removed it: `rows_in == rows_out + rows_quarantined`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ahash::RandomState;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_ipc::writer::FileWriter;
@@ -24,7 +23,7 @@ use crate::clean::{Imputation, NullAction, OutlierAction, OutlierMethod, normali
 use crate::column::{Col, Val, map_values, normal_type};
 use crate::expect::{Check, Expectation, ExpectationResult, ExpectationSuite, SuiteRun};
 use crate::label::{LABELER_METADATA_KEY, Labeler};
-use crate::profile::{Profile, Profiler, hasher};
+use crate::profile::{Profile, Profiler};
 use crate::source::{DataSource, Descriptor, ScanOptions, parse_date, parse_timestamp_micros};
 use crate::{Error, Result};
 
@@ -187,11 +186,11 @@ enum Runner {
     Dedup {
         idxs: Vec<usize>,
         converter: RowConverter,
-        seen: HashSet<Box<[u8]>, RandomState>,
+        seen: RowSet,
     },
     NearDup {
         idxs: Vec<usize>,
-        seen: HashSet<String, RandomState>,
+        seen: RowSet,
     },
     Outliers {
         idx: usize,
@@ -385,7 +384,7 @@ impl Runner {
                     Runner::Dedup {
                         idxs,
                         converter,
-                        seen: HashSet::with_hasher(hasher()),
+                        seen: RowSet::default(),
                     },
                     same,
                 )
@@ -398,7 +397,7 @@ impl Runner {
                 (
                     Runner::NearDup {
                         idxs,
-                        seen: HashSet::with_hasher(hasher()),
+                        seen: RowSet::default(),
                     },
                     same,
                 )
@@ -485,6 +484,7 @@ impl Runner {
     fn apply(
         &mut self,
         batch: RecordBatch,
+        alive: &[bool],
         schema: &SchemaRef,
         tally: &mut Tally,
     ) -> Result<(RecordBatch, Rejects)> {
@@ -505,7 +505,7 @@ impl Runner {
                 let after = arrow_cast::cast_with_options(before, to, &opts)
                     .map_err(|e| Error::arrow(format!("coercing {column} to {to}"), e))?;
                 let original = Col::new(before)?;
-                for i in 0..after.len() {
+                for i in (0..after.len()).filter(|&i| alive[i]) {
                     if after.is_null(i) && before.is_valid(i) {
                         let detail = format!("`{}` is not a valid {to}", original.get(i).to_text());
                         rejects.push((i, format!("coerce:{column}"), detail));
@@ -517,7 +517,7 @@ impl Runner {
                 let col = Col::new(batch.column(*idx))?;
                 match fill {
                     None => {
-                        for i in 0..col.len() {
+                        for i in (0..col.len()).filter(|&i| alive[i]) {
                             if col.is_null(i) {
                                 rejects.push((i, format!("null:{column}"), String::new()));
                             } else if col.is_nan(i) {
@@ -529,7 +529,7 @@ impl Runner {
                     Some(fill) => {
                         let mut n = 0u64;
                         let array = map_values(&col, |i, v| {
-                            if matches!(v, Val::Null) || col.is_nan(i) {
+                            if alive[i] && (matches!(v, Val::Null) || col.is_nan(i)) {
                                 n += 1;
                                 fill.val()
                             } else {
@@ -550,12 +550,9 @@ impl Runner {
                 let rows = converter
                     .convert_columns(&cols)
                     .map_err(|e| Error::arrow("encoding dedup keys", e))?;
-                for (i, row) in rows.iter().enumerate() {
-                    let key = row.as_ref();
-                    if seen.contains(key) {
+                for (i, row) in rows.iter().enumerate().filter(|(i, _)| alive[*i]) {
+                    if !seen.insert(row.as_ref()) {
                         rejects.push((i, "duplicate".into(), String::new()));
-                    } else {
-                        seen.insert(key.into());
                     }
                 }
                 batch
@@ -565,7 +562,7 @@ impl Runner {
                     .iter()
                     .map(|&i| Col::new(batch.column(i)))
                     .collect::<Result<_>>()?;
-                'rows: for i in 0..batch.num_rows() {
+                'rows: for i in (0..batch.num_rows()).filter(|&i| alive[i]) {
                     let mut key = String::new();
                     for c in &cols {
                         let v = c.get(i);
@@ -575,7 +572,7 @@ impl Runner {
                         key.push_str(&normalize_key(&v.to_text()));
                         key.push('\u{1f}');
                     }
-                    if !seen.insert(key.clone()) {
+                    if !seen.insert(key.as_bytes()) {
                         rejects.push((
                             i,
                             "near_duplicate".into(),
@@ -596,7 +593,10 @@ impl Runner {
                 let (lo, hi) = (*lo, *hi);
                 if *clip {
                     let mut n = 0u64;
-                    let array = map_values(&col, |_, v| {
+                    let array = map_values(&col, |i, v| {
+                        if !alive[i] {
+                            return v;
+                        }
                         let Some(x) = v.as_f64().filter(|x| !x.is_nan() && (*x < lo || *x > hi))
                         else {
                             return v;
@@ -617,7 +617,7 @@ impl Runner {
                     *tally.clipped.entry(column.clone()).or_default() += n;
                     replace(&batch, *idx, array)?
                 } else {
-                    for i in 0..col.len() {
+                    for i in (0..col.len()).filter(|&i| alive[i]) {
                         if let Some(x) = col.get(i).as_f64().filter(|x| *x < lo || *x > hi) {
                             rejects.push((
                                 i,
@@ -632,7 +632,7 @@ impl Runner {
             Runner::Reject { check, reason } => {
                 let c = check.column.unwrap_or(0);
                 let col = Col::new(batch.column(c))?;
-                for i in 0..col.len() {
+                for i in (0..col.len()).filter(|&i| alive[i]) {
                     if check.row(&col, i) == Some(false) {
                         rejects.push((i, reason.clone(), col.get(i).to_text()));
                     }
@@ -663,27 +663,32 @@ impl Runner {
     }
 }
 
-/// Keep only rows not in `rejects`, from the batch and its map to original rows.
-fn drop_rows(
-    batch: RecordBatch,
-    orig: UInt32Array,
-    rejects: &Rejects,
-) -> Result<(RecordBatch, UInt32Array)> {
-    let mut keep = vec![true; batch.num_rows()];
-    for (i, ..) in rejects {
-        keep[*i] = false;
+/// A set of byte strings (row encodings), exact: keys live in one arena, the table holds their
+/// 64-bit xxh3 hash and position, and a hash match is confirmed by comparing bytes. One hash per
+/// row, none on growth, no allocation per row.
+#[derive(Default)]
+struct RowSet {
+    arena: Vec<u8>,
+    table: hashbrown::HashTable<(u64, usize, usize)>,
+}
+
+impl RowSet {
+    /// Insert `key`; `false` if it was already there.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let h = xxhash_rust::xxh3::xxh3_64(key);
+        let arena = &self.arena;
+        if self
+            .table
+            .find(h, |&(eh, at, len)| eh == h && &arena[at..at + len] == key)
+            .is_some()
+        {
+            return false;
+        }
+        self.table
+            .insert_unique(h, (h, self.arena.len(), key.len()), |e| e.0);
+        self.arena.extend_from_slice(key);
+        true
     }
-    let mask = arrow_array::BooleanArray::from(keep);
-    let b = arrow_select::filter::filter_record_batch(&batch, &mask)
-        .map_err(|e| Error::arrow("filtering rows", e))?;
-    let o = arrow_select::filter::filter(&orig, &mask)
-        .map_err(|e| Error::arrow("filtering rows", e))?;
-    let o = o
-        .as_any()
-        .downcast_ref::<UInt32Array>()
-        .cloned()
-        .unwrap_or_else(|| UInt32Array::from(Vec::<u32>::new()));
-    Ok((b, o))
 }
 
 /// Schema of the quarantine: the input schema plus `_row`, `_reason`, `_detail`.
@@ -937,9 +942,11 @@ impl Pipeline {
         Ok(schema)
     }
 
+    /// Steps run on the calling thread; expectations and `on_data` (the output writer) on a
+    /// second thread fed through a bounded channel, so the two overlap.
     fn execute(
         self,
-        on_data: &mut dyn FnMut(&RecordBatch) -> Result<()>,
+        on_data: &mut (dyn FnMut(&RecordBatch) -> Result<()> + Send),
         on_quarantine: &mut dyn FnMut(&RecordBatch) -> Result<()>,
     ) -> Result<Report> {
         let started = Instant::now();
@@ -976,44 +983,78 @@ impl Pipeline {
         }
         let mut profiler =
             (self.profile_input && fitted.is_none()).then(|| Profiler::new(input_schema.clone()));
-        let mut suite = SuiteRun::new(&self.suite, out_schema.clone(), &self.suite_origin)?;
+        let suite = SuiteRun::new(&self.suite, out_schema.clone(), &self.suite_origin)?;
         let mut tally = Tally::default();
         let mut label_counts: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); runners.len()];
         let (mut rows_in, mut rows_out, mut rows_q) = (0u64, 0u64, 0u64);
         let bar = self.bar("governing");
-        for batch in self.source.scan(&self.scan_options())? {
-            let orig = batch?;
-            if let Some(p) = profiler.as_mut() {
-                p.update(&orig)?;
-            }
-            let n = orig.num_rows();
-            let mut current = orig.clone();
-            let mut map = UInt32Array::from_iter_values(0..n as u32);
-            for (k, runner) in runners.iter_mut().enumerate() {
-                let (b, rejects) = runner.apply(current, &schemas[k], &mut tally)?;
-                if !rejects.is_empty() {
-                    let q = quarantine_batch(&orig, &map, &rejects, rows_in, &q_schema)?;
-                    for (_, reason, _) in &rejects {
-                        *tally.by_reason.entry(reason.clone()).or_default() += 1;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+        let (produced, consumed) = std::thread::scope(|scope| {
+            let consumer = scope.spawn(move || -> Result<SuiteRun> {
+                let mut suite = suite;
+                for b in rx {
+                    suite.update(&b)?;
+                    on_data(&b)?;
+                }
+                Ok(suite)
+            });
+            let produced = (|| -> Result<()> {
+                for batch in self.source.scan(&self.scan_options())? {
+                    let orig = batch?;
+                    if let Some(p) = profiler.as_mut() {
+                        p.update(&orig)?;
                     }
-                    rows_q += q.num_rows() as u64;
-                    on_quarantine(&q)?;
-                    (current, map) = drop_rows(b, map, &rejects)?;
-                } else {
-                    current = b;
+                    let n = orig.num_rows();
+                    let mut current = orig.clone();
+                    // Rows stay in place until the end of the batch; steps skip quarantined rows.
+                    let mut alive = vec![true; n];
+                    let mut dead = 0usize;
+                    for (k, runner) in runners.iter_mut().enumerate() {
+                        let (b, rejects) =
+                            runner.apply(current, &alive, &schemas[k], &mut tally)?;
+                        current = b;
+                        if !rejects.is_empty() {
+                            let q = quarantine_batch(&orig, &rejects, rows_in, &q_schema)?;
+                            for (i, reason, _) in &rejects {
+                                alive[*i] = false;
+                                *tally.by_reason.entry(reason.clone()).or_default() += 1;
+                            }
+                            dead += rejects.len();
+                            rows_q += q.num_rows() as u64;
+                            on_quarantine(&q)?;
+                        }
+                    }
+                    if dead > 0 {
+                        let mask = arrow_array::BooleanArray::from(alive);
+                        current = arrow_select::filter::filter_record_batch(&current, &mask)
+                            .map_err(|e| Error::arrow("filtering rows", e))?;
+                    }
+                    for (k, runner) in runners.iter().enumerate() {
+                        if let Runner::Label { field, .. } = runner {
+                            count_labels(&current, field.name(), &mut label_counts[k]);
+                        }
+                    }
+                    rows_in += n as u64;
+                    rows_out += current.num_rows() as u64;
+                    bar.inc(n as u64);
+                    if current.num_rows() > 0 && tx.send(current).is_err() {
+                        // The writer stopped; its error is reported below.
+                        break;
+                    }
                 }
-                if let Runner::Label { field, .. } = runner {
-                    count_labels(&current, field.name(), &mut label_counts[k]);
-                }
-            }
-            rows_in += n as u64;
-            rows_out += current.num_rows() as u64;
-            if current.num_rows() > 0 {
-                suite.update(&current)?;
-                on_data(&current)?;
-            }
-            bar.inc(n as u64);
-        }
+                Ok(())
+            })();
+            drop(tx);
+            let consumed = consumer.join().unwrap_or_else(|_| {
+                Err(Error::invalid(
+                    "pipeline output thread",
+                    "panicked while writing the output",
+                ))
+            });
+            (produced, consumed)
+        });
+        produced?;
+        let suite = consumed?;
         bar.finish_and_clear();
         for (k, runner) in runners.iter().enumerate() {
             if let Runner::Label { labeler, field } = runner {
@@ -1075,12 +1116,11 @@ fn count_labels(batch: &RecordBatch, column: &str, counts: &mut BTreeMap<String,
 
 fn quarantine_batch(
     orig: &RecordBatch,
-    map: &UInt32Array,
     rejects: &Rejects,
     offset: u64,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
-    let idx = UInt32Array::from_iter_values(rejects.iter().map(|(i, ..)| map.value(*i)));
+    let idx = UInt32Array::from_iter_values(rejects.iter().map(|(i, ..)| *i as u32));
     let taken = arrow_select::take::take_record_batch(orig, &idx)
         .map_err(|e| Error::arrow("quarantining rows", e))?;
     let mut cols = taken.columns().to_vec();
@@ -1101,13 +1141,13 @@ fn quarantine_batch(
 
 struct IpcOut {
     path: PathBuf,
-    writer: FileWriter<std::io::BufWriter<File>>,
+    writer: FileWriter<File>,
 }
 
 impl IpcOut {
     fn create(path: &Path, schema: &SchemaRef) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let writer = FileWriter::try_new(std::io::BufWriter::with_capacity(1 << 20, file), schema)
+        let writer = FileWriter::try_new(file, schema)
             .map_err(|e| Error::arrow(format!("writing {}", path.display()), e))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -1124,13 +1164,10 @@ impl IpcOut {
     fn finish(mut self) -> Result<()> {
         let ctx = format!("writing {}", self.path.display());
         self.writer.finish().map_err(|e| Error::arrow(&ctx, e))?;
-        let buf = self
+        let file = self
             .writer
             .into_inner()
             .map_err(|e| Error::arrow(&ctx, e))?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))
     }
 }

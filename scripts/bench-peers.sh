@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs aistd next to its peers on the same input, in one run, and prints a table of ratios.
+# Usage: scripts/bench-peers.sh [ROWS] [REPEATS]   (default 10,000,000 rows, best of 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-10000000}
+REPEATS=${2:-3}
+VENV=target/peers-venv
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c 'import polars, pyarrow' 2>/dev/null ||
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check polars pyarrow
+cargo build --release --quiet --bin aistd
+AISTD=target/release/aistd
+WORK=target/bench-peers
+mkdir -p "$WORK"
+DATA="$WORK/loans-$ROWS.arrow"
+[ -f "$DATA" ] || "$AISTD" data generate --rows "$ROWS" --seed 1 --out "$DATA"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; input: $ROWS rows ($(du -h "$DATA" | cut -f1)) Arrow IPC"
+json=$("$VENV/bin/python" scripts/peers/bench_governance.py "$AISTD" "$DATA" "$WORK" "$REPEATS")
+"$VENV/bin/python" - "$json" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+n = r["rows"]
+rows = [
+    ("clean+dedup+5 expectations", "polars", r["clean_and_check"]["aistd_s"], r["clean_and_check"]["polars_s"]),
+    ("profile (all columns)", "polars describe()", r["profile"]["aistd_s"], r["profile"]["polars_describe_s"]),
+]
+print(f"polars {r['polars']} on {r['polars_threads']} threads; best of runs; rows out {r['rows_out']:,}")
+print(f"| workload | peer | aistd s | peer s | aistd rows/s | peer rows/s | aistd speed / peer |")
+print(f"|---|---|---:|---:|---:|---:|---:|")
+for name, peer, a, p in rows:
+    print(f"| {name} | {peer} | {a:.2f} | {p:.2f} | {n/a:,.0f} | {n/p:,.0f} | {p/a:.2f}x |")
+PY
