@@ -38,6 +38,23 @@ impl Val<'_> {
         }
     }
 
+    /// Call `f` with the bytes that identify this value among values of its column (strings by
+    /// their UTF-8, numbers by their 8 little-endian bytes, -0.0 and 0.0 as one value). `None` for
+    /// null.
+    pub(crate) fn with_key<R>(self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let bits: u64 = match self {
+            Val::Null => return None,
+            Val::Str(s) => return Some(f(s.as_bytes())),
+            Val::Int(i) | Val::Ts(i) => i as u64,
+            Val::Date(d) => i64::from(d) as u64,
+            Val::Bool(b) => u64::from(b),
+            // A float literal pattern compares with `==`, so it also matches -0.0.
+            Val::Float(0.0) => 0,
+            Val::Float(x) => x.to_bits(),
+        };
+        Some(f(&bits.to_le_bytes()))
+    }
+
     /// The value as JSON (dates as ISO strings; NaN and infinities as strings).
     pub(crate) fn to_json(self) -> serde_json::Value {
         match self {

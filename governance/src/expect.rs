@@ -23,9 +23,10 @@
 //! occurrence of a repeated value as unexpected.
 
 use std::collections::{HashMap, HashSet};
+
+use crate::keys::{self, Added, KeyCounter};
 use std::path::Path;
 
-use ahash::RandomState;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use regex::Regex;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::column::{Col, Val, normal_type};
 use crate::format::Format;
-use crate::profile::{Profile, hasher};
+use crate::profile::Profile;
 use crate::source::{DataSource, ScanOptions, parse_date, parse_timestamp_micros};
 use crate::{Error, Result};
 
@@ -558,7 +559,7 @@ struct State {
     samples: Vec<UnexpectedRow>,
     sum: f64,
     n: u64,
-    seen: HashMap<String, (u64, u64), RandomState>,
+    seen: KeyCounter,
 }
 
 /// Streaming evaluation of a suite: [`update`](SuiteRun::update) per batch, then
@@ -582,7 +583,7 @@ impl SuiteRun {
                     samples: Vec::new(),
                     sum: 0.0,
                     n: 0,
-                    seen: HashMap::with_hasher(hasher()),
+                    seen: KeyCounter::default(),
                 })
             })
             .collect::<Result<_>>()?;
@@ -616,10 +617,11 @@ impl SuiteRun {
                             s.missing += 1;
                             continue;
                         }
-                        let key = col.get(i).to_text();
-                        let e = s.seen.entry(key).or_insert((0, row));
-                        e.0 += 1;
-                        bad = e.0 > 1;
+                        let seen = &mut s.seen;
+                        bad = col
+                            .get(i)
+                            .with_key(|k| seen.add(k, keys::hash(k), usize::MAX))
+                            == Some(Added::Seen);
                     }
                     Test::Mean(..) => match col.get(i).as_f64() {
                         Some(x) if !x.is_nan() => {
@@ -677,12 +679,7 @@ impl SuiteRun {
                         type_matches(want, have)
                     }
                     Test::Unique => {
-                        s.unexpected = s
-                            .seen
-                            .values()
-                            .filter(|(n, _)| *n > 1)
-                            .map(|(n, _)| *n)
-                            .sum();
+                        s.unexpected = s.seen.repeated();
                         true
                     }
                     _ => true,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::clean::{Imputation, NullAction, OutlierAction, OutlierMethod, normalize_key};
 use crate::column::{Col, Val, map_values, normal_type};
 use crate::expect::{Check, Expectation, ExpectationResult, ExpectationSuite, SuiteRun};
+use crate::keys::KeyCounter;
 use crate::label::{LABELER_METADATA_KEY, Labeler};
 use crate::profile::{Profile, Profiler};
 use crate::source::{DataSource, Descriptor, ScanOptions, parse_date, parse_timestamp_micros};
@@ -186,11 +187,11 @@ enum Runner {
     Dedup {
         idxs: Vec<usize>,
         converter: RowConverter,
-        seen: RowSet,
+        seen: KeyCounter,
     },
     NearDup {
         idxs: Vec<usize>,
-        seen: RowSet,
+        seen: KeyCounter,
     },
     Outliers {
         idx: usize,
@@ -384,7 +385,7 @@ impl Runner {
                     Runner::Dedup {
                         idxs,
                         converter,
-                        seen: RowSet::default(),
+                        seen: KeyCounter::default(),
                     },
                     same,
                 )
@@ -397,7 +398,7 @@ impl Runner {
                 (
                     Runner::NearDup {
                         idxs,
-                        seen: RowSet::default(),
+                        seen: KeyCounter::default(),
                     },
                     same,
                 )
@@ -660,34 +661,6 @@ impl Runner {
             }
         };
         Ok((batch, rejects))
-    }
-}
-
-/// A set of byte strings (row encodings), exact: keys live in one arena, the table holds their
-/// 64-bit xxh3 hash and position, and a hash match is confirmed by comparing bytes. One hash per
-/// row, none on growth, no allocation per row.
-#[derive(Default)]
-struct RowSet {
-    arena: Vec<u8>,
-    table: hashbrown::HashTable<(u64, usize, usize)>,
-}
-
-impl RowSet {
-    /// Insert `key`; `false` if it was already there.
-    fn insert(&mut self, key: &[u8]) -> bool {
-        let h = xxhash_rust::xxh3::xxh3_64(key);
-        let arena = &self.arena;
-        if self
-            .table
-            .find(h, |&(eh, at, len)| eh == h && &arena[at..at + len] == key)
-            .is_some()
-        {
-            return false;
-        }
-        self.table
-            .insert_unique(h, (h, self.arena.len(), key.len()), |e| e.0);
-        self.arena.extend_from_slice(key);
-        true
     }
 }
 

@@ -1,14 +1,12 @@
 //! Per-column profiles computed in one streaming pass ([`Profiler`]) over any [`DataSource`].
 
-use std::collections::HashMap;
-
-use ahash::RandomState;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
 use crate::column::{Col, Val};
 use crate::format::Format;
+use crate::keys::{self, Added, KeyCounter};
 use crate::source::{DataSource, ScanOptions};
 use crate::{Error, Result};
 
@@ -177,16 +175,6 @@ impl Hll {
     }
 }
 
-/// Seeds fixed so sketches are reproducible run to run.
-pub(crate) fn hasher() -> RandomState {
-    RandomState::with_seeds(
-        0x243F_6A88_85A3_08D3,
-        0x1319_8A2E_0370_7344,
-        0xA409_3822_299F_31D0,
-        0x082E_FA98_EC4E_6C89,
-    )
-}
-
 /// Vitter's algorithm R with a fixed-seed xorshift, so profiles are reproducible.
 #[derive(Debug, Clone)]
 struct Reservoir {
@@ -243,8 +231,7 @@ struct Acc {
     count: u64,
     nulls: u64,
     nans: u64,
-    nums: HashMap<u64, u64, RandomState>,
-    strs: HashMap<Box<str>, u64, RandomState>,
+    values: KeyCounter,
     overflow: bool,
     hll: Hll,
     min: Option<OwnedVal>,
@@ -311,8 +298,7 @@ impl Acc {
             count: 0,
             nulls: 0,
             nans: 0,
-            nums: HashMap::with_hasher(hasher()),
-            strs: HashMap::with_hasher(hasher()),
+            values: KeyCounter::default(),
             overflow: false,
             hll: Hll::new(),
             min: None,
@@ -336,21 +322,13 @@ impl Acc {
             Col::Ts(_) => Kind::Ts,
             Col::Str(_) => Kind::Str,
         };
-        let hasher = hasher();
         self.count += col.len() as u64;
         for i in 0..col.len() {
             let v = col.get(i);
             match v {
                 Val::Null => self.nulls += 1,
                 Val::Str(s) => {
-                    self.hll.insert_hash(hasher.hash_one(s));
-                    if let Some(c) = self.strs.get_mut(s) {
-                        *c += 1;
-                    } else if self.strs.len() < EXACT_DISTINCT_CAP {
-                        self.strs.insert(s.into(), 1);
-                    } else {
-                        self.overflow = true;
-                    }
+                    self.count_value(s.as_bytes());
                     let len = s.chars().count() as u64;
                     self.lengths = Some(
                         self.lengths
@@ -376,24 +354,10 @@ impl Acc {
                 }
                 _ => {
                     let x = v.as_f64().unwrap_or(f64::NAN);
-                    let bits = match v {
-                        Val::Int(i) | Val::Ts(i) => i as u64,
-                        Val::Date(d) => i64::from(d) as u64,
-                        Val::Bool(b) => u64::from(b),
-                        _ if x == 0.0 => 0, // -0.0 and 0.0 are one value
-                        _ => x.to_bits(),
-                    };
                     if x.is_nan() {
                         self.nans += 1;
                     }
-                    self.hll.insert_hash(hasher.hash_one(bits));
-                    if let Some(c) = self.nums.get_mut(&bits) {
-                        *c += 1;
-                    } else if self.nums.len() < EXACT_DISTINCT_CAP {
-                        self.nums.insert(bits, 1);
-                    } else {
-                        self.overflow = true;
-                    }
+                    v.with_key(|k| self.count_value(k));
                     if x.is_nan() {
                         continue;
                     }
@@ -421,23 +385,31 @@ impl Acc {
         }
     }
 
+    fn count_value(&mut self, key: &[u8]) {
+        let h = keys::hash(key);
+        self.hll.insert_hash(h);
+        if self.values.add(key, h, EXACT_DISTINCT_CAP) == Added::Full {
+            self.overflow = true;
+        }
+    }
+
     fn finish(mut self) -> ColumnProfile {
-        let distinct_exact = (self.strs.len() + self.nums.len()) as u64;
-        let mut top: Vec<(serde_json::Value, u64)> = if self.kind == Kind::Str {
-            let mut v: Vec<(&Box<str>, &u64)> = self.strs.iter().collect();
-            v.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            v.into_iter()
-                .take(10)
-                .map(|(k, c)| (serde_json::Value::from(&**k), *c))
-                .collect()
-        } else {
-            let mut v: Vec<(&u64, &u64)> = self.nums.iter().collect();
-            v.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            v.into_iter()
-                .take(10)
-                .map(|(k, c)| (key_to_val(*k, self.kind).to_json(), *c))
-                .collect()
-        };
+        let distinct_exact = self.values.len() as u64;
+        let kind = self.kind;
+        let mut top: Vec<(serde_json::Value, u64)> = self
+            .values
+            .top(10)
+            .into_iter()
+            .map(|(k, c)| {
+                let v = if kind == Kind::Str {
+                    serde_json::Value::from(String::from_utf8_lossy(k).into_owned())
+                } else {
+                    let bits = u64::from_le_bytes(k.try_into().unwrap_or([0; 8]));
+                    key_to_val(bits, kind).to_json()
+                };
+                (v, c)
+            })
+            .collect();
         top.retain(|(_, c)| *c > 0);
         let numeric = self.kind != Kind::Str && self.kind != Kind::Bool;
         let non_null = self.count - self.nulls;
@@ -555,11 +527,10 @@ mod tests {
 
     #[test]
     fn hll_is_within_three_percent() {
-        let h = hasher();
         for n in [100u64, 10_000, 200_000] {
             let mut hll = Hll::new();
             for i in 0..n {
-                hll.insert_hash(h.hash_one(i));
+                hll.insert_hash(keys::hash(&i.to_le_bytes()));
             }
             let err = (hll.estimate() as f64 - n as f64).abs() / n as f64;
             assert!(err < 0.03, "n={n} estimate={} err={err}", hll.estimate());
