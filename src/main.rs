@@ -65,6 +65,9 @@ enum DataCommand {
         file: PathBuf,
         #[command(flatten)]
         csv: CsvArgs,
+        /// Print the suggestions (expectation, rule, reason) as JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Evaluate an expectation file; exits with status 1 if any expectation fails.
     Check {
@@ -290,9 +293,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DataCommand::Suggest { file, csv } => {
+        DataCommand::Suggest { file, csv, json } => {
             let profile = Profile::of(open(&file, &csv)?.as_ref())?;
             let suggestions = suggest(&profile);
+            if json {
+                print_json(&suggestions)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for s in &suggestions {
                 println!("# {}: {}", s.rule, s.reason);
             }

@@ -1,6 +1,6 @@
 //! Per-column profiles computed in one streaming pass ([`Profiler`]) over any [`DataSource`].
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
@@ -504,10 +504,35 @@ impl Profiler {
                 ),
             });
         }
-        for (acc, array) in self.accs.iter_mut().zip(batch.columns()) {
-            acc.update(&Col::new(array)?);
+        // Columns are independent: spread them over the cores, round-robin so wide tables balance.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(self.accs.len())
+            .max(1);
+        let mut groups: Vec<Vec<(&mut Acc, &ArrayRef)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, pair) in self.accs.iter_mut().zip(batch.columns()).enumerate() {
+            groups[i % threads].push(pair);
         }
-        Ok(())
+        let work = |group: Vec<(&mut Acc, &ArrayRef)>| -> Result<()> {
+            for (acc, array) in group {
+                acc.update(&Col::new(array)?);
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let mut groups = groups.into_iter();
+            let first = groups.next();
+            let handles: Vec<_> = groups.map(|g| scope.spawn(move || work(g))).collect();
+            let mut result = first.map_or(Ok(()), work);
+            for h in handles {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(Error::invalid("profiler", "a worker thread panicked"))
+                });
+                result = result.and(r);
+            }
+            result
+        })
     }
 
     /// The profile of everything seen.
