@@ -140,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "conservation of rows"
     );
     println!(
-        "   outputs: {}/{{data.arrow, quarantine.arrow, report.json, report.md}}",
+        "   outputs: {}/{{data.arrow, quarantine.arrow, report.json, report.md, report.html}}",
         out.join("governed").display()
     );
     println!("   data stage done in {:.2?}", started.elapsed());

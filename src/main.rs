@@ -82,7 +82,7 @@ enum DataCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Clean a file: writes DIR/data.arrow, DIR/quarantine.arrow, DIR/report.json, DIR/report.md.
+    /// Clean a file: writes DIR/data.arrow, DIR/quarantine.arrow, DIR/report.{json,md,html}.
     Govern(GovernArgs),
 }
 

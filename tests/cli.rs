@@ -109,7 +109,13 @@ fn generate_profile_suggest_check_govern() {
         rin.as_u64(),
         Some(rout.as_u64().unwrap_or(0) + rq.as_u64().unwrap_or(0))
     );
-    for f in ["data.arrow", "quarantine.arrow", "report.json", "report.md"] {
+    for f in [
+        "data.arrow",
+        "quarantine.arrow",
+        "report.json",
+        "report.md",
+        "report.html",
+    ] {
         assert!(out.join(f).exists(), "{f}");
     }
 }

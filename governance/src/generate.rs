@@ -655,18 +655,15 @@ impl LoanGenerator {
         }
     }
 
+    fn batches(&self) -> Batches {
+        Batches { rows: self.rows() }
+    }
+
     /// Generate into memory as Arrow batches.
     pub fn to_batches(&self) -> Result<(Vec<RecordBatch>, GroundTruth)> {
-        let mut rows = self.rows();
-        let mut batches = Vec::new();
-        loop {
-            let chunk: Vec<Row> = rows.by_ref().take(self.config.batch_size.max(1)).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            batches.push(to_batch(&chunk)?);
-        }
-        Ok((batches, rows.truth))
+        let mut batches = self.batches();
+        let all = batches.by_ref().collect::<Result<Vec<_>>>()?;
+        Ok((all, batches.rows.truth))
     }
 
     /// Generate into a [`MemorySource`] named `loans`.
@@ -677,60 +674,71 @@ impl LoanGenerator {
 
     /// Stream the records to an Arrow IPC file, written atomically (temporary file, then rename).
     pub fn write_ipc(&self, path: &Path) -> Result<GroundTruth> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        let ctx = || format!("writing {}", path.display());
-        {
-            let buf = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-            let mut w = arrow_ipc::writer::FileWriter::try_new(buf, &schema())
+        atomically(path, |out| {
+            let ctx = || format!("writing {}", path.display());
+            let mut w = arrow_ipc::writer::FileWriter::try_new(out, &schema())
                 .map_err(|e| Error::arrow(ctx(), e))?;
-            let mut rows = self.rows();
-            loop {
-                let chunk: Vec<Row> = rows.by_ref().take(self.config.batch_size.max(1)).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                w.write(&to_batch(&chunk)?)
-                    .map_err(|e| Error::arrow(ctx(), e))?;
+            let mut batches = self.batches();
+            for b in batches.by_ref() {
+                w.write(&b?).map_err(|e| Error::arrow(ctx(), e))?;
             }
             w.finish().map_err(|e| Error::arrow(ctx(), e))?;
-            let truth = rows.truth;
-            drop(w);
-            tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-            Ok(truth)
-        }
+            Ok(batches.rows.truth)
+        })
     }
 
     /// Stream the records to a CSV file (header, comma-delimited, empty field = null, `NaN` for
     /// NaN), written atomically: to a temporary file in the same directory, then renamed.
     pub fn write_csv(&self, path: &Path) -> Result<GroundTruth> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let mut line = COLUMNS.join(",").into_bytes();
-        line.push(b'\n');
-        let mut rows = self.rows();
-        for row in rows.by_ref() {
-            write_row(&mut line, &row);
-            if line.len() > 1 << 16 {
-                w.write_all(&line).map_err(|e| Error::io(path, e))?;
-                line.clear();
+        atomically(path, |out| {
+            let mut line = COLUMNS.join(",").into_bytes();
+            line.push(b'\n');
+            let mut rows = self.rows();
+            for row in rows.by_ref() {
+                write_row(&mut line, &row);
+                if line.len() > 1 << 16 {
+                    out.write_all(&line).map_err(|e| Error::io(path, e))?;
+                    line.clear();
+                }
             }
-        }
-        w.write_all(&line).map_err(|e| Error::io(path, e))?;
-        w.flush().map_err(|e| Error::io(path, e))?;
-        drop(w);
-        tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        Ok(rows.truth)
+            out.write_all(&line).map_err(|e| Error::io(path, e))?;
+            Ok(rows.truth)
+        })
     }
+}
+
+/// Batches of generated rows; the ground truth is complete once the iterator is exhausted.
+struct Batches {
+    rows: Rows,
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let size = self.rows.config.batch_size.max(1);
+        let chunk: Vec<Row> = self.rows.by_ref().take(size).collect();
+        (!chunk.is_empty()).then(|| to_batch(&chunk))
+    }
+}
+
+/// Write `path` through a temporary file in the same directory, synced and then renamed, so the
+/// path never holds a partial file.
+fn atomically<T>(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<T>,
+) -> Result<T> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let value = write(&mut out)?;
+    out.flush().map_err(|e| Error::io(path, e))?;
+    drop(out);
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(value)
 }
 
 fn write_row(out: &mut Vec<u8>, r: &Row) {

@@ -37,6 +37,7 @@ mod error;
 pub mod expect;
 pub mod format;
 pub mod generate;
+mod html;
 mod keys;
 pub mod label;
 pub mod pipeline;

@@ -36,6 +36,8 @@ pub const QUARANTINE_FILE: &str = "quarantine.arrow";
 pub const REPORT_JSON: &str = "report.json";
 /// Name of the Markdown report.
 pub const REPORT_MD: &str = "report.md";
+/// Name of the HTML report (inline SVG charts).
+pub const REPORT_HTML: &str = "report.html";
 
 /// Columns the quarantine adds to the input schema.
 pub const QUARANTINE_COLUMNS: [&str; 3] = ["_row", "_reason", "_detail"];
@@ -838,7 +840,7 @@ impl Pipeline {
         }
     }
 
-    /// Run, writing `data.arrow`, `quarantine.arrow`, `report.json` and `report.md` into
+    /// Run, writing `data.arrow`, `quarantine.arrow`, `report.json`, `report.md` and `report.html` into
     /// `out_dir` (created if missing). Files are written into a staging directory inside
     /// `out_dir` and moved into place only on success, `report.json` last; a failed run leaves
     /// no `report.json`.
@@ -870,7 +872,17 @@ impl Pipeline {
         if final_report.exists() {
             std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
         }
-        for name in [DATA_FILE, QUARANTINE_FILE, REPORT_MD, REPORT_JSON] {
+        write_synced(
+            &staging.path().join(REPORT_HTML),
+            report.to_html().as_bytes(),
+        )?;
+        for name in [
+            DATA_FILE,
+            QUARANTINE_FILE,
+            REPORT_MD,
+            REPORT_HTML,
+            REPORT_JSON,
+        ] {
             let to = out_dir.join(name);
             std::fs::rename(staging.path().join(name), &to).map_err(|e| Error::io(to, e))?;
         }
@@ -1153,6 +1165,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl Report {
+    /// The report as a self-contained HTML page with SVG charts.
+    pub fn to_html(&self) -> String {
+        crate::html::render(self)
+    }
+
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut s = String::from("# Data quality report\n\n");

@@ -5,7 +5,7 @@ mod common;
 use aistd_governance::expect::suggest;
 use aistd_governance::generate::{DirtConfig, GeneratorConfig, LoanGenerator};
 use aistd_governance::label::{Condition, LABELER_METADATA_KEY, Op};
-use aistd_governance::pipeline::{DATA_FILE, QUARANTINE_FILE, REPORT_JSON, REPORT_MD};
+use aistd_governance::pipeline::{DATA_FILE, QUARANTINE_FILE, REPORT_HTML, REPORT_JSON, REPORT_MD};
 use aistd_governance::{
     CsvOptions, CsvSource, DataSource, DataSourceExt, Error, Expectation, ExpectationSuite, Format,
     Imputation, IpcFileSource, MemorySource, NullAction, OutlierAction, OutlierMethod, Pipeline,
@@ -168,7 +168,13 @@ fn run_writes_outputs_that_read_back_with_the_reported_counts() {
         .progress(false)
         .run(&out)
         .expect("run");
-    for f in [DATA_FILE, QUARANTINE_FILE, REPORT_JSON, REPORT_MD] {
+    for f in [
+        DATA_FILE,
+        QUARANTINE_FILE,
+        REPORT_JSON,
+        REPORT_MD,
+        REPORT_HTML,
+    ] {
         assert!(out.join(f).exists(), "{f}");
     }
     assert_eq!(report.rows_in, truth.rows);
@@ -198,6 +204,13 @@ fn run_writes_outputs_that_read_back_with_the_reported_counts() {
         md.contains("| duplicate |") && md.contains("risk-rules@1"),
         "{md}"
     );
+    let html = std::fs::read_to_string(out.join(REPORT_HTML)).expect("html");
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "a chart of quarantine reasons and one of missing values"
+    );
+    assert!(html.contains(">duplicate</text>") && html.contains(">income</text>"));
     // No staging directory is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .expect("ls")

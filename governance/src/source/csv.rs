@@ -199,11 +199,7 @@ impl DataSource for CsvSource {
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
-        if let Some(d) = self.descriptor.get() {
-            return Ok(d.clone());
-        }
-        let d = file_descriptor(&self.path)?;
-        Ok(self.descriptor.get_or_init(|| d).clone())
+        file_descriptor(&self.descriptor, &self.path)
     }
 }
 

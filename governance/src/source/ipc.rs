@@ -144,11 +144,7 @@ impl DataSource for IpcFileSource {
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
-        if let Some(d) = self.descriptor.get() {
-            return Ok(d.clone());
-        }
-        let d = file_descriptor(&self.path)?;
-        Ok(self.descriptor.get_or_init(|| d).clone())
+        file_descriptor(&self.descriptor, &self.path)
     }
 }
 
@@ -196,10 +192,6 @@ impl DataSource for IpcStreamSource {
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
-        if let Some(d) = self.descriptor.get() {
-            return Ok(d.clone());
-        }
-        let d = file_descriptor(&self.path)?;
-        Ok(self.descriptor.get_or_init(|| d).clone())
+        file_descriptor(&self.descriptor, &self.path)
     }
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -190,8 +190,17 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Descriptor for a file: name = file stem, uri = `file://` + absolute path.
-pub(crate) fn file_descriptor(path: &Path) -> Result<Descriptor> {
+/// Descriptor for a file (name = file stem, uri = `file://` + absolute path), computed once and
+/// kept in `cell`: hashing reads the whole file.
+pub(crate) fn file_descriptor(cell: &OnceLock<Descriptor>, path: &Path) -> Result<Descriptor> {
+    if let Some(d) = cell.get() {
+        return Ok(d.clone());
+    }
+    let d = describe_file(path)?;
+    Ok(cell.get_or_init(|| d).clone())
+}
+
+fn describe_file(path: &Path) -> Result<Descriptor> {
     let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
     let name = path
         .file_stem()

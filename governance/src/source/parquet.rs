@@ -77,10 +77,6 @@ impl DataSource for ParquetSource {
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
-        if let Some(d) = self.descriptor.get() {
-            return Ok(d.clone());
-        }
-        let d = file_descriptor(&self.path)?;
-        Ok(self.descriptor.get_or_init(|| d).clone())
+        file_descriptor(&self.descriptor, &self.path)
     }
 }
