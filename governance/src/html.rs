@@ -46,7 +46,7 @@ pub(crate) fn render(r: &Report) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Data quality report</title><style>\
          body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
-         td:first-child,th:first-child{text-align:left}.ok{color:#176d2c}.bad{color:#b3261e}</style></head><body>",
+         td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}.ok{color:#176d2c}.bad{color:#b3261e}</style></head><body>",
     );
     h += &format!(
         "<h1>Data quality report</h1><p>Source <code>{}</code> · SHA-256 <code>{}</code></p>",
