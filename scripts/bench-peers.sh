@@ -14,15 +14,18 @@ AISTD=target/release/aistd
 WORK=target/bench-peers
 mkdir -p "$WORK"
 DATA="$WORK/loans-$ROWS.arrow"
+CSV="$WORK/loans-$ROWS.csv"
 [ -f "$DATA" ] || "$AISTD" data generate --rows "$ROWS" --seed 1 --out "$DATA"
+[ -f "$CSV" ] || "$AISTD" data generate --rows "$ROWS" --seed 1 --out "$CSV"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; input: $ROWS rows ($(du -h "$DATA" | cut -f1)) Arrow IPC"
-json=$("$VENV/bin/python" scripts/peers/bench_governance.py "$AISTD" "$DATA" "$WORK" "$REPEATS")
+json=$("$VENV/bin/python" scripts/peers/bench_governance.py "$AISTD" "$DATA" "$CSV" "$WORK" "$REPEATS")
 "$VENV/bin/python" - "$json" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 n = r["rows"]
 rows = [
     ("clean+dedup+5 expectations", "polars", r["clean_and_check"]["aistd_s"], r["clean_and_check"]["polars_s"]),
+    ("CSV -> Arrow IPC", "polars read_csv+write_ipc", r["csv_to_ipc"]["aistd_s"], r["csv_to_ipc"]["polars_s"]),
     ("profile (all columns)", "polars describe+n_unique+value_counts", r["profile"]["aistd_s"], r["profile"]["polars_describe_s"]),
 ]
 print(f"polars {r['polars']} on {r['polars_threads']} threads; best of runs; rows out {r['rows_out']:,}")

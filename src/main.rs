@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aistd_governance::expect::{ExpectationSuite, suggest};
 use aistd_governance::generate::{DirtConfig, GeneratorConfig, LoanGenerator};
 use aistd_governance::{
-    CsvOptions, DataSource, Imputation, NullAction, Pipeline, Profile, open_path,
+    CsvOptions, DataSource, Imputation, NullAction, Pipeline, Profile, open_path, write_ipc_file,
 };
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +76,19 @@ enum DataCommand {
         /// Expectation file (YAML or JSON).
         #[arg(long)]
         expectations: PathBuf,
+        #[command(flatten)]
+        csv: CsvArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert any supported file (CSV, Arrow IPC, Parquet) to an Arrow IPC file.
+    Convert {
+        /// Input file.
+        file: PathBuf,
+        /// Output Arrow IPC file.
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         csv: CsvArgs,
         /// Print JSON.
@@ -338,6 +351,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        DataCommand::Convert {
+            file,
+            out,
+            csv,
+            json,
+        } => {
+            let source = open(&file, &csv)?;
+            let rows = write_ipc_file(source.as_ref(), &out)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "rows": rows, "out": out, "schema": source.schema().fields().iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string())).collect::<Vec<_>>() }),
+                )?;
+            } else {
+                println!("wrote {rows} rows to {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         DataCommand::Govern(a) => govern(&a),
     }

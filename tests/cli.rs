@@ -85,6 +85,20 @@ fn generate_profile_suggest_check_govern() {
     let suggestions = json(&aistd(&["data", "suggest", s(&clean), "--json"]));
     assert!(suggestions.as_array().is_some_and(|a| !a.is_empty()));
 
+    // CSV → Arrow IPC keeps every row and the inferred types.
+    let arrow = dir.path().join("loans.arrow");
+    let converted = json(&aistd(&[
+        "data",
+        "convert",
+        s(&csv),
+        "--out",
+        s(&arrow),
+        "--json",
+    ]));
+    assert_eq!(converted["rows"], 4000);
+    let again = json(&aistd(&["data", "profile", s(&arrow), "--json"]));
+    assert_eq!(again["columns"], profile["columns"]);
+
     let out = dir.path().join("out");
     let report = json(&aistd(&[
         "data",

@@ -53,5 +53,5 @@ pub use pipeline::{Pipeline, Report};
 pub use profile::{ColumnProfile, Profile};
 pub use source::{
     BatchStream, CsvOptions, CsvSource, DataSource, DataSourceExt, Descriptor, IpcFileSource,
-    IpcStreamSource, MemorySource, ParquetSource, ScanOptions, open_path,
+    IpcStreamSource, MemorySource, ParquetSource, ScanOptions, open_path, write_ipc_file,
 };

@@ -3,7 +3,8 @@
 Workload, on the same Arrow IPC file: drop rows whose income is null or NaN or whose email is null,
 remove exact duplicates (first kept), evaluate five expectations on the result, write the clean
 table to Arrow IPC. Also: profile throughput (`aistd data profile` vs polars describe + n_unique + value_counts).
-Usage: bench_governance.py AISTD FILE.arrow WORKDIR REPEATS
+Also: CSV -> Arrow IPC conversion (`aistd data convert` vs polars read_csv + write_ipc) on the same rows as CSV.
+Usage: bench_governance.py AISTD FILE.arrow FILE.csv WORKDIR REPEATS
 Prints one JSON object.
 """
 import json
@@ -44,7 +45,7 @@ def best_of(repeats, fn):
 
 
 def main():
-    aistd, path, work, repeats = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    aistd, path, csv, work, repeats = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
     work.mkdir(parents=True, exist_ok=True)
     rows = pl.scan_ipc(path).select(pl.len()).collect().item()
     yaml = Path(__file__).with_name("five_expectations.yaml")
@@ -78,7 +79,23 @@ def main():
             df[c].value_counts(sort=True).head(10)
 
     t_desc, _ = best_of(repeats, their_profile)
+    def our_convert():
+        out = subprocess.run([aistd, "data", "convert", csv, "--out", str(work / "aistd-csv.arrow"), "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)["rows"]
+
+    def their_convert():
+        df = pl.read_csv(csv)
+        df.write_ipc(work / "polars-csv.arrow")
+        return df.height
+
+    t_conv, our_rows = best_of(repeats, our_convert)
+    t_pl_conv, pl_rows = best_of(repeats, their_convert)
+    if our_rows != pl_rows:
+        sys.exit(f"CSV row counts differ: aistd {our_rows} vs polars {pl_rows}")
+
     print(json.dumps({
+        "csv_to_ipc": {"aistd_s": t_conv, "polars_s": t_pl_conv},
         "rows": rows,
         "rows_out": their_rows,
         "clean_and_check": {"aistd_s": t_ours, "polars_s": t_theirs},

@@ -251,6 +251,52 @@ pub fn detect_kind(path: &Path) -> Result<FileKind> {
     })
 }
 
+/// Copy a whole source into an Arrow IPC file, atomically (a temporary file in the same
+/// directory, synced, then renamed). Returns the number of rows written.
+pub fn write_ipc_file(source: &dyn DataSource, path: &Path) -> Result<u64> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let ctx = || format!("writing {}", path.display());
+    let file = tmp.reopen().map_err(|e| Error::io(path, e))?;
+    let mut w = arrow_ipc::writer::FileWriter::try_new(file, &source.schema())
+        .map_err(|e| Error::arrow(ctx(), e))?;
+    // Scan on a second thread so parsing overlaps with writing.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(4);
+    let rows = std::thread::scope(|scope| -> Result<u64> {
+        scope.spawn(move || {
+            let stream = match source.scan(&ScanOptions::all()) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            for batch in stream {
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut rows = 0u64;
+        for batch in rx {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            w.write(&batch).map_err(|e| Error::arrow(ctx(), e))?;
+        }
+        Ok(rows)
+    })?;
+    w.finish().map_err(|e| Error::arrow(ctx(), e))?;
+    w.into_inner()
+        .map_err(|e| Error::arrow(ctx(), e))?
+        .sync_all()
+        .map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(rows)
+}
+
 /// Open any supported file, choosing the reader by its magic bytes; `csv` applies to text files.
 pub fn open_path(path: impl Into<PathBuf>, csv: CsvOptions) -> Result<Box<dyn DataSource>> {
     let path = path.into();
