@@ -99,7 +99,9 @@ pub(crate) fn normal_type(t: &DataType) -> DataType {
     use DataType::*;
     match t {
         Boolean => Boolean,
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 => Int64,
+        // UInt64 can exceed i64: read it as float rather than lose values to null.
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 => Int64,
+        UInt64 => Float64,
         Float16 | Float32 | Float64 | Decimal128(..) | Decimal256(..) => Float64,
         Date32 | Date64 => Date32,
         Timestamp(..) => Timestamp(TimeUnit::Microsecond, None),

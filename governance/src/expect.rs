@@ -596,6 +596,20 @@ impl SuiteRun {
 
     /// Add a batch.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(c) = self
+            .states
+            .iter()
+            .filter_map(|s| s.check.column)
+            .find(|&c| c >= batch.num_columns())
+        {
+            return Err(Error::SchemaMismatch {
+                context: "evaluating expectations".into(),
+                reason: format!(
+                    "expectation refers to column {c}, the batch has {} columns",
+                    batch.num_columns()
+                ),
+            });
+        }
         let mut cols: HashMap<usize, Col> = HashMap::new();
         for s in &self.states {
             if let Some(c) = s.check.column

@@ -493,6 +493,14 @@ impl Runner {
     ) -> Result<(RecordBatch, Rejects)> {
         let mut rejects = Rejects::new();
         let replace = |batch: &RecordBatch, idx: usize, array: ArrayRef| -> Result<RecordBatch> {
+            // Values were computed in the column's normal type; store them in its own type.
+            let want = schema.field(idx).data_type();
+            let array = if array.data_type() == want {
+                array
+            } else {
+                arrow_cast::cast(&array, want)
+                    .map_err(|e| Error::arrow("restoring a column's type", e))?
+            };
             let mut cols = batch.columns().to_vec();
             cols[idx] = array;
             RecordBatch::try_new(schema.clone(), cols)
@@ -858,6 +866,11 @@ impl Pipeline {
         let out_schema = self.output_schema()?;
         let mut data = IpcOut::create(&data_path, &out_schema)?;
         let mut quarantine = IpcOut::create(&q_path, &quarantine_schema(&input_schema))?;
+        // An earlier run's report would make this directory look complete if this run fails.
+        let final_report = out_dir.join(REPORT_JSON);
+        if final_report.exists() {
+            std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
+        }
         let report = self.execute(&mut |b| data.write(b), &mut |b| quarantine.write(b))?;
         data.finish()?;
         quarantine.finish()?;
@@ -868,10 +881,6 @@ impl Pipeline {
             &staging.path().join(REPORT_MD),
             report.to_markdown().as_bytes(),
         )?;
-        let final_report = out_dir.join(REPORT_JSON);
-        if final_report.exists() {
-            std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
-        }
         write_synced(
             &staging.path().join(REPORT_HTML),
             report.to_html().as_bytes(),
@@ -917,7 +926,17 @@ impl Pipeline {
             let ctx = context(i, step);
             schema = match step {
                 Step::Outliers { column, .. } | Step::Nulls { column, .. } if step.needs_fit() => {
-                    index(&schema, column, &ctx)?;
+                    // Statistics are fitted on the input profile: the column must be the input's.
+                    let now = schema.field(index(&schema, column, &ctx)?).data_type();
+                    let input = self.source.schema();
+                    if input.field_with_name(column).ok().map(|f| f.data_type()) != Some(now) {
+                        return Err(Error::invalid(
+                            ctx,
+                            format!(
+                                "statistics are fitted on the input, but `{column}` is {now} only after an earlier step; impute a constant instead"
+                            ),
+                        ));
+                    }
                     schema
                 }
                 _ => Runner::compile(i, step, &schema, None)?.1,

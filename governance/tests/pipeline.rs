@@ -392,3 +392,59 @@ fn suggested_expectations_hold_on_the_data_they_came_from() {
     );
     let _ = dirty.schema();
 }
+
+#[test]
+fn review_regressions() {
+    use std::sync::Arc;
+
+    use arrow_array::{Float32Array, Int32Array};
+    use arrow_schema::{Field, Schema};
+
+    // Imputation and clipping keep the column's own type (Int32, Float32).
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("i", DataType::Int32, true),
+        Field::new("f", DataType::Float32, true),
+    ]));
+    let i = Int32Array::from(vec![Some(1), None, Some(3), Some(1000)]);
+    let f = Float32Array::from(vec![Some(1.5), Some(f32::NAN), None, Some(2.5)]);
+    let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(i), Arc::new(f)]).expect("batch");
+    let mem = MemorySource::try_new("t", schema.clone(), vec![b.clone()]).expect("mem");
+    let (data, _, report) = Pipeline::new(mem)
+        .on_null("i", NullAction::Impute(Imputation::Median))
+        .on_null("f", NullAction::Impute(Imputation::Mean))
+        .outliers("i", OutlierMethod::Iqr { k: 1.5 }, OutlierAction::Clip)
+        .progress(false)
+        .run_in_memory()
+        .expect("run");
+    assert_eq!(data[0].schema(), schema);
+    assert_eq!(report.values_imputed["i"], 1);
+    assert_eq!(report.values_imputed["f"], 2);
+
+    // A statistic fitted on the input cannot be imputed into a column an earlier step retyped.
+    let mem = MemorySource::try_new("t", schema.clone(), vec![b.clone()]).expect("mem");
+    let err = Pipeline::new(mem)
+        .coerce("i", DataType::Utf8)
+        .on_null("i", NullAction::Impute(Imputation::Mode))
+        .progress(false)
+        .run_in_memory()
+        .expect_err("retyped column");
+    assert!(err.to_string().contains("fitted on the input"), "{err}");
+
+    // A batch size of 0 means 1, never a panic.
+    let mem = MemorySource::try_new("t", schema, vec![b]).expect("mem");
+    let mut opts = aistd_governance::ScanOptions::all();
+    opts.batch_size = Some(0);
+    assert_eq!(mem.scan(&opts).expect("scan").count(), 4);
+
+    // A failed run into a used directory removes the earlier report.json.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(REPORT_JSON), "{}").expect("old report");
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "a\n1\n2\nx\n").expect("write");
+    let src = CsvSource::open(&csv, CsvOptions::default().with_infer_rows(2)).expect("open");
+    Pipeline::new(src)
+        .progress(false)
+        .run(dir.path())
+        .expect_err("bad row");
+    assert!(!dir.path().join(REPORT_JSON).exists());
+}

@@ -130,6 +130,15 @@ fn csv_infers_types_and_honours_options() {
         &DataType::Utf8
     );
 
+    // Dates and timestamps in one column: a timestamp column, dates at midnight.
+    let mixed = write(&dir, "m.csv", b"t\n2024-01-01\n2024-01-02 10:00:00\n");
+    let src = CsvSource::open(&mixed, CsvOptions::default()).expect("open");
+    let b = concat(&src.collect().expect("scan"));
+    let ts = b
+        .column(0)
+        .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+    assert_eq!(ts.values(), &[1_704_067_200_000_000, 1_704_189_600_000_000]);
+
     let headerless = write(&dir, "h.csv", b"1,x\n2,y\n");
     let src = CsvSource::open(&headerless, CsvOptions::default().with_header(false)).expect("open");
     assert_eq!(src.schema().field(0).name(), "column_1");

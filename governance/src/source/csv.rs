@@ -32,7 +32,8 @@ pub struct CsvOptions {
     pub quote: Option<u8>,
     /// Escape character inside quotes; `None` (default) means quotes are escaped by doubling.
     pub escape: Option<u8>,
-    /// Field values read as null, compared after trimming (default: the empty string).
+    /// Field values read as null, compared after trimming when [`trim`](Self::trim) is on
+    /// (default: the empty string).
     pub null_tokens: Vec<String>,
     /// Trim ASCII whitespace around every field before typing it (default `false`).
     pub trim: bool,
@@ -193,7 +194,7 @@ impl DataSource for CsvSource {
                 .collect(),
             projection,
             out_schema,
-            batch_size: options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            batch_size: options.rows_per_batch(),
             done: false,
         }))
     }
@@ -628,7 +629,12 @@ impl CsvBatches {
                 b.append_value(parse_date(s).ok_or_else(|| bad(s, "date (YYYY-MM-DD)"))?)
             }
             ColBuilder::Ts(b) => {
-                b.append_value(parse_timestamp_micros(s).ok_or_else(|| bad(s, "timestamp"))?)
+                b.append_value(
+                    // Inference merges dates into timestamp columns: a date is its midnight.
+                    parse_timestamp_micros(s)
+                        .or_else(|| parse_date(s).map(|d| i64::from(d) * 86_400_000_000))
+                        .ok_or_else(|| bad(s, "timestamp"))?,
+                )
             }
         }
         Ok(())
@@ -638,7 +644,7 @@ impl CsvBatches {
         let mut builders: Vec<ColBuilder> = self
             .projection
             .iter()
-            .map(|&c| ColBuilder::new(&self.types[c], self.batch_size))
+            .map(|&c| ColBuilder::new(&self.types[c], self.batch_size.min(DEFAULT_BATCH_SIZE)))
             .collect::<Result<_>>()?;
         let mut rows = 0usize;
         while rows < self.batch_size {

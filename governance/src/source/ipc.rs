@@ -9,9 +9,7 @@ use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::{
-    BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor,
-};
+use super::{BatchStream, DataSource, Descriptor, ScanOptions, file_descriptor};
 use crate::{Error, Result};
 
 pub(super) fn format_error(path: &Path, what: impl Into<String>, e: ArrowError) -> Error {
@@ -137,10 +135,7 @@ impl DataSource for IpcFileSource {
             r.and_then(|b| proj.finish(b))
                 .map_err(|e| format_error(&path, format!("record batch {i}"), e))
         });
-        Ok(rebatch(
-            iter,
-            options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
-        ))
+        Ok(rebatch(iter, options.rows_per_batch()))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
@@ -185,10 +180,7 @@ impl DataSource for IpcStreamSource {
             r.and_then(|b| proj.finish(b))
                 .map_err(|e| format_error(&path, format!("record batch {i}"), e))
         });
-        Ok(rebatch(
-            iter,
-            options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
-        ))
+        Ok(rebatch(iter, options.rows_per_batch()))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {

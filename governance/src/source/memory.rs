@@ -7,7 +7,7 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 use sha2::{Digest, Sha256};
 
-use super::{BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions};
+use super::{BatchStream, DataSource, Descriptor, ScanOptions};
 use crate::{Error, Result};
 
 /// A table held in memory as record batches: the reference [`DataSource`].
@@ -86,7 +86,7 @@ impl DataSource for MemorySource {
     fn scan(&self, options: &ScanOptions) -> Result<BatchStream> {
         let schema = options.project_schema(&self.schema)?;
         let projection = options.projection.clone();
-        let size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        let size = options.rows_per_batch();
         let batches = self.batches.clone();
         let iter = (0..batches.len())
             .flat_map(move |i| {

@@ -65,6 +65,12 @@ impl ScanOptions {
         self
     }
 
+    /// Rows per batch to produce: [`batch_size`](Self::batch_size), at least 1, or
+    /// [`DEFAULT_BATCH_SIZE`].
+    pub fn rows_per_batch(&self) -> usize {
+        self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1)
+    }
+
     /// The schema a scan with these options yields.
     pub fn project_schema(&self, schema: &SchemaRef) -> Result<SchemaRef> {
         match &self.projection {

@@ -9,9 +9,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::ipc::Projector;
-use super::{
-    BatchStream, DEFAULT_BATCH_SIZE, DataSource, Descriptor, ScanOptions, file_descriptor,
-};
+use super::{BatchStream, DataSource, Descriptor, ScanOptions, file_descriptor};
 use crate::{Error, Result};
 
 /// A Parquet file, read row group by row group (snappy and uncompressed pages; see the README for
@@ -56,7 +54,7 @@ impl DataSource for ParquetSource {
         let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| parquet_error(&self.path, "footer", e))?
-            .with_batch_size(options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE));
+            .with_batch_size(options.rows_per_batch());
         if let Some(read) = &proj.read {
             let mask = ProjectionMask::roots(builder.parquet_schema(), read.iter().copied());
             builder = builder.with_projection(mask);
