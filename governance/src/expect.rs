@@ -480,7 +480,14 @@ impl Check {
                 let mut t = (HashSet::new(), Vec::new(), Vec::new());
                 for v in values {
                     match v {
+                        // Set values take the column's kind: dates and timestamps as ISO text,
+                        // numbers listed for a text column as their text.
+                        serde_json::Value::String(_) if !is_str => {
+                            let v = Some(v.clone());
+                            t.1.extend(bound(&v, &dtype, &context)?);
+                        }
                         serde_json::Value::String(s) => drop(t.0.insert(s.clone())),
+                        serde_json::Value::Number(n) if is_str => drop(t.0.insert(n.to_string())),
                         serde_json::Value::Number(n) => t.1.extend(n.as_f64()),
                         serde_json::Value::Bool(b) => t.2.push(*b),
                         other => {

@@ -240,7 +240,12 @@ impl Fill {
         Ok(match (normal_type(t), v) {
             (DataType::Boolean, serde_json::Value::Bool(b)) => Fill::Bool(*b),
             (DataType::Int64, serde_json::Value::Number(n)) => {
-                Fill::Int(n.as_f64().ok_or_else(bad)?.round() as i64)
+                // Integers above 2^53 must not pass through f64.
+                Fill::Int(
+                    n.as_i64()
+                        .or_else(|| n.as_f64().map(|x| x.round() as i64))
+                        .ok_or_else(bad)?,
+                )
             }
             (DataType::Float64, serde_json::Value::Number(n)) => {
                 Fill::Float(n.as_f64().ok_or_else(bad)?)

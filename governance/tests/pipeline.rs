@@ -448,3 +448,29 @@ fn review_regressions() {
         .expect_err("bad row");
     assert!(!dir.path().join(REPORT_JSON).exists());
 }
+
+#[test]
+fn in_set_takes_the_column_kind() {
+    use std::sync::Arc;
+
+    use arrow_array::Date32Array;
+    use arrow_schema::{Field, Schema};
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("d", DataType::Date32, true),
+        Field::new("zip", DataType::Utf8, true),
+    ]));
+    let d = Date32Array::from(vec![19_723, 19_724, 0]); // 2024-01-01, 2024-01-02, 1970-01-01
+    let zip = StringArray::from(vec!["12345", "54321", "00000"]);
+    let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(d), Arc::new(zip)]).expect("batch");
+    let mem = MemorySource::try_new("t", schema, vec![b]).expect("mem");
+    let suite = ExpectationSuite::new(vec![
+        Expectation::in_set("d", ["2024-01-01", "2024-01-02"]),
+        Expectation::in_set("zip", [12345, 54321]),
+    ]);
+    let r = suite.evaluate(&mem).expect("evaluate");
+    assert_eq!((r[0].unexpected_count, r[1].unexpected_count), (1, 1));
+    assert_eq!(r[0].samples[0].value, serde_json::Value::from("1970-01-01"));
+    let bad = ExpectationSuite::new(vec![Expectation::in_set("d", ["not a date"])]);
+    assert!(bad.evaluate(&mem).is_err());
+}
