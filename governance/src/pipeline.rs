@@ -655,7 +655,7 @@ impl Runner {
                 }
                 batch
             }
-            Runner::Label { labeler, field } => {
+            Runner::Label { labeler, .. } => {
                 let labels = labeler.label(&batch)?;
                 if labels.len() != batch.num_rows() || labels.data_type() != &DataType::Utf8 {
                     return Err(Error::invalid(
@@ -668,7 +668,6 @@ impl Runner {
                         ),
                     ));
                 }
-                let _ = field;
                 let mut cols = batch.columns().to_vec();
                 cols.push(labels);
                 RecordBatch::try_new(schema.clone(), cols)

@@ -477,7 +477,6 @@ impl Acc {
 /// Streaming profiler: feed batches with [`update`](Profiler::update), then [`finish`](Profiler::finish).
 #[derive(Debug)]
 pub struct Profiler {
-    schema: SchemaRef,
     accs: Vec<Acc>,
 }
 
@@ -489,7 +488,7 @@ impl Profiler {
             .iter()
             .map(|f| Acc::new(f.name().clone(), f.data_type().to_string()))
             .collect();
-        Self { schema, accs }
+        Self { accs }
     }
 
     /// Add a batch, which must have the profiler's schema.
@@ -538,7 +537,6 @@ impl Profiler {
     /// The profile of everything seen.
     pub fn finish(self) -> Profile {
         let rows = self.accs.first().map_or(0, |a| a.count);
-        let _ = &self.schema;
         Profile {
             rows,
             columns: self.accs.into_iter().map(Acc::finish).collect(),
