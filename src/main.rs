@@ -11,6 +11,8 @@ use aistd_governance::{
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod cmd;
+
 /// aistd: data governance, scheduling, training, deployment and compliance for AI systems.
 #[derive(Debug, Parser)]
 #[command(name = "aistd", version, about)]
@@ -24,6 +26,9 @@ enum Command {
     /// Data governance: generate, profile, check and clean tables.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Tamper-evident audit logs: verify, tree heads, proofs.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,7 +292,10 @@ fn govern(a: &GovernArgs) -> Result<ExitCode> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let Command::Data(cmd) = cli.command;
+    let cmd = match cli.command {
+        Command::Data(cmd) => cmd,
+        Command::Audit(cmd) => return cmd::audit::run(cmd),
+    };
     match cmd {
         DataCommand::Generate {
             rows,

@@ -84,6 +84,48 @@ pub enum Error {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// An audit log or its tree heads fail verification: a line was changed, removed, inserted or
+    /// reordered, or the log no longer matches a tree head recorded for it.
+    #[error("{}: line {line} (byte {byte_offset}): {reason}", path.display())]
+    AuditTampered {
+        /// The log file.
+        path: PathBuf,
+        /// 1-based line of the first bad event (`0` when the log as a whole is bad).
+        line: u64,
+        /// Byte offset at which that line starts.
+        byte_offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Decryption or authentication failed: corrupted, truncated or reordered ciphertext, or the
+    /// wrong key.
+    #[error("{context}{}: {reason}", byte_offset.map(|o| format!(" (byte {o})")).unwrap_or_default())]
+    Crypto {
+        /// The file, column or keyring involved.
+        context: String,
+        /// Byte offset of the bad chunk or field, where there is one.
+        byte_offset: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No key with this id is in the keyring (for example it was rotated out and removed).
+    #[error("key `{key_id}` is not in keyring {context}")]
+    KeyNotFound {
+        /// The key id asked for.
+        key_id: String,
+        /// The keyring.
+        context: String,
+    },
+    /// The access decision denied reading protected data.
+    #[error("access denied to {principal} for {resource}: {reason}")]
+    AccessDenied {
+        /// Who asked.
+        principal: String,
+        /// What was asked for (dataset and column).
+        resource: String,
+        /// The decision's reason.
+        reason: String,
+    },
     /// The operation is not supported by this implementation.
     #[error("{operation} is not supported by {implementer}")]
     NotSupported {
@@ -106,6 +148,18 @@ impl Error {
         Error::Arrow {
             context: context.into(),
             source,
+        }
+    }
+
+    pub(crate) fn crypto(
+        context: impl Into<String>,
+        byte_offset: Option<u64>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Crypto {
+            context: context.into(),
+            byte_offset,
+            reason: reason.into(),
         }
     }
 

@@ -29,10 +29,12 @@
 //! the trait's Contract, and run every function of the [`conformance`] kit (feature
 //! `conformance`) against your source in your tests.
 
+pub mod audit;
 pub mod clean;
 mod column;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;
+pub mod crypto;
 mod error;
 pub mod expect;
 pub mod format;

@@ -12,7 +12,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use super::{BatchStream, DataSource, Descriptor, ScanOptions, file_descriptor};
 use crate::{Error, Result};
 
-pub(super) fn format_error(path: &Path, what: impl Into<String>, e: ArrowError) -> Error {
+pub(crate) fn format_error(path: &Path, what: impl Into<String>, e: ArrowError) -> Error {
     Error::Format {
         path: path.to_path_buf(),
         what: what.into(),
@@ -28,14 +28,14 @@ fn open_file(path: &Path) -> Result<File> {
 ///
 /// Readers are asked for at least one column so that an empty projection still counts rows, and
 /// for the columns in file order; `finish` reorders and drops to the requested projection.
-pub(super) struct Projector {
-    pub(super) read: Option<Vec<usize>>,
+pub(crate) struct Projector {
+    pub(crate) read: Option<Vec<usize>>,
     pick: Option<Vec<usize>>,
     out_schema: SchemaRef,
 }
 
 impl Projector {
-    pub(super) fn new(schema: &SchemaRef, options: &ScanOptions) -> Result<Self> {
+    pub(crate) fn new(schema: &SchemaRef, options: &ScanOptions) -> Result<Self> {
         let out_schema = options.project_schema(schema)?;
         let Some(p) = &options.projection else {
             return Ok(Self {
@@ -61,7 +61,7 @@ impl Projector {
         })
     }
 
-    pub(super) fn finish(
+    pub(crate) fn finish(
         &self,
         batch: RecordBatch,
     ) -> std::result::Result<RecordBatch, ArrowError> {
@@ -78,7 +78,7 @@ impl Projector {
 }
 
 /// Split batches larger than `size` rows.
-pub(super) fn rebatch(
+pub(crate) fn rebatch(
     iter: impl Iterator<Item = Result<RecordBatch>> + Send + 'static,
     size: usize,
 ) -> BatchStream {

@@ -2,8 +2,8 @@
 //! in-memory.
 
 mod csv;
-mod datetime;
-mod ipc;
+pub(crate) mod datetime;
+pub(crate) mod ipc;
 mod memory;
 mod parquet;
 

@@ -1,0 +1,3 @@
+//! Subcommands other than `aistd data`.
+
+pub(crate) mod audit;
