@@ -8,6 +8,12 @@ use aistd_governance::generate::{DirtConfig, GeneratorConfig, LoanGenerator};
 use aistd_governance::{
     CsvOptions, DataSource, Imputation, NullAction, Pipeline, Profile, open_path, write_ipc_file,
 };
+use std::sync::{Arc, Mutex};
+
+use aistd_governance::audit::{AuditLog, AuditOptions};
+use aistd_governance::lineage::Lineage;
+use aistd_governance::pii::ClassificationRules;
+use aistd_governance::protect::Protection;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
@@ -29,6 +35,15 @@ enum Command {
     /// Tamper-evident audit logs: verify, tree heads, proofs.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Keyrings: create, rotate and list data keys wrapped by a master key.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+    /// Encrypt and decrypt files with a keyring.
+    #[command(subcommand)]
+    Crypt(cmd::keys::CryptCommand),
+    /// Find PII in text and classify the columns of tables.
+    #[command(subcommand)]
+    Pii(cmd::pii::PiiCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +116,7 @@ enum DataCommand {
         json: bool,
     },
     /// Clean a file: writes DIR/data.arrow, DIR/quarantine.arrow, DIR/report.{json,md,html}.
-    Govern(GovernArgs),
+    Govern(Box<GovernArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +192,24 @@ struct GovernArgs {
     /// Exit with status 1 when an expectation fails.
     #[arg(long)]
     fail_on_expectations: bool,
+    /// Protect the outputs with this keyring: encrypt Restricted columns, tokenize identifier
+    /// columns (master key from --master-key-file or AISTD_MASTER_KEY).
+    #[arg(long)]
+    keyring: Option<PathBuf>,
+    #[command(flatten)]
+    master: cmd::keys::MasterKey,
+    /// Record the run's events in this audit log (created if missing).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Who runs this, for the audit log (default: $USER).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Classification rules (YAML); built-in defaults otherwise.
+    #[arg(long)]
+    classification_rules: Option<PathBuf>,
+    /// Also POST the OpenLineage events to this endpoint (e.g. http://localhost:5000/api/v1/lineage).
+    #[arg(long)]
+    lineage_url: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -264,6 +297,39 @@ fn govern(a: &GovernArgs) -> Result<ExitCode> {
         }
         p = p.expectations(suite, &f.display().to_string());
     }
+    let rules = match &a.classification_rules {
+        Some(f) => ClassificationRules::from_path(f)?,
+        None => ClassificationRules::default(),
+    };
+    p = p.classify(rules);
+    if let Some(k) = &a.keyring {
+        let keyring = cmd::keys::open_keyring(k, &a.master)?;
+        p = p.protect(Protection::new(Arc::new(keyring)));
+    }
+    if let Some(log) = &a.audit {
+        let principal = a
+            .principal
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "aistd".into());
+        let log = AuditLog::open(log, AuditOptions::default().batch(1024))?;
+        p = p.audit(Arc::new(Mutex::new(log)), &principal);
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let lineage_file = a.out.join("lineage.jsonl");
+    if lineage_file.exists() {
+        std::fs::remove_file(&lineage_file)?;
+    }
+    let job = a
+        .file
+        .file_stem()
+        .map(|s| format!("govern.{}", s.to_string_lossy()))
+        .unwrap_or_else(|| "govern".into());
+    let mut lineage = Lineage::new("aistd", job).to_jsonl(&lineage_file);
+    if let Some(url) = &a.lineage_url {
+        lineage = lineage.to_http(url);
+    }
+    p = p.lineage(lineage);
     let report = p.run(&a.out)?;
     if a.json {
         print_json(&report)?;
@@ -282,7 +348,25 @@ fn govern(a: &GovernArgs) -> Result<ExitCode> {
                 report.expectations.len() - failed
             );
         }
-        println!("outputs in {}", a.out.display());
+        if let Some(c) = &report.classification {
+            let by_level: std::collections::BTreeMap<String, Vec<&str>> =
+                c.columns.iter().fold(Default::default(), |mut m, col| {
+                    m.entry(col.level.to_string())
+                        .or_default()
+                        .push(col.column.as_str());
+                    m
+                });
+            for (level, cols) in by_level {
+                println!("  {level:<13} {}", cols.join(", "));
+            }
+        }
+        for p in &report.protection {
+            println!("  {} {} ({})", p.action, p.column, p.detail);
+        }
+        if let Some(h) = &report.audit_head {
+            println!("audit tree head {h}");
+        }
+        println!("outputs in {} (lineage in lineage.jsonl)", a.out.display());
     }
     Ok(if a.fail_on_expectations && !report.expectations_passed {
         ExitCode::from(1)
@@ -295,6 +379,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let cmd = match cli.command {
         Command::Data(cmd) => cmd,
         Command::Audit(cmd) => return cmd::audit::run(cmd),
+        Command::Keys(cmd) => return cmd::keys::run_keys(cmd),
+        Command::Crypt(cmd) => return cmd::keys::run_crypt(cmd),
+        Command::Pii(cmd) => return cmd::pii::run(cmd),
     };
     match cmd {
         DataCommand::Generate {

@@ -29,6 +29,7 @@
 //! the trait's Contract, and run every function of the [`conformance`] kit (feature
 //! `conformance`) against your source in your tests.
 
+pub mod access;
 pub mod audit;
 pub mod clean;
 mod column;
@@ -42,8 +43,11 @@ pub mod generate;
 mod html;
 mod keys;
 pub mod label;
+pub mod lineage;
+pub mod pii;
 pub mod pipeline;
 pub mod profile;
+pub mod protect;
 pub mod source;
 
 pub use clean::{Imputation, NullAction, OutlierAction, OutlierMethod};

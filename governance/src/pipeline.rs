@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow_array::builder::StringBuilder;
@@ -19,12 +19,16 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEvent, AuditLog};
 use crate::clean::{Imputation, NullAction, OutlierAction, OutlierMethod, normalize_key};
 use crate::column::{Col, Val, map_values, normal_type};
 use crate::expect::{Check, Expectation, ExpectationResult, ExpectationSuite, SuiteRun};
 use crate::keys::KeyCounter;
 use crate::label::{LABELER_METADATA_KEY, Labeler};
+use crate::lineage::{Lineage, LineageDataset};
+use crate::pii::{Classification, ClassificationRules, PiiScanner, classify};
 use crate::profile::{Profile, Profiler};
+use crate::protect::{ProtectedColumn, Protection, ProtectionPlan};
 use crate::source::{DataSource, Descriptor, ScanOptions, parse_date, parse_timestamp_micros};
 use crate::{Error, Result};
 
@@ -121,6 +125,17 @@ pub struct Pipeline {
     batch_size: Option<usize>,
     profile_input: bool,
     identify: bool,
+    governance: Governance,
+}
+
+/// The classify / protect / audit / lineage stages, run around the streaming core by
+/// [`Pipeline::run`].
+#[derive(Debug, Default)]
+struct Governance {
+    classify: Option<ClassificationRules>,
+    protection: Option<Protection>,
+    audit: Option<(Arc<Mutex<AuditLog>>, String)>,
+    lineage: Option<Lineage>,
 }
 
 /// Label counts produced by a labeling step.
@@ -172,6 +187,18 @@ pub struct Report {
     pub input_profile: Option<Profile>,
     /// Wall time of the run in milliseconds.
     pub elapsed_ms: u64,
+    /// Sensitivity of each input column, when the pipeline classified its input.
+    #[serde(default)]
+    pub classification: Option<Classification>,
+    /// Columns encrypted, tokenized or masked in the outputs.
+    #[serde(default)]
+    pub protection: Vec<ProtectedColumn>,
+    /// The audit log's tree head after the run's events (`size:root-hex`), when audited.
+    #[serde(default)]
+    pub audit_head: Option<String>,
+    /// The OpenLineage run id, when lineage was emitted.
+    #[serde(default)]
+    pub lineage_run_id: Option<String>,
 }
 
 /// A compiled step with its running state.
@@ -716,6 +743,7 @@ impl Pipeline {
             batch_size: None,
             profile_input: true,
             identify: true,
+            governance: Governance::default(),
         }
     }
 
@@ -831,6 +859,38 @@ impl Pipeline {
         self
     }
 
+    /// Classify the input's columns (sampled) into sensitivity levels before the run; the
+    /// levels go into the report, the input descriptor and the outputs' field metadata.
+    #[must_use]
+    pub fn classify(mut self, rules: ClassificationRules) -> Self {
+        self.governance.classify = Some(rules);
+        self
+    }
+
+    /// Protect the outputs: encrypt, tokenize or mask columns (by name, or by classification)
+    /// in `data.arrow` and `quarantine.arrow` before they are written; PII in the quarantine's
+    /// `_detail` is replaced by its entity type.
+    #[must_use]
+    pub fn protect(mut self, protection: Protection) -> Self {
+        self.governance.protection = Some(protection);
+        self
+    }
+
+    /// Record the run in an audit log as `principal`: start, classification, each protected
+    /// column, the outputs written, and failure.
+    #[must_use]
+    pub fn audit(mut self, log: Arc<Mutex<AuditLog>>, principal: &str) -> Self {
+        self.governance.audit = Some((log, principal.to_string()));
+        self
+    }
+
+    /// Emit OpenLineage START, COMPLETE and FAIL events for the run.
+    #[must_use]
+    pub fn lineage(mut self, lineage: Lineage) -> Self {
+        self.governance.lineage = Some(lineage);
+        self
+    }
+
     fn bar(&self, what: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
@@ -856,7 +916,126 @@ impl Pipeline {
     /// `out_dir` (created if missing). Files are written into a staging directory inside
     /// `out_dir` and moved into place only on success, `report.json` last; a failed run leaves
     /// no `report.json`.
-    pub fn run(self, out_dir: &Path) -> Result<Report> {
+    pub fn run(mut self, out_dir: &Path) -> Result<Report> {
+        let gov = std::mem::take(&mut self.governance);
+        let input = self
+            .source
+            .descriptor()
+            .unwrap_or_else(|_| Descriptor::new("input", "", ""));
+        let input_ds = LineageDataset::from_descriptor(&input).with_schema(&self.source.schema());
+        let audit = |event: AuditEvent| -> Result<()> {
+            if let Some((log, _)) = &gov.audit {
+                log.lock()
+                    .map_err(|_| Error::invalid("audit log", "a writer panicked while holding it"))?
+                    .append(&event)?;
+            }
+            Ok(())
+        };
+        let who = gov
+            .audit
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
+        let dataset = input.dataset_id();
+        if let Some(l) = &gov.lineage {
+            l.start(std::slice::from_ref(&input_ds))?;
+        }
+        audit(AuditEvent::new(&who, "govern", &dataset).detail(serde_json::json!({ "out_dir": out_dir, "steps": self.steps.iter().map(Step::describe).collect::<Vec<_>>() })))?;
+        let outcome = (|| -> Result<Report> {
+            let classification = match &gov.classify {
+                Some(rules) => {
+                    let c = classify(self.source.as_ref(), rules, &PiiScanner::new())?;
+                    let levels: BTreeMap<&str, &str> = c
+                        .columns
+                        .iter()
+                        .map(|c| (c.column.as_str(), c.level.as_str()))
+                        .collect();
+                    audit(
+                        AuditEvent::new(&who, "classify", &dataset)
+                            .detail(serde_json::json!(levels)),
+                    )?;
+                    Some(c)
+                }
+                None => None,
+            };
+            let out_schema = self.output_schema()?;
+            let plan = match &gov.protection {
+                Some(p) => Some(p.plan(&out_schema, classification.as_ref())?),
+                None => None,
+            };
+            let protected = plan
+                .as_ref()
+                .map(ProtectionPlan::summary)
+                .unwrap_or_default();
+            for p in &protected {
+                audit(
+                    AuditEvent::new(&who, p.action.as_str(), format!("{dataset}#{}", p.column))
+                        .reason(&p.detail),
+                )?;
+            }
+            let run_id = gov.lineage.as_ref().map(|l| l.run_id().to_string());
+            let audit_log = gov.audit.clone();
+            let who2 = who.clone();
+            let dataset2 = dataset.clone();
+            self.run_files(out_dir, plan.as_ref(), &mut |report| {
+                if let Some(c) = &classification {
+                    c.apply(&mut report.source);
+                }
+                report.classification = classification.clone();
+                report.protection = protected.clone();
+                report.lineage_run_id = run_id.clone();
+                if let Some((log, _)) = &audit_log {
+                    let mut log = log
+                        .lock()
+                        .map_err(|_| Error::invalid("audit log", "a writer panicked while holding it"))?;
+                    log.append(&AuditEvent::new(&who2, "write", format!("file://{}", out_dir.join(DATA_FILE).display())).detail(serde_json::json!({
+                        "input": dataset2, "rows_out": report.rows_out, "rows_quarantined": report.rows_quarantined,
+                        "expectations_passed": report.expectations_passed,
+                    })))?;
+                    let head = log.commit()?;
+                    report.audit_head = Some(format!("{}:{}", head.size, hex::encode(head.root)));
+                }
+                Ok(())
+            })
+        })();
+        match outcome {
+            Err(e) => {
+                let _ =
+                    audit(AuditEvent::new(&who, "govern-failed", &dataset).reason(e.to_string()));
+                if let Some(l) = &gov.lineage
+                    && let Err(le) = l.fail(std::slice::from_ref(&input_ds))
+                {
+                    tracing::warn!(error = %le, "could not emit the lineage FAIL event");
+                }
+                Err(e)
+            }
+            Ok(report) => {
+                if let Some(l) = &gov.lineage {
+                    let mut input_ds = input_ds;
+                    if let Some(p) = &report.input_profile {
+                        input_ds = input_ds.with_quality_metrics(p);
+                    }
+                    let data_path = std::fs::canonicalize(out_dir.join(DATA_FILE))
+                        .unwrap_or_else(|_| out_dir.join(DATA_FILE));
+                    let out_desc =
+                        Descriptor::new("data", format!("file://{}", data_path.display()), "");
+                    let schema = crate::source::IpcFileSource::open(&data_path)?.schema();
+                    let out_ds = LineageDataset::from_descriptor(&out_desc)
+                        .with_schema(&schema)
+                        .with_assertions(&report.expectations);
+                    l.complete(&[input_ds], &[out_ds])?;
+                }
+                Ok(report)
+            }
+        }
+    }
+
+    fn run_files(
+        self,
+        out_dir: &Path,
+        plan: Option<&ProtectionPlan>,
+        finish: &mut dyn FnMut(&mut Report) -> Result<()>,
+    ) -> Result<Report> {
         std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
         let staging = tempfile::Builder::new()
             .prefix(".staging-")
@@ -867,17 +1046,31 @@ impl Pipeline {
             staging.path().join(QUARANTINE_FILE),
         );
         let input_schema = self.source.schema();
-        let out_schema = self.output_schema()?;
+        let mut out_schema = self.output_schema()?;
+        let mut q_schema = quarantine_schema(&input_schema);
+        if let Some(plan) = plan {
+            out_schema = plan.output_schema(&out_schema)?;
+            q_schema = plan.output_schema(&q_schema)?;
+        }
         let mut data = IpcOut::create(&data_path, &out_schema)?;
-        let mut quarantine = IpcOut::create(&q_path, &quarantine_schema(&input_schema))?;
+        let mut quarantine = IpcOut::create(&q_path, &q_schema)?;
         // An earlier run's report would make this directory look complete if this run fails.
         let final_report = out_dir.join(REPORT_JSON);
         if final_report.exists() {
             std::fs::remove_file(&final_report).map_err(|e| Error::io(&final_report, e))?;
         }
-        let report = self.execute(&mut |b| data.write(b), &mut |b| quarantine.write(b))?;
+        let protect = |b: &RecordBatch| -> Result<RecordBatch> {
+            match plan {
+                Some(p) => p.apply(b),
+                None => Ok(b.clone()),
+            }
+        };
+        let mut report = self.execute(&mut |b| data.write(&protect(b)?), &mut |b| {
+            quarantine.write(&protect(b)?)
+        })?;
         data.finish()?;
         quarantine.finish()?;
+        finish(&mut report)?;
         let json = serde_json::to_vec_pretty(&report)
             .map_err(|e| Error::invalid("report", e.to_string()))?;
         write_synced(&staging.path().join(REPORT_JSON), &json)?;
@@ -1100,6 +1293,10 @@ impl Pipeline {
                 .collect(),
             input_profile: fitted.or_else(|| profiler.map(Profiler::finish)),
             elapsed_ms: started.elapsed().as_millis() as u64,
+            classification: None,
+            protection: Vec::new(),
+            audit_head: None,
+            lineage_run_id: None,
         };
         tracing::info!(
             rows_in = report.rows_in,

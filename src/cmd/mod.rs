@@ -1,3 +1,5 @@
 //! Subcommands other than `aistd data`.
 
 pub(crate) mod audit;
+pub(crate) mod keys;
+pub(crate) mod pii;

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::merkle::{CompactTree, Hash, MerkleTree, leaf_hash, verify_inclusion};
 use crate::error::{Error, Result};
-use crate::source::datetime::timestamp_string;
 
 /// The outcome of an access decision, as recorded in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +204,7 @@ pub struct AuditLog {
     pending: usize,
     committed: u64,
     recovery: Recovery,
+    clock: Clock,
 }
 
 /// The heads file of a log: `<log>.heads`.
@@ -214,17 +214,54 @@ pub fn heads_path(log: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn now_rfc3339() -> String {
-    let micros = SystemTime::now()
+fn now_micros() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
-    let mut s = timestamp_string(micros);
-    if !s.contains('.') {
-        s.push_str(".000000");
+        .unwrap_or(0)
+}
+
+fn now_rfc3339() -> String {
+    let mut c = Clock::default();
+    c.format(now_micros()).to_string()
+}
+
+/// Formats `YYYY-MM-DDTHH:MM:SS.ffffffZ`, keeping the date part of the last call (appends come
+/// in bursts within one day).
+#[derive(Debug, Default)]
+struct Clock {
+    day: i64,
+    buf: String,
+}
+
+impl Clock {
+    fn format(&mut self, micros: i64) -> &str {
+        let day = micros.div_euclid(86_400_000_000);
+        if self.buf.is_empty() || day != self.day {
+            self.day = day;
+            self.buf =
+                crate::source::datetime::timestamp_string(day * 86_400_000_000)[..10].to_string();
+            self.buf.push_str("T00:00:00.000000Z");
+        }
+        let rem = micros.rem_euclid(86_400_000_000);
+        let (secs, frac) = (rem / 1_000_000, rem % 1_000_000);
+        let mut tail = *b"00:00:00.000000";
+        let mut put = |at: usize, v: i64, width: usize| {
+            let mut v = v;
+            for k in (0..width).rev() {
+                tail[at + k] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, secs / 3600, 2);
+        put(3, secs / 60 % 60, 2);
+        put(6, secs % 60, 2);
+        put(9, frac, 6);
+        // The buffer is ASCII: replace the time part in place.
+        let tail = std::str::from_utf8(&tail).unwrap_or("00:00:00.000000");
+        self.buf.replace_range(11..26, tail);
+        &self.buf
     }
-    s.push('Z');
-    s
 }
 
 #[derive(Serialize)]
@@ -504,6 +541,7 @@ impl AuditLog {
             pending: 0,
             committed,
             recovery,
+            clock: Clock::default(),
         })
     }
 
@@ -549,12 +587,12 @@ impl AuditLog {
         hex::encode_to_slice(self.last_leaf, &mut prev)
             .map_err(|e| Error::invalid("audit event", e.to_string()))?;
         let prev = std::str::from_utf8(&prev).unwrap_or_default();
-        let time = now_rfc3339();
+        let time = self.clock.format(now_micros());
         let start = self.buf.len();
         let line = LineOut {
             seq,
             prev,
-            time: &time,
+            time,
             who: &event.who,
             action: &event.action,
             data: &event.data,
@@ -874,4 +912,21 @@ pub fn prove(path: impl AsRef<Path>, index: u64, size: Option<u64>) -> Result<In
         root: tree.root_at(size).map_err(bad)?,
         proof,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_formats_rfc3339_across_days() {
+        let mut c = Clock::default();
+        assert_eq!(c.format(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(c.format(86_399_999_999), "1970-01-01T23:59:59.999999Z");
+        assert_eq!(
+            c.format(1_796_000_000_123_456),
+            "2026-11-30T00:53:20.123456Z"
+        );
+        assert_eq!(c.format(86_400_000_001), "1970-01-02T00:00:00.000001Z");
+    }
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, StringArray, make_array,
+    Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions, StringArray,
+    make_array,
 };
 use arrow_buffer::{Buffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema};
@@ -233,7 +234,12 @@ pub fn decrypt_columns(
         fields[idx] = Field::new(name.clone(), dt, field.is_nullable()).with_metadata(md);
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    RecordBatch::try_new(schema, arrays).map_err(|e| Error::arrow("column decryption", e))
+    RecordBatch::try_new_with_options(
+        schema,
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| Error::arrow("column decryption", e))
 }
 
 fn rebuild(dt: &DataType, values: Vec<Option<Vec<u8>>>, ctx: &str) -> Result<ArrayRef> {
