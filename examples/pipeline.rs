@@ -1,15 +1,24 @@
 //! The main job: govern → check → schedule → train → deploy on built-in data.
 //!
 //! Today it runs the data stage end to end: generate the built-in loan applications (with known
-//! dirt), read them back as CSV, profile, clean with a quarantine, label, check expectations, and
-//! print a summary next to the generator's ground truth. Later stages join as their crates land.
+//! dirt), read them back as CSV, profile, classify every column by sensitivity, clean with a
+//! quarantine, label, check expectations, encrypt Restricted columns and tokenize identifiers,
+//! record everything in a tamper-evident audit log and OpenLineage events, and print a summary
+//! next to the generator's ground truth. Later stages join as their crates land.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
 //! ```
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use aistd::governance::audit::{AuditLog, AuditOptions, verify};
+use aistd::governance::crypto::{Keyring, LocalKeyProvider};
+use aistd::governance::lineage::Lineage;
+use aistd::governance::pii::ClassificationRules;
+use aistd::governance::protect::Protection;
 
 use aistd::governance::expect::suggest;
 use aistd::governance::generate::{GeneratorConfig, LoanGenerator};
@@ -70,7 +79,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
         )
         .default_label("medium");
+    // Keys: a master key file and a keyring next to the outputs (made on the first run). In
+    // production the master key lives in a KMS behind the `KeyProvider` trait.
+    let master = out.join("master.key");
+    let provider = if master.exists() {
+        LocalKeyProvider::from_file(&master)?
+    } else {
+        LocalKeyProvider::create_file(&master)?
+    };
+    let keys = out.join("keys.json");
+    let keyring = if keys.exists() {
+        Keyring::open(&keys, Box::new(provider))?
+    } else {
+        Keyring::create(&keys, Box::new(provider))?
+    };
+    let audit_path = out.join("audit.jsonl");
+    let audit = Arc::new(Mutex::new(AuditLog::open(
+        &audit_path,
+        AuditOptions::default().batch(256),
+    )?));
+    let governed = out.join("governed");
+    std::fs::create_dir_all(&governed)?;
+    let lineage_path = governed.join("lineage.jsonl");
+    let _ = std::fs::remove_file(&lineage_path);
     let report = Pipeline::new(source)
+        .classify(ClassificationRules::default())
+        .protect(Protection::new(Arc::new(keyring)))
+        .audit(audit.clone(), "pipeline-example")
+        .lineage(Lineage::new("aistd", "examples.pipeline").to_jsonl(&lineage_path))
         .dedup_exact(None)
         .near_duplicates(&["name", "email"])
         .on_null("email", NullAction::Drop)
@@ -95,7 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(750.0),
         ))
         .expect(Expectation::row_count_between(Some(rows * 9 / 10), None))
-        .run(&out.join("governed"))?;
+        .run(&governed)?;
 
     println!(
         "   {} rows in → {} clean + {} quarantined",
@@ -139,8 +175,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.rows_out + report.rows_quarantined,
         "conservation of rows"
     );
+    if let Some(c) = &report.classification {
+        println!(
+            "== classification (sampled {} rows per column)",
+            c.columns.first().map_or(0, |c| c.sampled)
+        );
+        println!(
+            "   {:<17} {:<13} {:<28} protection",
+            "column", "level", "entities"
+        );
+        for col in &c.columns {
+            let ents: Vec<String> = col
+                .entities
+                .iter()
+                .map(|(e, share)| format!("{e} {:.0}%", share * 100.0))
+                .collect();
+            let action = report
+                .protection
+                .iter()
+                .find(|p| p.column == col.column)
+                .map_or("-".to_string(), |p| format!("{} ({})", p.action, p.detail));
+            println!(
+                "   {:<17} {:<13} {:<28} {action}",
+                col.column,
+                col.level.as_str(),
+                ents.join(", ")
+            );
+        }
+    }
+    drop(audit);
+    let checked = verify(&audit_path, &[])?;
     println!(
-        "   outputs: {}/{{data.arrow, quarantine.arrow, report.json, report.md, report.html}}",
+        "== audit: {} events in {}, tree head {} (verified against {} recorded heads)",
+        checked.events,
+        audit_path.display(),
+        hex_root(&checked.head.root),
+        checked.heads_checked
+    );
+    println!(
+        "   lineage: OpenLineage run {} in {}",
+        report.lineage_run_id.as_deref().unwrap_or("-"),
+        lineage_path.display()
+    );
+    println!(
+        "   outputs: {}/{{data.arrow, quarantine.arrow, report.json, report.md, report.html, lineage.jsonl}}",
         out.join("governed").display()
     );
     println!("   data stage done in {:.2?}", started.elapsed());
@@ -149,4 +227,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("expectations failed on the clean output".into());
     }
     Ok(())
+}
+
+fn hex_root(root: &[u8; 32]) -> String {
+    root.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -9,15 +9,15 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
-"$VENV/bin/python" -c 'import pyarrow, pandas; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__)'
+"$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__)'
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -40,8 +40,9 @@ for ex in examples/*.rs; do
   cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage)"
 cargo build --quiet --all-features --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
+"$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 
 step "all green in $(( $(date +%s) - started ))s"

@@ -20,6 +20,6 @@ mod log;
 pub mod merkle;
 
 pub use log::{
-    AuditEvent, AuditLog, AuditOptions, AuditRecord, Decision, InclusionProof, Recovery, TreeHead,
-    Verification, heads_path, prove, read_records, tree_of_lines, verify,
+    AuditEvent, AuditLog, AuditOptions, AuditRecord, Decision, HEAD_EVERY, InclusionProof,
+    Recovery, TreeHead, Verification, heads_path, prove, read_records, tree_of_lines, verify,
 };
