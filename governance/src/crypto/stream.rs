@@ -303,8 +303,14 @@ pub fn encrypt_file(
     chunk_size: u32,
 ) -> Result<u64> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    let reader = BufReader::new(File::open(input).map_err(|e| Error::io(input, e))?);
-    atomic_output(output, |w| encrypt_stream(reader, w, keyring, chunk_size))
+    let reader =
+        BufReader::with_capacity(1 << 20, File::open(input).map_err(|e| Error::io(input, e))?);
+    atomic_output(output, |w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, w);
+        let n = encrypt_stream(reader, &mut w, keyring, chunk_size)?;
+        w.flush().map_err(|e| Error::io(output, e))?;
+        Ok(n)
+    })
 }
 
 /// Decrypts file `input` to `output`. `output` appears (atomically) only once every chunk has
@@ -315,10 +321,22 @@ pub fn decrypt_file(
     keyring: &Keyring,
 ) -> Result<u64> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    let f = BufReader::new(File::open(input).map_err(|e| Error::io(input, e))?);
+    let f = BufReader::with_capacity(1 << 20, File::open(input).map_err(|e| Error::io(input, e))?);
     let mut reader = DecryptReader::new(f, keyring, input.display().to_string())?;
     atomic_output(output, |w| {
-        std::io::copy(&mut reader, w).map_err(|e| unwrap_io(e, input))
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, w);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| unwrap_io(e, input))?;
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n]).map_err(|e| Error::io(output, e))?;
+            total += n as u64;
+        }
+        w.flush().map_err(|e| Error::io(output, e))?;
+        Ok(total)
     })
 }
 
