@@ -305,3 +305,63 @@ fn no_acknowledged_event_is_lost_when_the_writer_is_killed() {
         assert_eq!(v.torn_tail_bytes, 0);
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_event() -> impl Strategy<Value = AuditEvent> {
+        (
+            "[a-z]{1,8}",
+            prop::sample::select(vec!["read", "decrypt", "write", "govern"]),
+            ".{0,30}",
+            proptest::option::of("[a-z-]{1,12}"),
+            proptest::option::of(any::<bool>()),
+            ".{0,40}",
+        )
+            .prop_map(|(who, action, data, purpose, decision, reason)| {
+                let mut e = AuditEvent::new(who, action, data).reason(reason.clone());
+                if let Some(p) = purpose {
+                    e = e.purpose(p);
+                }
+                if let Some(allow) = decision {
+                    e = e.decision(
+                        if allow {
+                            Decision::Allow
+                        } else {
+                            Decision::Deny
+                        },
+                        reason,
+                    );
+                }
+                e
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn events_round_trip_and_any_flipped_byte_is_detected(
+            events in proptest::collection::vec(arb_event(), 1..20),
+            pos in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("p.jsonl");
+            let mut log = AuditLog::open(&path, AuditOptions::default().batch(5).fsync(false)).expect("open");
+            for e in &events {
+                log.append(e).expect("append");
+            }
+            let head = log.commit().expect("commit");
+            drop(log);
+            let back: Vec<AuditEvent> = read_records(&path).expect("read").into_iter().map(|r| r.event).collect();
+            prop_assert_eq!(&back, &events);
+            prop_assert_eq!(verify(&path, &[]).expect("verify").head.root, head.root);
+            let mut bytes = std::fs::read(&path).expect("read");
+            let i = pos.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            std::fs::write(&path, &bytes).expect("write");
+            prop_assert!(verify(&path, &[]).is_err(), "flip at byte {} undetected", i);
+        }
+    }
+}
