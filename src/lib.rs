@@ -5,9 +5,10 @@
 //!
 //! | feature | crate | centre |
 //! |---|---|---|
-//! | `governance` (default) | [`aistd-governance`](governance) | [`DataSource`](governance::DataSource): sources, profiling, expectations, cleaning |
+//! | `governance` (default) | [`aistd-governance`](governance) | [`DataSource`](governance::DataSource): sources, profiling, expectations, cleaning, protection, audit, lineage |
+//! | `compliance` (default) | [`aistd-compliance`](compliance) | differential-privacy accounting and fairness metrics (the `Policy` trait follows) |
 //!
-//! The scheduler, training, deploy and compliance crates follow (see the README's status table).
+//! The scheduler, training and deploy crates follow (see the README's status table).
 //!
 //! ```
 //! # #[cfg(feature = "governance")] {
@@ -24,5 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "compliance")]
+pub use aistd_compliance as compliance;
 #[cfg(feature = "governance")]
 pub use aistd_governance as governance;

@@ -44,6 +44,11 @@ enum Command {
     /// Find PII in text and classify the columns of tables.
     #[command(subcommand)]
     Pii(cmd::pii::PiiCommand),
+    /// Differential privacy: ε of DP-SGD, noise calibration.
+    #[command(subcommand)]
+    Privacy(cmd::compliance::PrivacyCommand),
+    /// Group fairness metrics of predictions (fairlearn's definitions).
+    Fairness(cmd::compliance::FairnessArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +387,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cmd) => return cmd::keys::run_keys(cmd),
         Command::Crypt(cmd) => return cmd::keys::run_crypt(cmd),
         Command::Pii(cmd) => return cmd::pii::run(cmd),
+        Command::Privacy(cmd) => return cmd::compliance::run_privacy(cmd),
+        Command::Fairness(a) => return cmd::compliance::run_fairness(&a),
     };
     match cmd {
         DataCommand::Generate {

@@ -1,5 +1,6 @@
 //! Subcommands other than `aistd data`.
 
 pub(crate) mod audit;
+pub(crate) mod compliance;
 pub(crate) mod keys;
 pub(crate) mod pii;

@@ -1,0 +1,27 @@
+//! Compliance for AI systems whose numbers agree with the reference tools.
+//!
+//! - [`privacy`]: Rényi-DP accounting of the Poisson-subsampled Gaussian mechanism (DP-SGD),
+//!   exactly as Opacus computes it (and as `dp-accounting` does on integer orders), conversion to
+//!   (ε, δ), noise calibration, basic and advanced composition, classic and analytic Gaussian
+//!   calibration.
+//! - [`fairness`]: fairlearn's group metrics (selection rate, TPR, FPR, accuracy) with sample
+//!   weights and intersectional groups, demographic parity and equalized odds differences and
+//!   ratios.
+//!
+//! ```
+//! use aistd_compliance::privacy::{epsilon, opacus_orders};
+//!
+//! // Opacus: q = 0.04, σ = 1.5, 2250 steps, δ = 1e-5.
+//! let (eps, _order) = epsilon(0.04, 1.5, 2250, 1e-5, &opacus_orders())?;
+//! assert!((eps - 7.32911117143).abs() < 1e-9);
+//! # Ok::<(), aistd_compliance::Error>(())
+//! ```
+//!
+//! The `Policy` trait with its Cedar implementation, DP mechanisms and the compliance report are
+//! not built yet.
+
+mod error;
+pub mod fairness;
+pub mod privacy;
+
+pub use error::{Error, Result};
