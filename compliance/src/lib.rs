@@ -20,8 +20,12 @@
 //! The `Policy` trait with its Cedar implementation, DP mechanisms and the compliance report are
 //! not built yet.
 
+pub mod cedar;
 mod error;
 pub mod fairness;
+pub mod policy;
 pub mod privacy;
 
+pub use cedar::CedarPolicy;
 pub use error::{Error, Result};
+pub use policy::{Decision, Effect, Policy, Request};
