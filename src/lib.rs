@@ -27,5 +27,7 @@
 
 #[cfg(feature = "compliance")]
 pub use aistd_compliance as compliance;
+#[cfg(all(feature = "compliance", feature = "governance"))]
+pub mod glue;
 #[cfg(feature = "governance")]
 pub use aistd_governance as governance;

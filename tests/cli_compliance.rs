@@ -151,3 +151,66 @@ fn fairness_reproduces_the_fairlearn_user_guide() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`nope`"));
 }
+
+#[test]
+fn policy_eval_with_a_builtin_pack() {
+    let dir = tempfile::tempdir().expect("dir");
+    let entities = dir.path().join("e.json");
+    std::fs::write(
+        &entities,
+        r#"[{"uid": {"type": "User", "id": "bob"}, "attrs": {"clearance": 2, "purposes": ["training"]}, "parents": []},
+            {"uid": {"type": "Column", "id": "loans#email"}, "attrs": {}, "parents": []}]"#,
+    )
+    .expect("write");
+    let e = entities.to_str().expect("utf-8");
+    let base = [
+        "policy",
+        "eval",
+        "--policies",
+        "builtin:data_access",
+        "--schema",
+        "builtin",
+        "--entities",
+        e,
+        "--principal",
+        "User::\"bob\"",
+        "--action",
+        "Action::\"read\"",
+        "--resource",
+        "Column::\"loans#email\"",
+    ];
+    let mut allow = base.to_vec();
+    allow.extend([
+        "--context",
+        r#"{"purpose": "training", "level_rank": 2}"#,
+        "--json",
+    ]);
+    let v = json(aistd(&allow));
+    assert_eq!(v["effect"], "allow");
+    assert_eq!(v["determining"][0], "cleared-for-purpose");
+    let mut deny = base.to_vec();
+    deny.extend(["--context", r#"{"purpose": "training", "level_rank": 3}"#]);
+    let out = aistd(&deny);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DENY by default"));
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(&bad, "permit(principal, action, resource)\nwhen { 1 + };").expect("write");
+    let out = aistd(&[
+        "policy",
+        "eval",
+        "--policies",
+        bad.to_str().expect("utf-8"),
+        "--principal",
+        "User::\"a\"",
+        "--action",
+        "Action::\"a\"",
+        "--resource",
+        "R::\"r\"",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -57,6 +57,25 @@ pub struct AccessRequest {
     pub level: Sensitivity,
 }
 
+impl AccessRequest {
+    /// A request by `principal`, for `purpose`, to read `column` of `dataset` at `level`.
+    pub fn new(
+        principal: impl Into<String>,
+        purpose: impl Into<String>,
+        dataset: impl Into<String>,
+        column: impl Into<String>,
+        level: Sensitivity,
+    ) -> Self {
+        Self {
+            principal: principal.into(),
+            purpose: purpose.into(),
+            dataset: dataset.into(),
+            column: column.into(),
+            level,
+        }
+    }
+}
+
 /// The answer: allowed or not, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -271,3 +271,99 @@ pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `aistd policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Evaluate one request against Cedar policies; exit status 0 on allow, 1 on deny.
+    Eval {
+        /// Cedar policies (`.cedar`); `builtin:data_access`, `builtin:training` or
+        /// `builtin:deployment` for a built-in pack. Repeatable.
+        #[arg(long, required = true)]
+        policies: Vec<String>,
+        /// Entities in Cedar's JSON format.
+        #[arg(long)]
+        entities: Option<PathBuf>,
+        /// Validate policies, entities and the request against a Cedar schema
+        /// (`builtin` for the packs' schema).
+        #[arg(long)]
+        schema: Option<String>,
+        /// Principal, e.g. `User::"alice"`.
+        #[arg(long)]
+        principal: String,
+        /// Action, e.g. `Action::"read"`.
+        #[arg(long)]
+        action: String,
+        /// Resource, e.g. `Column::"loans#ssn"`.
+        #[arg(long)]
+        resource: String,
+        /// Context as a JSON object.
+        #[arg(long, default_value = "{}")]
+        context: String,
+        /// Print the decision as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn policy_text(spec: &str) -> Result<(String, String)> {
+    use aistd_compliance::cedar::packs;
+    Ok(match spec {
+        "builtin:data_access" => (spec.to_string(), packs::DATA_ACCESS.to_string()),
+        "builtin:training" => (spec.to_string(), packs::TRAINING.to_string()),
+        "builtin:deployment" => (spec.to_string(), packs::DEPLOYMENT.to_string()),
+        path => (
+            path.to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        ),
+    })
+}
+
+pub(crate) fn run_policy(cmd: PolicyCommand) -> Result<ExitCode> {
+    let PolicyCommand::Eval {
+        policies,
+        entities,
+        schema,
+        principal,
+        action,
+        resource,
+        context,
+        json,
+    } = cmd;
+    let mut names = Vec::new();
+    let mut text = String::new();
+    for p in &policies {
+        let (name, t) = policy_text(p)?;
+        names.push(name);
+        text.push_str(&t);
+        text.push('\n');
+    }
+    let mut cedar = aistd_compliance::CedarPolicy::from_str(&names.join(" + "), &text)?;
+    if let Some(s) = schema {
+        let s = if s == "builtin" {
+            aistd_compliance::cedar::packs::SCHEMA.to_string()
+        } else {
+            std::fs::read_to_string(&s).with_context(|| format!("reading {s}"))?
+        };
+        cedar = cedar.validated(&s)?;
+    }
+    if let Some(e) = entities {
+        let text =
+            std::fs::read_to_string(&e).with_context(|| format!("reading {}", e.display()))?;
+        cedar = cedar.with_entities_json(&text)?;
+    }
+    let context: serde_json::Value =
+        serde_json::from_str(&context).context("--context is not JSON")?;
+    let request = aistd_compliance::Request::new(principal, action, resource).with_context(context);
+    let d = aistd_compliance::Policy::evaluate(&cedar, &request)?;
+    if json {
+        print_json(&d)?;
+    } else {
+        println!("{}", d.explain());
+    }
+    Ok(if d.allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

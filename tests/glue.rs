@@ -1,0 +1,102 @@
+//! The root package's glue: Cedar decides governance's access requests, and its decisions land in
+//! governance's audit log.
+
+use std::sync::{Arc, Mutex};
+
+use aistd::compliance::CedarPolicy;
+use aistd::compliance::cedar::packs;
+use aistd::compliance::policy::Audited;
+use aistd::glue::{AuditLogSink, PolicyAccess};
+use aistd::governance::access::{ProtectedSource, mark_level};
+use aistd::governance::audit::{AuditLog, AuditOptions, read_records, verify};
+use aistd::governance::crypto::{ColumnEncryptor, Keyring, LocalKeyProvider};
+use aistd::governance::pii::Sensitivity;
+use aistd::governance::{DataSource, MemorySource, ScanOptions};
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+
+#[test]
+fn cedar_decides_access_to_encrypted_columns_and_the_audit_log_records_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keyring = Arc::new(
+        Keyring::generate(Box::new(
+            LocalKeyProvider::from_hex("t", &"19".repeat(32)).expect("master"),
+        ))
+        .expect("keyring"),
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("email", DataType::Utf8, true),
+        Field::new("ssn", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a@x.org", "b@x.org"])),
+            Arc::new(StringArray::from(vec!["536-90-4399", "536-90-4400"])),
+        ],
+    )
+    .expect("batch");
+    let sealed = ColumnEncryptor::new(&keyring)
+        .expect("enc")
+        .encrypt(&batch, &["email", "ssn"])
+        .expect("encrypt");
+    let sealed = mark_level(&sealed, "email", Sensitivity::Confidential).expect("mark");
+    let sealed = mark_level(&sealed, "ssn", Sensitivity::Restricted).expect("mark");
+
+    let log_path = dir.path().join("audit.jsonl");
+    let log = Arc::new(Mutex::new(
+        AuditLog::open(&log_path, AuditOptions::default().fsync(false)).expect("log"),
+    ));
+    let cedar = CedarPolicy::from_str("data-access", packs::DATA_ACCESS)
+        .expect("parse")
+        .with_entities_json(r#"[{"uid": {"type": "User", "id": "bob"}, "attrs": {"clearance": 2, "purposes": ["training"]}, "parents": []}]"#)
+        .expect("entities");
+    let policy = Audited::new(cedar, Arc::new(AuditLogSink::new(log.clone())));
+    let access = Arc::new(PolicyAccess::new(Arc::new(policy)));
+
+    let src = MemorySource::try_new("people", sealed.schema(), vec![sealed]).expect("src");
+    let reader = ProtectedSource::new(
+        Box::new(src),
+        keyring,
+        access,
+        "bob",
+        "training",
+        Some(log.clone()),
+    )
+    .expect("reader");
+    assert_eq!(reader.allowed(), ["email"]);
+    assert_eq!(reader.denied(), ["ssn"]);
+    let b = reader
+        .scan(&ScanOptions::all())
+        .expect("scan")
+        .next()
+        .expect("batch")
+        .expect("ok");
+    let email = b
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("utf8");
+    assert_eq!(email.value(0), "a@x.org");
+    assert_eq!(b.column(1).null_count(), 2);
+    drop(reader);
+    drop(log);
+
+    let records = read_records(&log_path).expect("records");
+    let actions: Vec<&str> = records.iter().map(|r| r.event.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["authorize", "decrypt", "authorize", "decrypt", "read"]
+    );
+    assert!(
+        records[0].event.reason.contains("cleared-for-purpose"),
+        "{}",
+        records[0].event.reason
+    );
+    assert!(
+        records[3].event.reason.contains("DENY"),
+        "{}",
+        records[3].event.reason
+    );
+    verify(&log_path, &[]).expect("the log verifies");
+}
