@@ -4,7 +4,10 @@
 //! dirt), read them back as CSV, profile, classify every column by sensitivity, clean with a
 //! quarantine, label, check expectations, encrypt Restricted columns and tokenize identifiers,
 //! record everything in a tamper-evident audit log and OpenLineage events, and print a summary
-//! next to the generator's ground truth. Later stages join as their crates land.
+//! next to the generator's ground truth. Then the check stage: a Cedar policy decides whether
+//! the data may be used for training (recorded in the audit log), a fairlearn-style fairness table
+//! by gender, and the DP-SGD privacy budget a training run would spend. Later stages join as
+//! their crates land.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
@@ -14,11 +17,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use aistd::compliance::cedar::packs;
+use aistd::compliance::fairness::{Method, MetricFrame};
+use aistd::compliance::policy::Audited;
+use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
+use aistd::glue::AuditLogSink;
 use aistd::governance::audit::{AuditLog, AuditOptions, verify};
 use aistd::governance::crypto::{Keyring, LocalKeyProvider};
 use aistd::governance::lineage::Lineage;
 use aistd::governance::pii::ClassificationRules;
 use aistd::governance::protect::Protection;
+use aistd::governance::{DataSource, IpcFileSource, ScanOptions};
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
 
 use aistd::governance::expect::suggest;
 use aistd::governance::generate::{GeneratorConfig, LoanGenerator};
@@ -222,7 +233,91 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("governed").display()
     );
     println!("   data stage done in {:.2?}", started.elapsed());
-    println!("== check, schedule, train, deploy: not built yet (see README status table)");
+
+    // 4. Check: may this data be used for training? Cedar decides, with the built-in training
+    // pack, and the decision is recorded in the same audit log.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let entities = serde_json::json!([
+        { "uid": { "type": "User", "id": "pipeline-example" }, "attrs": { "clearance": 2, "purposes": ["training"] }, "parents": [] },
+        { "uid": { "type": "Dataset", "id": "loans" }, "attrs": { "consent": ["training"], "retention_until": now + 365 * 86_400 }, "parents": [] },
+    ]);
+    let cedar = CedarPolicy::from_str("training pack", packs::TRAINING)?
+        .validated(packs::SCHEMA)?
+        .with_entities_json(&entities.to_string())?;
+    let audit = Arc::new(Mutex::new(AuditLog::open(
+        &audit_path,
+        AuditOptions::default(),
+    )?));
+    let policy = Audited::new(cedar, Arc::new(AuditLogSink::new(audit.clone())));
+    let decision = policy.evaluate(
+        &Request::new(
+            "User::\"pipeline-example\"",
+            "Action::\"train\"",
+            "Dataset::\"loans\"",
+        )
+        .with_context(serde_json::json!({ "now": now })),
+    )?;
+    drop(policy);
+    drop(audit);
+    println!("== check: {}", decision.explain());
+
+    // Fairness of the rule labeler's "low risk" calls against historical approvals, by gender
+    // (the generator injects a known gender bias into approvals), as fairlearn computes it.
+    let data = IpcFileSource::open(governed.join("data.arrow"))?;
+    let (mut y_true, mut y_pred, mut gender) = (Vec::new(), Vec::new(), Vec::new());
+    let schema = data.schema();
+    let (ia, ir, ig) = (
+        schema.index_of("approved")?,
+        schema.index_of("risk")?,
+        schema.index_of("gender")?,
+    );
+    for batch in data.scan(&ScanOptions::all())? {
+        let batch = batch?;
+        let approved = batch.column(ia).as_boolean();
+        let risk = batch.column(ir).as_string::<i32>();
+        let g = batch.column(ig).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if approved.is_null(i) || risk.is_null(i) || g.is_null(i) {
+                continue;
+            }
+            y_true.push(i64::from(approved.value(i)));
+            y_pred.push(i64::from(risk.value(i) == "low"));
+            gender.push(g.value(i).to_string());
+        }
+    }
+    let frame = MetricFrame::new(&y_true, &y_pred, &[&gender], None)?;
+    println!(
+        "   fairness of `risk == low` vs `approved` by gender ({} rows):",
+        y_true.len()
+    );
+    println!(
+        "   {:<10} {:>7} {:>9} {:>7} {:>7}",
+        "gender", "rows", "selected", "TPR", "FPR"
+    );
+    for (k, m) in &frame.by_group {
+        println!(
+            "   {:<10} {:>7} {:>9.3} {:>7.3} {:>7.3}",
+            k[0], m.count, m.selection_rate, m.true_positive_rate, m.false_positive_rate
+        );
+    }
+    println!(
+        "   demographic parity difference {:.3}, equalized odds difference {:.3}",
+        frame.demographic_parity_difference(Method::BetweenGroups),
+        frame.equalized_odds_difference(Method::BetweenGroups)
+    );
+
+    // The privacy budget a DP-SGD run on this table would spend: batches of 256, σ = 1.1,
+    // 10 epochs, δ = 1/n (Opacus' accounting).
+    let n = report.rows_out as f64;
+    let q = (256.0 / n).min(1.0);
+    let steps = (10.0 / q).ceil() as u64;
+    let (eps, order) = privacy::epsilon(q, 1.1, steps, 1.0 / n, &privacy::opacus_orders())?;
+    println!(
+        "   DP-SGD budget for training: q = {q:.5}, sigma = 1.1, {steps} steps, delta = 1/{n} -> epsilon = {eps:.3} (RDP order {order})"
+    );
+    println!("== schedule, train, deploy: not built yet (see README status table)");
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());
     }
