@@ -348,8 +348,9 @@ impl From<String> for LineError {
     }
 }
 
-/// Checks one line against its position and its predecessor's leaf hash.
-fn check_line(line: &[u8], seq: u64, prev: &Hash) -> Result<(), LineError> {
+/// Checks one line against its position and, when known, its predecessor's leaf hash (otherwise
+/// only that `prev` is well-formed).
+fn check_line(line: &[u8], seq: u64, prev: Option<&Hash>) -> Result<(), LineError> {
     let parsed: LineIn<'_> =
         serde_json::from_slice(line).map_err(|e| format!("not an audit event: {e}"))?;
     if parsed.seq != seq {
@@ -359,6 +360,10 @@ fn check_line(line: &[u8], seq: u64, prev: &Hash) -> Result<(), LineError> {
         )
         .into());
     }
+    let Some(prev) = prev else {
+        parse_hash(&parsed.prev).ok_or_else(|| String::from("`prev` is not 64 hex digits"))?;
+        return Ok(());
+    };
     let mut want = [0u8; 64];
     hex::encode_to_slice(prev, &mut want).map_err(|e| e.to_string())?;
     if parsed.prev.as_bytes() != want {
@@ -490,7 +495,7 @@ impl AuditLog {
             ));
         }
         for (i, (off, l)) in ls.iter().enumerate() {
-            check_line(l, i as u64, &last_leaf).map_err(|e| line_error(&path, &ls, i, e))?;
+            check_line(l, i as u64, Some(&last_leaf)).map_err(|e| line_error(&path, &ls, i, e))?;
             last_leaf = leaf_hash(l);
             tree.push(last_leaf);
             if let Some(h) = &last_head
@@ -829,9 +834,9 @@ fn hash_and_check(
                         // The first line of a part is checked against its predecessor once
                         // every part is done (the first line of the log against zeros).
                         let r = match hashes.last() {
-                            Some(p) => check_line(l, seq, p),
-                            None if seq == 0 => check_line(l, 0, &[0u8; 32]),
-                            None => check_line_seq_only(l, seq),
+                            Some(p) => check_line(l, seq, Some(p)),
+                            None if seq == 0 => check_line(l, 0, Some(&[0u8; 32])),
+                            None => check_line(l, seq, None),
                         };
                         if let Err(reason) = r {
                             return (hashes, Some((i, reason)));
@@ -861,7 +866,7 @@ fn hash_and_check(
         if let Some(p) = before
             && !hashes.is_empty()
         {
-            check_line(ls[i].1, (base + i) as u64, &p).map_err(|e| err(i, e))?;
+            check_line(ls[i].1, (base + i) as u64, Some(&p)).map_err(|e| err(i, e))?;
         }
         if let Some((i, e)) = e {
             return Err(err(i, e));
@@ -869,20 +874,6 @@ fn hash_and_check(
         out.extend(hashes);
     }
     Ok(out)
-}
-
-fn check_line_seq_only(line: &[u8], seq: u64) -> Result<(), LineError> {
-    let parsed: LineIn<'_> =
-        serde_json::from_slice(line).map_err(|e| format!("not an audit event: {e}"))?;
-    if parsed.seq != seq {
-        return Err(format!(
-            "`seq` is {} where {seq} was expected (a line was removed, inserted or reordered)",
-            parsed.seq
-        )
-        .into());
-    }
-    parse_hash(&parsed.prev).ok_or_else(|| String::from("`prev` is not 64 hex digits"))?;
-    Ok(())
 }
 
 /// Reads every event of a log (complete lines only).
