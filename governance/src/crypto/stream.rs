@@ -25,7 +25,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 
 use super::{Keyring, fill_random, open, seal};
 use crate::error::{Error, Result};
-use crate::source::ipc::{Projector, format_error, rebatch};
+use crate::source::ipc::{Projector, format_error, project_batches};
 use crate::source::{BatchStream, DataSource, Descriptor, ScanOptions};
 
 /// The first 8 bytes of every encrypted file.
@@ -447,12 +447,12 @@ impl DataSource for EncryptedSource {
     fn scan(&self, options: &ScanOptions) -> Result<BatchStream> {
         let proj = Projector::new(&self.schema, options)?;
         let reader = Self::reader(&self.path, &self.keyring, proj.read.clone())?;
-        let path = self.path.clone();
-        let iter = reader.enumerate().map(move |(i, r)| {
-            r.and_then(|b| proj.finish(b))
-                .map_err(|e| format_error(&path, format!("record batch {i}"), e))
-        });
-        Ok(rebatch(iter, options.rows_per_batch()))
+        Ok(project_batches(
+            reader,
+            proj,
+            self.path.clone(),
+            options.rows_per_batch(),
+        ))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {

@@ -77,6 +77,21 @@ impl Projector {
     }
 }
 
+/// The batches of an Arrow reader, projected by `proj`, with errors naming `path` and the batch,
+/// split to at most `rows` rows.
+pub(crate) fn project_batches(
+    reader: impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
+    proj: Projector,
+    path: PathBuf,
+    rows: usize,
+) -> BatchStream {
+    let iter = reader.enumerate().map(move |(i, r)| {
+        r.and_then(|b| proj.finish(b))
+            .map_err(|e| format_error(&path, format!("record batch {i}"), e))
+    });
+    rebatch(iter, rows)
+}
+
 /// Split batches larger than `size` rows.
 pub(crate) fn rebatch(
     iter: impl Iterator<Item = Result<RecordBatch>> + Send + 'static,
@@ -130,12 +145,12 @@ impl DataSource for IpcFileSource {
         let proj = Projector::new(&self.schema, options)?;
         let reader = FileReader::try_new(open_file(&self.path)?, proj.read.clone())
             .map_err(|e| format_error(&self.path, "footer", e))?;
-        let path = self.path.clone();
-        let iter = reader.enumerate().map(move |(i, r)| {
-            r.and_then(|b| proj.finish(b))
-                .map_err(|e| format_error(&path, format!("record batch {i}"), e))
-        });
-        Ok(rebatch(iter, options.rows_per_batch()))
+        Ok(project_batches(
+            reader,
+            proj,
+            self.path.clone(),
+            options.rows_per_batch(),
+        ))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
@@ -175,12 +190,12 @@ impl DataSource for IpcStreamSource {
         let reader =
             StreamReader::try_new(BufReader::new(open_file(&self.path)?), proj.read.clone())
                 .map_err(|e| format_error(&self.path, "schema message", e))?;
-        let path = self.path.clone();
-        let iter = reader.enumerate().map(move |(i, r)| {
-            r.and_then(|b| proj.finish(b))
-                .map_err(|e| format_error(&path, format!("record batch {i}"), e))
-        });
-        Ok(rebatch(iter, options.rows_per_batch()))
+        Ok(project_batches(
+            reader,
+            proj,
+            self.path.clone(),
+            options.rows_per_batch(),
+        ))
     }
 
     fn descriptor(&self) -> Result<Descriptor> {
