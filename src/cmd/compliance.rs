@@ -7,7 +7,9 @@ use aistd_compliance::fairness::{Method, MetricFrame};
 use aistd_compliance::privacy;
 use aistd_governance::{CsvOptions, DataSource, ScanOptions, open_path};
 use anyhow::{Context, Result, bail};
-use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use clap::Subcommand;
 
@@ -161,15 +163,21 @@ fn column_values(source: &dyn DataSource, name: &str) -> Result<Vec<arrow_array:
     Ok(out)
 }
 
-fn as_i64(name: &str, arrays: &[arrow_array::ArrayRef]) -> Result<Vec<i64>> {
+/// Every value of column `name`, cast to `to`, batch by batch.
+fn cast_column(source: &dyn DataSource, name: &str, to: &DataType) -> Result<Vec<ArrayRef>> {
+    column_values(source, name)?
+        .iter()
+        .map(|a| {
+            arrow_cast::cast(a, to)
+                .with_context(|| format!("column `{name}` cannot be read as {to}"))
+        })
+        .collect()
+}
+
+fn labels(source: &dyn DataSource, name: &str) -> Result<Vec<i64>> {
     let mut v = Vec::new();
-    for a in arrays {
-        let a = arrow_cast::cast(a, &DataType::Int64)
-            .with_context(|| format!("column `{name}` is not numeric or boolean"))?;
-        let a = a
-            .as_any()
-            .downcast_ref::<arrow_array::Int64Array>()
-            .context("int64")?;
+    for a in cast_column(source, name, &DataType::Int64)? {
+        let a = a.as_primitive::<Int64Type>();
         for i in 0..a.len() {
             if a.is_null(i) {
                 bail!("column `{name}` has a null at row {}", v.len() + 1);
@@ -182,23 +190,20 @@ fn as_i64(name: &str, arrays: &[arrow_array::ArrayRef]) -> Result<Vec<i64>> {
 
 pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
     let source = open_path(&a.input, CsvOptions::default())?;
-    let y_true = as_i64(&a.y_true, &column_values(source.as_ref(), &a.y_true)?)?;
-    let y_pred = as_i64(&a.y_pred, &column_values(source.as_ref(), &a.y_pred)?)?;
+    let y_true = labels(source.as_ref(), &a.y_true)?;
+    let y_pred = labels(source.as_ref(), &a.y_pred)?;
     let mut sensitive: Vec<Vec<String>> = Vec::new();
     for s in &a.sensitive {
         let mut v = Vec::new();
-        for arr in column_values(source.as_ref(), s)? {
-            let arr = arrow_cast::cast(&arr, &DataType::Utf8)?;
-            let arr = arr
-                .as_any()
-                .downcast_ref::<arrow_array::StringArray>()
-                .context("utf8")?;
+        for arr in cast_column(source.as_ref(), s, &DataType::Utf8)? {
+            let arr = arr.as_string::<i32>();
             v.extend((0..arr.len()).map(|i| {
-                if arr.is_null(i) {
-                    "null".to_string()
+                if arr.is_valid(i) {
+                    arr.value(i)
                 } else {
-                    arr.value(i).to_string()
+                    "null"
                 }
+                .to_string()
             }));
         }
         sensitive.push(v);
@@ -206,17 +211,13 @@ pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
     let weights = match &a.weight {
         Some(w) => {
             let mut v = Vec::new();
-            for arr in column_values(source.as_ref(), w)? {
-                let arr = arrow_cast::cast(&arr, &DataType::Float64)?;
-                let arr = arr
-                    .as_any()
-                    .downcast_ref::<arrow_array::Float64Array>()
-                    .context("f64")?;
+            for arr in cast_column(source.as_ref(), w, &DataType::Float64)? {
+                let arr = arr.as_primitive::<Float64Type>();
                 v.extend((0..arr.len()).map(|i| {
-                    if arr.is_null(i) {
-                        f64::NAN
-                    } else {
+                    if arr.is_valid(i) {
                         arr.value(i)
+                    } else {
+                        f64::NAN
                     }
                 }));
             }

@@ -701,19 +701,18 @@ pub fn verify(path: impl AsRef<Path>, pinned: &[TreeHead]) -> Result<Verificatio
     verify_in_blocks(path.as_ref(), pinned, 16 << 20)
 }
 
-/// [`verify`], reading `BLOCK` bytes at a time into one reused buffer: memory stays at the block
+/// [`verify`], reading `block` bytes at a time into one reused buffer: memory stays at the block
 /// size plus 40 bytes per event, and the kernel does not have to hand out (and zero) a fresh page
 /// per 4 KiB of log.
-#[allow(non_snake_case)]
-fn verify_in_blocks(path: &Path, pinned: &[TreeHead], BLOCK: u64) -> Result<Verification> {
+fn verify_in_blocks(path: &Path, pinned: &[TreeHead], block: u64) -> Result<Verification> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * BLOCK as usize);
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * block as usize);
     let mut base_offset = 0u64;
     let mut leaves: Vec<Hash> = Vec::new();
     let mut offsets: Vec<u64> = Vec::new();
     let torn = loop {
         let n = (&mut file)
-            .take(BLOCK)
+            .take(block)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io(path, e))?;
         let complete = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
