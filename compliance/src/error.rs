@@ -25,6 +25,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A privacy-budget ledger refused a query.
+    #[error("privacy budget exceeded for {principal} on {dataset}: {reason}")]
+    BudgetExceeded {
+        /// Who asked.
+        principal: String,
+        /// Which dataset.
+        dataset: String,
+        /// Which budget, and by how much.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -21,6 +21,7 @@
 //! not built yet.
 
 pub mod cedar;
+pub mod dp;
 mod error;
 pub mod fairness;
 pub mod policy;
