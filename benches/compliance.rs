@@ -5,6 +5,14 @@ use aistd::compliance::cedar::packs;
 use aistd::compliance::fairness::MetricFrame;
 use aistd::compliance::privacy::{epsilon, noise_multiplier, opacus_orders};
 use aistd::compliance::{CedarPolicy, Policy, Request};
+use std::sync::Arc;
+
+use aistd::compliance::dp::aggregate;
+use aistd::compliance::dp::mechanism::{DiscreteLaplace, Gaussian, Laplace};
+use aistd::compliance::dp::rng::Csprng;
+use aistd::compliance::fairness::stream::GroupCounter;
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int64Array, StringArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn benches(c: &mut Criterion) {
@@ -61,6 +69,63 @@ fn benches(c: &mut Criterion) {
                 .expect("frame")
                 .overall
                 .count
+        })
+    });
+    // The same counts streamed from Arrow: Int64 labels, a dictionary-encoded and a plain
+    // string group column.
+    let yt: ArrayRef = Arc::new(Int64Array::from(y_true.clone()));
+    let yp: ArrayRef = Arc::new(Int64Array::from(y_pred.clone()));
+    let dict: DictionaryArray<Int32Type> = groups.iter().copied().collect();
+    let dict: ArrayRef = Arc::new(dict);
+    let plain: ArrayRef = Arc::new(StringArray::from(groups.clone()));
+    for (name, col) in [
+        ("group_counter_arrow_dictionary", &dict),
+        ("group_counter_arrow_utf8", &plain),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut c = GroupCounter::new(1).expect("counter");
+                c.update(yt.as_ref(), yp.as_ref(), &[col.as_ref()], None)
+                    .expect("update");
+                c.finish().expect("frame").overall.count
+            })
+        });
+    }
+    g.finish();
+
+    // Differential privacy: exact samplers and aggregates.
+    let mut rng = Csprng::from_seed([3; 32]);
+    let mut g = c.benchmark_group("dp");
+    g.throughput(Throughput::Elements(1));
+    let lap = Laplace::new(1.0).expect("laplace");
+    g.bench_function("laplace_release", |b| {
+        b.iter(|| lap.release(3.5, &mut rng).expect("r"))
+    });
+    let gauss = Gaussian::new(10.0).expect("gaussian");
+    g.bench_function("gaussian_release", |b| {
+        b.iter(|| gauss.release(3.5, &mut rng).expect("r"))
+    });
+    let dl = DiscreteLaplace::new(10.0).expect("dl");
+    g.bench_function("discrete_laplace_sample", |b| {
+        b.iter(|| dl.sample(&mut rng).expect("r"))
+    });
+    let values: ArrayRef = Arc::new(Float64Array::from(
+        (0..n).map(|i| (i % 1000) as f64 * 0.37).collect::<Vec<_>>(),
+    ));
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.bench_function("sum_1m_rows", |b| {
+        b.iter(|| {
+            aggregate::sum(values.as_ref(), 0.0, 400.0, 1.0, &mut rng)
+                .expect("sum")
+                .value
+        })
+    });
+    g.bench_function("median_1m_rows_1001_candidates", |b| {
+        b.iter(|| {
+            aggregate::quantile(values.as_ref(), 0.5, 0.0, 400.0, 1001, 1.0, &mut rng)
+                .expect("q")
+                .value
         })
     });
     g.finish();

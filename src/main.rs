@@ -49,6 +49,9 @@ enum Command {
     Privacy(cmd::compliance::PrivacyCommand),
     /// Group fairness metrics of predictions (fairlearn's definitions).
     Fairness(cmd::compliance::FairnessArgs),
+    /// Fairness mitigation: reweighing, threshold optimization.
+    #[command(subcommand)]
+    Mitigate(cmd::compliance::MitigateCommand),
     /// Policy decisions with Cedar.
     #[command(subcommand)]
     Policy(cmd::compliance::PolicyCommand),
@@ -392,6 +395,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pii(cmd) => return cmd::pii::run(cmd),
         Command::Privacy(cmd) => return cmd::compliance::run_privacy(cmd),
         Command::Fairness(a) => return cmd::compliance::run_fairness(&a),
+        Command::Mitigate(cmd) => return cmd::compliance::run_mitigate(cmd),
         Command::Policy(cmd) => return cmd::compliance::run_policy(cmd),
     };
     match cmd {

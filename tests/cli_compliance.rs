@@ -153,6 +153,77 @@ fn fairness_reproduces_the_fairlearn_user_guide() {
 }
 
 #[test]
+fn mitigate_reweighs_and_optimizes_thresholds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("s.csv");
+    let mut text = String::from("y,score,group\n");
+    for i in 0..60u64 {
+        let g = ["a", "b"][(i % 2) as usize];
+        let y = ((i * 7) % 5 < 2 + (i % 2)) as u8;
+        let score =
+            y as f64 * 0.5 + ((i * 37) % 11) as f64 / 11.0 + if g == "a" { 0.2 } else { 0.0 };
+        text.push_str(&format!("{y},{score},{g}\n"));
+    }
+    std::fs::write(&csv, text).expect("write");
+    let path = csv.to_str().expect("utf-8");
+    let v = json(aistd(&[
+        "mitigate",
+        "reweigh",
+        "--input",
+        path,
+        "--y-true",
+        "y",
+        "--sensitive",
+        "group",
+        "--json",
+    ]));
+    let w: Vec<f64> = v["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|x| x.as_f64().expect("f"))
+        .collect();
+    assert_eq!(w.len(), 60);
+    assert!((w.iter().sum::<f64>() - 60.0).abs() < 1e-9);
+    for c in ["demographic_parity", "equalized_odds"] {
+        let v = json(aistd(&[
+            "mitigate",
+            "thresholds",
+            "--input",
+            path,
+            "--y-true",
+            "y",
+            "--score",
+            "score",
+            "--sensitive",
+            "group",
+            "--constraint",
+            c,
+            "--json",
+        ]));
+        assert_eq!(v["probabilities"].as_array().expect("p").len(), 60, "{v}");
+        assert!(v["accuracy"].as_f64().expect("acc") > 0.5, "{v}");
+        assert!(v["rules"]["a"]["p0"].is_number(), "{v}");
+    }
+    let out = aistd(&[
+        "mitigate",
+        "thresholds",
+        "--input",
+        path,
+        "--y-true",
+        "y",
+        "--score",
+        "score",
+        "--sensitive",
+        "group",
+        "--constraint",
+        "parity",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--constraint"));
+}
+
+#[test]
 fn policy_eval_with_a_builtin_pack() {
     let dir = tempfile::tempdir().expect("dir");
     let entities = dir.path().join("e.json");

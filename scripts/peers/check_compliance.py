@@ -130,4 +130,50 @@ for sensitive in (["group"], ["group", "region"]):
         diffs = {name: abs(ours_m[name] - theirs) for name, theirs in pairs}
         check(max(diffs.values()) < 1e-9, f"{method} disparities by {' x '.join(sensitive)} = fairlearn ({max(diffs.values()):.1e})")
 
+# --- mitigation -------------------------------------------------------------------------------
+# Threshold optimization: fairlearn's ThresholdOptimizer (accuracy objective, grid 1000, no
+# flipping) on a prefit scorer; per-row probabilities of a positive prediction must agree.
+from fairlearn.postprocessing import ThresholdOptimizer
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class Passthrough(BaseEstimator, ClassifierMixin):
+    """A prefit 'model' whose prediction is the score column itself."""
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+
+m = 3000
+grp = nrng.choice(["a", "b", "c"], size=m, p=[0.5, 0.3, 0.2])
+base = np.select([grp == "a", grp == "b"], [0.6, 0.4], 0.3)
+y = (nrng.uniform(size=m) < base).astype(int)
+score = y * 0.8 + nrng.uniform(size=m) + np.select([grp == "a", grp == "b"], [0.3, 0.0], -0.2)
+sd = pd.DataFrame({"y": y, "score": score, "group": grp})
+scsv = WORK / "scores.csv"
+sd.to_csv(scsv, index=False, float_format="%.17g")
+for constraint in ("demographic_parity", "equalized_odds"):
+    ours = aistd("mitigate", "thresholds", "--input", scsv, "--y-true", "y", "--score", "score",
+                 "--sensitive", "group", "--constraint", constraint, "--json")
+    to = ThresholdOptimizer(estimator=Passthrough().fit(None, None), constraints=constraint,
+                            objective="accuracy_score", prefit=True, predict_method="predict", flip=False)
+    X = sd[["score"]].to_numpy()
+    to.fit(X, sd["y"], sensitive_features=sd["group"])
+    theirs = to._pmf_predict(X, sensitive_features=sd["group"])[:, 1]
+    diff = np.max(np.abs(np.asarray(ours["probabilities"]) - theirs))
+    check(diff < 1e-9, f"ThresholdOptimizer({constraint}) per-row P(positive) = fairlearn (max |diff| {diff:.1e}, x = {ours['x_best']})")
+
+# Reweighing: every row's weight against W(s, y) = n_y n_s / (n n_sy) computed with pandas.
+ours = aistd("mitigate", "reweigh", "--input", scsv, "--y-true", "y", "--sensitive", "group", "--json")
+n_y = sd.groupby("y")["y"].transform("size")
+n_s = sd.groupby("group")["y"].transform("size")
+n_sy = sd.groupby(["group", "y"])["y"].transform("size")
+want = (n_y * n_s / (len(sd) * n_sy)).to_numpy()
+diff = np.max(np.abs(np.asarray(ours["weights"]) - want))
+check(diff < 1e-12, f"reweighing weights = Kamiran-Calders formula in pandas (max |diff| {diff:.1e})")
+
 print(f"\nall {checks} compliance peer checks passed")

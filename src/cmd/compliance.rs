@@ -1,8 +1,10 @@
-//! `aistd privacy` and `aistd fairness`.
+//! `aistd privacy`, `aistd fairness`, `aistd mitigate` and `aistd policy`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aistd_compliance::fairness::mitigation::{Constraint, ThresholdOptimizer, reweighing};
+use aistd_compliance::fairness::stream::GroupCounter;
 use aistd_compliance::fairness::{Method, MetricFrame};
 use aistd_compliance::privacy;
 use aistd_governance::{CsvOptions, DataSource, ScanOptions, open_path};
@@ -12,6 +14,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use clap::Subcommand;
+use std::collections::BTreeMap;
 
 use crate::print_json;
 
@@ -151,82 +154,111 @@ pub(crate) struct FairnessArgs {
     json: bool,
 }
 
-fn column_values(source: &dyn DataSource, name: &str) -> Result<Vec<arrow_array::ArrayRef>> {
+/// Scans the named columns together, cast to the given types, batch by batch.
+fn scan_columns(
+    source: &dyn DataSource,
+    columns: &[(&str, DataType)],
+    mut f: impl FnMut(&[ArrayRef]) -> Result<()>,
+) -> Result<()> {
     let schema = source.schema();
-    let idx = schema
-        .index_of(name)
-        .with_context(|| format!("column `{name}` not found"))?;
-    let mut out = Vec::new();
-    for b in source.scan(&ScanOptions::all().with_projection(vec![idx]))? {
-        out.push(b?.column(0).clone());
-    }
-    Ok(out)
-}
-
-/// Every value of column `name`, cast to `to`, batch by batch.
-fn cast_column(source: &dyn DataSource, name: &str, to: &DataType) -> Result<Vec<ArrayRef>> {
-    column_values(source, name)?
+    let idx = columns
         .iter()
-        .map(|a| {
-            arrow_cast::cast(a, to)
-                .with_context(|| format!("column `{name}` cannot be read as {to}"))
+        .map(|(name, _)| {
+            schema
+                .index_of(name)
+                .with_context(|| format!("column `{name}` not found"))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // The projection is sorted and deduplicated; find each column in it.
+    let mut proj = idx.clone();
+    proj.sort_unstable();
+    proj.dedup();
+    for b in source.scan(&ScanOptions::all().with_projection(proj.clone()))? {
+        let b = b?;
+        let arrays = columns
+            .iter()
+            .zip(&idx)
+            .map(|((name, to), i)| {
+                let a = b.column(proj.binary_search(i).unwrap_or(0));
+                arrow_cast::cast(a, to)
+                    .with_context(|| format!("column `{name}` cannot be read as {to}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        f(&arrays)?;
+    }
+    Ok(())
 }
 
-fn labels(source: &dyn DataSource, name: &str) -> Result<Vec<i64>> {
-    let mut v = Vec::new();
-    for a in cast_column(source, name, &DataType::Int64)? {
-        let a = a.as_primitive::<Int64Type>();
-        for i in 0..a.len() {
-            if a.is_null(i) {
-                bail!("column `{name}` has a null at row {}", v.len() + 1);
+/// Every value of the named columns, as labels (i64), strings (nulls as "null") or floats.
+#[derive(Default)]
+struct Columns {
+    ints: Vec<Vec<i64>>,
+    strings: Vec<Vec<String>>,
+    floats: Vec<Vec<f64>>,
+}
+
+fn read_columns(
+    source: &dyn DataSource,
+    ints: &[&str],
+    strings: &[&str],
+    floats: &[&str],
+) -> Result<Columns> {
+    let mut spec: Vec<(&str, DataType)> = ints.iter().map(|c| (*c, DataType::Int64)).collect();
+    spec.extend(strings.iter().map(|c| (*c, DataType::Utf8)));
+    spec.extend(floats.iter().map(|c| (*c, DataType::Float64)));
+    let mut out = Columns {
+        ints: vec![Vec::new(); ints.len()],
+        strings: vec![Vec::new(); strings.len()],
+        floats: vec![Vec::new(); floats.len()],
+    };
+    let mut row = 0usize;
+    scan_columns(source, &spec, |arrays| {
+        for (k, a) in arrays[..ints.len()].iter().enumerate() {
+            let a = a.as_primitive::<Int64Type>();
+            if let Some(i) = (0..a.len()).find(|i| a.is_null(*i)) {
+                bail!("column `{}` has a null at row {}", ints[k], row + i + 1);
             }
-            v.push(a.value(i));
+            out.ints[k].extend_from_slice(a.values());
         }
-    }
-    Ok(v)
+        for (k, a) in arrays[ints.len()..ints.len() + strings.len()]
+            .iter()
+            .enumerate()
+        {
+            let a = a.as_string::<i32>();
+            out.strings[k].extend(a.iter().map(|v| v.unwrap_or("null").to_string()));
+        }
+        for (k, a) in arrays[ints.len() + strings.len()..].iter().enumerate() {
+            let a = a.as_primitive::<Float64Type>();
+            out.floats[k].extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
+        }
+        row += arrays.first().map_or(0, |a| a.len());
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
     let source = open_path(&a.input, CsvOptions::default())?;
-    let y_true = labels(source.as_ref(), &a.y_true)?;
-    let y_pred = labels(source.as_ref(), &a.y_pred)?;
-    let mut sensitive: Vec<Vec<String>> = Vec::new();
-    for s in &a.sensitive {
-        let mut v = Vec::new();
-        for arr in cast_column(source.as_ref(), s, &DataType::Utf8)? {
-            let arr = arr.as_string::<i32>();
-            v.extend((0..arr.len()).map(|i| {
-                if arr.is_valid(i) {
-                    arr.value(i)
-                } else {
-                    "null"
-                }
-                .to_string()
-            }));
-        }
-        sensitive.push(v);
+    // One pass over the file: confusion counts by group, batch by batch.
+    let mut spec = vec![
+        (a.y_true.as_str(), DataType::Int64),
+        (a.y_pred.as_str(), DataType::Int64),
+    ];
+    spec.extend(a.sensitive.iter().map(|c| (c.as_str(), DataType::Utf8)));
+    if let Some(w) = &a.weight {
+        spec.push((w.as_str(), DataType::Float64));
     }
-    let weights = match &a.weight {
-        Some(w) => {
-            let mut v = Vec::new();
-            for arr in cast_column(source.as_ref(), w, &DataType::Float64)? {
-                let arr = arr.as_primitive::<Float64Type>();
-                v.extend((0..arr.len()).map(|i| {
-                    if arr.is_valid(i) {
-                        arr.value(i)
-                    } else {
-                        f64::NAN
-                    }
-                }));
-            }
-            Some(v)
-        }
-        None => None,
-    };
-    let refs: Vec<&[String]> = sensitive.iter().map(Vec::as_slice).collect();
-    let mf = MetricFrame::new(&y_true, &y_pred, &refs, weights.as_deref())?;
+    let mut counter = GroupCounter::new(a.sensitive.len())?;
+    let k = a.sensitive.len();
+    scan_columns(source.as_ref(), &spec, |arrays| {
+        let sensitive: Vec<&dyn Array> = arrays[2..2 + k].iter().map(|a| a.as_ref()).collect();
+        let weight = arrays.get(2 + k).map(|a| a.as_ref());
+        counter
+            .update(arrays[0].as_ref(), arrays[1].as_ref(), &sensitive, weight)
+            .with_context(|| format!("row {}", counter.rows() + 1))?;
+        Ok(())
+    })?;
+    let mf: MetricFrame = counter.finish()?;
     let summary = serde_json::json!({
         "overall": mf.overall,
         "by_group": mf.by_group.iter().map(|(k, m)| serde_json::json!({ "group": k, "metrics": m })).collect::<Vec<_>>(),
@@ -269,6 +301,119 @@ pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
             summary["equalized_odds_difference"],
             summary["equalized_odds_ratio"]
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aistd mitigate` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MitigateCommand {
+    /// Kamiran & Calders reweighing: a weight per row that makes labels independent of groups.
+    Reweigh {
+        /// CSV, Arrow IPC or Parquet file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Column of true labels (1 is positive).
+        #[arg(long)]
+        y_true: String,
+        /// Sensitive feature column.
+        #[arg(long)]
+        sensitive: String,
+        /// Print the result (with every row's weight) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hardt et al. threshold optimization of scores (fairlearn's ThresholdOptimizer).
+    Thresholds {
+        /// CSV, Arrow IPC or Parquet file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Column of true labels (1 is positive).
+        #[arg(long)]
+        y_true: String,
+        /// Column of scores (higher: more likely positive).
+        #[arg(long)]
+        score: String,
+        /// Sensitive feature column.
+        #[arg(long)]
+        sensitive: String,
+        /// `demographic_parity` or `equalized_odds`.
+        #[arg(long, default_value = "demographic_parity")]
+        constraint: String,
+        /// Print the result (with every row's probability of a positive prediction) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run_mitigate(cmd: MitigateCommand) -> Result<ExitCode> {
+    match cmd {
+        MitigateCommand::Reweigh {
+            input,
+            y_true,
+            sensitive,
+            json,
+        } => {
+            let source = open_path(&input, CsvOptions::default())?;
+            let c = read_columns(source.as_ref(), &[&y_true], &[&sensitive], &[])?;
+            let w = reweighing(&c.ints[0], &c.strings[0])?;
+            let mut table: BTreeMap<(String, i64), (u64, f64)> = BTreeMap::new();
+            for ((y, s), w) in c.ints[0].iter().zip(&c.strings[0]).zip(&w) {
+                let e = table.entry((s.clone(), (*y == 1) as i64)).or_default();
+                e.0 += 1;
+                e.1 = *w;
+            }
+            if json {
+                print_json(&serde_json::json!({
+                    "weights": w,
+                    "by_group_and_label": table.iter().map(|((g, y), (n, w))| serde_json::json!({"group": g, "label": y, "count": n, "weight": w})).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                println!("| group | label | rows | weight |");
+                println!("|---|---:|---:|---:|");
+                for ((g, y), (n, w)) in &table {
+                    println!("| {g} | {y} | {n} | {w:.6} |");
+                }
+            }
+        }
+        MitigateCommand::Thresholds {
+            input,
+            y_true,
+            score,
+            sensitive,
+            constraint,
+            json,
+        } => {
+            let constraint = match constraint.as_str() {
+                "demographic_parity" => Constraint::DemographicParity,
+                "equalized_odds" => Constraint::EqualizedOdds,
+                other => bail!(
+                    "--constraint must be demographic_parity or equalized_odds, not `{other}`"
+                ),
+            };
+            let source = open_path(&input, CsvOptions::default())?;
+            let c = read_columns(source.as_ref(), &[&y_true], &[&sensitive], &[&score])?;
+            let t = ThresholdOptimizer::fit(&c.floats[0], &c.ints[0], &c.strings[0], constraint)?;
+            if json {
+                let p = t.probabilities(&c.floats[0], &c.strings[0])?;
+                let mut v = serde_json::to_value(&t)?;
+                v["probabilities"] = serde_json::json!(p);
+                print_json(&v)?;
+            } else {
+                println!(
+                    "constraint {constraint:?}: x = {:.4}, expected accuracy {:.4}",
+                    t.x_best, t.accuracy
+                );
+                println!("| group | p0 | threshold 0 | p1 | threshold 1 | p_ignore |");
+                println!("|---|---:|---:|---:|---:|---:|");
+                for (g, r) in &t.rules {
+                    println!(
+                        "| {g} | {:.4} | {} | {:.4} | {} | {:.4} |",
+                        r.p0, r.first.threshold, r.p1, r.second.threshold, r.p_ignore
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod mitigation;
+pub mod stream;
+
 /// How to reduce per-group values to one number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,14 +179,19 @@ impl MetricFrame {
                 }
             }
         }
-        Ok(Self {
+        Ok(Self::from_confusion(overall, groups))
+    }
+
+    /// The frame of confusion counts already tallied (by [`stream::GroupCounter`], for instance).
+    pub fn from_confusion(overall: Confusion, groups: BTreeMap<Vec<String>, Confusion>) -> Self {
+        Self {
             overall: overall.metrics(),
             by_group: groups
                 .iter()
                 .map(|(k, c)| (k.clone(), c.metrics()))
                 .collect(),
             confusion: groups,
-        })
+        }
     }
 
     fn values(&self, f: fn(&GroupMetrics) -> f64) -> Vec<f64> {
