@@ -4,6 +4,8 @@
 //!   decides governance's access requests ([`AccessPolicy`]).
 //! - [`AuditLogSink`]: compliance decisions are recorded in governance's tamper-evident audit
 //!   log ([`DecisionSink`]).
+//! - [`AuditSpendSink`]: the privacy-budget ledger's charges and refusals are committed to the
+//!   audit log ([`SpendSink`]), and [`ledger_entries`] reads them back to restore a ledger.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use aistd_compliance::dp::ledger::{SpendEntry, SpendSink};
 use aistd_compliance::policy::DecisionSink;
 use aistd_compliance::{Decision, Policy, Request};
 use aistd_governance::access::{AccessDecision, AccessPolicy, AccessRequest};
@@ -121,4 +124,72 @@ impl DecisionSink for AuditLogSink {
             .map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
+}
+
+/// The audit action of privacy-ledger entries.
+pub const PRIVACY_SPEND: &str = "privacy_spend";
+
+/// Commits every privacy-ledger entry to a governance audit log (action `privacy_spend`, the
+/// entry in the detail) before the ledger answers, so spending survives a crash.
+#[derive(Debug, Clone)]
+pub struct AuditSpendSink {
+    log: Arc<Mutex<AuditLog>>,
+}
+
+impl AuditSpendSink {
+    /// Records into `log`.
+    pub fn new(log: Arc<Mutex<AuditLog>>) -> Self {
+        Self { log }
+    }
+}
+
+impl SpendSink for AuditSpendSink {
+    fn record(&self, entry: &SpendEntry) -> Result<(), String> {
+        let event = AuditEvent::new(&entry.principal, PRIVACY_SPEND, &entry.dataset)
+            .decision(
+                if entry.accepted {
+                    audit::Decision::Allow
+                } else {
+                    audit::Decision::Deny
+                },
+                if entry.accepted {
+                    format!(
+                        "{}: ε = {}, δ = {}",
+                        entry.query, entry.cost.epsilon, entry.cost.delta
+                    )
+                } else {
+                    entry.reason.clone()
+                },
+            )
+            .detail(serde_json::to_value(entry).map_err(|e| e.to_string())?);
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| "audit log: a writer panicked while holding it".to_string())?;
+        log.append(&event).map_err(|e| e.to_string())?;
+        log.commit().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// The privacy-ledger entries recorded in the audit log at `path`, in order (for
+/// [`PrivacyLedger::restore`](aistd_compliance::dp::ledger::PrivacyLedger::restore)).
+pub fn ledger_entries(
+    path: impl AsRef<std::path::Path>,
+) -> aistd_governance::Result<Vec<SpendEntry>> {
+    let path = path.as_ref();
+    audit::read_records(path)?
+        .into_iter()
+        .filter(|r| r.event.action == PRIVACY_SPEND)
+        .map(|r| {
+            serde_json::from_value(r.event.detail.clone()).map_err(|e| {
+                aistd_governance::Error::AuditTampered {
+                    path: path.to_path_buf(),
+                    line: r.seq + 1,
+                    byte_offset: 0,
+                    reason: format!("privacy_spend event without a ledger entry: {e}"),
+                }
+            })
+        })
+        .collect()
 }

@@ -100,3 +100,49 @@ fn cedar_decides_access_to_encrypted_columns_and_the_audit_log_records_it() {
     );
     verify(&log_path, &[]).expect("the log verifies");
 }
+
+/// The privacy ledger commits each charge and refusal to the audit log; a new ledger restored
+/// from the log after a "crash" has the same spending and keeps refusing.
+#[test]
+fn privacy_ledger_spending_survives_a_restart_through_the_audit_log() {
+    use aistd::compliance::dp::ledger::{Budget, PrivacyLedger};
+    use aistd::glue::{AuditSpendSink, ledger_entries};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("audit.jsonl");
+    let budget = Budget::new(1.0, 1e-6).expect("budget");
+    {
+        let log = Arc::new(Mutex::new(
+            AuditLog::open(&path, AuditOptions::default()).expect("log"),
+        ));
+        let ledger = PrivacyLedger::new().with_sink(Arc::new(AuditSpendSink::new(log)));
+        ledger.set_dataset_budget("loans", budget).expect("set");
+        for q in ["count", "mean income", "histogram region"] {
+            ledger
+                .charge("ana", "loans", q, Budget::new(0.3, 0.0).expect("b"))
+                .expect("fits");
+        }
+        assert!(
+            ledger
+                .charge("ana", "loans", "median", Budget::new(0.3, 0.0).expect("b"))
+                .is_err()
+        );
+        // The ledger is dropped without any shutdown step.
+    }
+    assert_eq!(verify(&path, &[]).expect("verify").events, 4);
+    let entries = ledger_entries(&path).expect("entries");
+    assert_eq!(entries.len(), 4);
+    assert!(!entries[3].accepted && entries[3].reason.contains("loans"));
+    let records = read_records(&path).expect("records");
+    assert_eq!(records[0].event.action, "privacy_spend");
+    let ledger = PrivacyLedger::new();
+    ledger.set_dataset_budget("loans", budget).expect("set");
+    assert_eq!(ledger.restore(&entries).expect("restore"), 3);
+    let left = ledger.remaining("ana", "loans").expect("r").expect("some");
+    assert!((left.epsilon - 0.1).abs() < 1e-9, "{left:?}");
+    assert!(
+        ledger
+            .charge("bob", "loans", "sum", Budget::new(0.2, 0.0).expect("b"))
+            .is_err()
+    );
+}

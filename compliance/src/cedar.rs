@@ -3,12 +3,28 @@
 //! Annotations on a Cedar policy feed the decision: `@id("…")` names it (otherwise `policy0`,
 //! `policy1`, … in file order), `@reason("…")` explains it, `@obligation("kind:value")` is an
 //! obligation of a decision it determines.
+//!
+//! # Policy slicing
+//!
+//! Cedar's authorizer evaluates every policy it is given. Before calling it, [`CedarPolicy`]
+//! keeps only the policies that can apply to the request, using what is decidable without
+//! evaluation (the same idea as OPA's rule indexing): the action scope (`action == A`), the
+//! principal and resource entity types of the scope (`is T`, `== T::"x"`), and one equality
+//! `context.attr == literal` among the top-level conjuncts of a `when` clause. A skipped policy
+//! is one whose scope or condition is false for the request, so the decision, the determining
+//! policies and the reasons are exactly Cedar's on the full set; only evaluation errors of
+//! skipped policies (say, a missing attribute in a condition that was false anyway by the
+//! indexed equality) are not reported. Slices are built once per distinct set of candidates
+//! and reused; parsed entity references are cached too.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request as CedarRequest, Schema,
+    ActionConstraint, Authorizer, Context, Entities, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, PrincipalConstraint, Request as CedarRequest, ResourceConstraint, Schema,
     ValidationMode, Validator,
 };
 
@@ -38,6 +54,181 @@ pub struct CedarPolicy {
     policies: PolicySet,
     entities: Entities,
     schema: Option<Schema>,
+    index: Arc<SliceIndex>,
+}
+
+/// What can be decided about one policy before evaluating it.
+#[derive(Debug)]
+struct Entry {
+    policy: cedar_policy::Policy,
+    /// `action == A` (None: any other action scope).
+    action: Option<EntityUid>,
+    principal_type: Option<EntityTypeName>,
+    resource_type: Option<EntityTypeName>,
+    /// `context.attr == literal` as a conjunct of a `when` clause.
+    context_eq: Option<(String, serde_json::Value)>,
+}
+
+/// Bounded caches: cleared when they reach this many entries.
+const CACHE_LIMIT: usize = 4096;
+
+/// The per-policy facts, the slices built so far, and parsed entity references.
+#[derive(Debug, Default)]
+struct SliceIndex {
+    entries: Vec<Entry>,
+    /// Position of each policy in the source.
+    order: HashMap<PolicyId, usize>,
+    slices: Mutex<HashMap<Vec<u32>, Arc<PolicySet>>>,
+    uids: Mutex<HashMap<String, EntityUid>>,
+}
+
+/// `context.attr == literal` (either order) in EST JSON: the attribute and the literal.
+fn context_equality(e: &serde_json::Value) -> Option<(String, serde_json::Value)> {
+    let eq = e.get("==")?;
+    let side = |a: &serde_json::Value, b: &serde_json::Value| {
+        let dot = a.get(".")?;
+        if dot.get("left")?.get("Var")?.as_str()? != "context" {
+            return None;
+        }
+        let attr = dot.get("attr")?.as_str()?.to_string();
+        let lit = b.get("Value")?;
+        (lit.is_string() || lit.is_i64() || lit.is_boolean()).then(|| (attr, lit.clone()))
+    };
+    let (l, r) = (eq.get("left")?, eq.get("right")?);
+    side(l, r).or_else(|| side(r, l))
+}
+
+/// The top-level conjuncts of an expression.
+fn conjuncts<'a>(e: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    match e.get("&&") {
+        Some(and) => {
+            if let (Some(l), Some(r)) = (and.get("left"), and.get("right")) {
+                conjuncts(l, out);
+                conjuncts(r, out);
+            }
+        }
+        None => out.push(e),
+    }
+}
+
+impl SliceIndex {
+    fn new(policies: &PolicySet) -> Self {
+        let entries = policies
+            .policies()
+            .map(|p| {
+                let action = match p.action_constraint() {
+                    ActionConstraint::Eq(a) => Some(a),
+                    _ => None,
+                };
+                let principal_type = match p.principal_constraint() {
+                    PrincipalConstraint::Eq(u) => Some(u.type_name().clone()),
+                    PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => Some(t),
+                    _ => None,
+                };
+                let resource_type = match p.resource_constraint() {
+                    ResourceConstraint::Eq(u) => Some(u.type_name().clone()),
+                    ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => Some(t),
+                    _ => None,
+                };
+                let context_eq = p.to_json().ok().and_then(|j| {
+                    j.get("conditions")?.as_array()?.iter().find_map(|c| {
+                        if c.get("kind")?.as_str()? != "when" {
+                            return None;
+                        }
+                        let mut parts = Vec::new();
+                        conjuncts(c.get("body")?, &mut parts);
+                        parts.into_iter().find_map(context_equality)
+                    })
+                });
+                Entry {
+                    policy: p.clone(),
+                    action,
+                    principal_type,
+                    resource_type,
+                    context_eq,
+                }
+            })
+            .collect();
+        let order = policies
+            .policies()
+            .enumerate()
+            .map(|(i, p)| (p.id().clone(), i))
+            .collect();
+        Self {
+            entries,
+            order,
+            ..Self::default()
+        }
+    }
+
+    fn uid(&self, what: &str, text: &str) -> Result<EntityUid> {
+        if let Some(u) = self.uids.lock().ok().and_then(|m| m.get(text).cloned()) {
+            return Ok(u);
+        }
+        let u = EntityUid::from_str(text)
+            .map_err(|e| invalid(format!("request {what} `{text}`"), e.to_string()))?;
+        if let Ok(mut m) = self.uids.lock() {
+            if m.len() >= CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(text.to_string(), u.clone());
+        }
+        Ok(u)
+    }
+
+    /// The policies that can apply to the request.
+    fn slice(
+        &self,
+        principal: &EntityUid,
+        action: &EntityUid,
+        resource: &EntityUid,
+        context: &serde_json::Value,
+    ) -> Result<Arc<PolicySet>> {
+        let candidates: Vec<u32> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.action.as_ref().is_none_or(|a| a == action)
+                    && e.principal_type
+                        .as_ref()
+                        .is_none_or(|t| t == principal.type_name())
+                    && e.resource_type
+                        .as_ref()
+                        .is_none_or(|t| t == resource.type_name())
+                    && e.context_eq.as_ref().is_none_or(|(attr, lit)| {
+                        match context.get(attr) {
+                            // Only plain values are compared; anything else is left to Cedar.
+                            Some(v) if v.is_string() || v.is_number() || v.is_boolean() => v == lit,
+                            _ => true,
+                        }
+                    })
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        if let Some(s) = self
+            .slices
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&candidates).cloned())
+        {
+            return Ok(s);
+        }
+        let set = PolicySet::from_policies(
+            candidates
+                .iter()
+                .map(|i| self.entries[*i as usize].policy.clone()),
+        )
+        .map_err(|e| invalid("Cedar policy slice", e.to_string()))?;
+        let set = Arc::new(set);
+        if let Ok(mut m) = self.slices.lock() {
+            if m.len() >= CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(candidates, set.clone());
+        }
+        Ok(set)
+    }
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -91,6 +282,7 @@ impl CedarPolicy {
         }
         Ok(Self {
             name: origin.to_string(),
+            index: Arc::new(SliceIndex::new(&renamed)),
             policies: renamed,
             entities: Entities::empty(),
             schema: None,
@@ -143,9 +335,36 @@ impl CedarPolicy {
         self.len() == 0
     }
 
-    fn uid(what: &str, text: &str) -> Result<EntityUid> {
-        EntityUid::from_str(text)
-            .map_err(|e| invalid(format!("request {what} `{text}`"), e.to_string()))
+    /// Evaluates `r` against every policy, without slicing (for checking the slicing).
+    pub fn evaluate_unsliced(&self, r: &Request) -> Result<Decision> {
+        self.decide(r, false)
+    }
+
+    fn decide(&self, r: &Request, sliced: bool) -> Result<Decision> {
+        let principal = self.index.uid("principal", &r.principal)?;
+        let action = self.index.uid("action", &r.action)?;
+        let resource = self.index.uid("resource", &r.resource)?;
+        if !r.context.is_object() {
+            return Err(invalid("request context", "must be a JSON object"));
+        }
+        let slice = if sliced {
+            Some(
+                self.index
+                    .slice(&principal, &action, &resource, &r.context)?,
+            )
+        } else {
+            None
+        };
+        let context = Context::from_json_value(
+            r.context.clone(),
+            self.schema.as_ref().map(|s| (s, &action)),
+        )
+        .map_err(|e| invalid("request context", e.to_string()))?;
+        let request = CedarRequest::new(principal, action, resource, context, self.schema.as_ref())
+            .map_err(|e| invalid("request", e.to_string()))?;
+        let set = slice.as_deref().unwrap_or(&self.policies);
+        let response = Authorizer::new().is_authorized(&request, set, &self.entities);
+        Ok(self.explain(&response))
     }
 }
 
@@ -155,29 +374,24 @@ impl Policy for CedarPolicy {
     }
 
     fn evaluate(&self, r: &Request) -> Result<Decision> {
-        let principal = Self::uid("principal", &r.principal)?;
-        let action = Self::uid("action", &r.action)?;
-        let resource = Self::uid("resource", &r.resource)?;
-        if !r.context.is_object() {
-            return Err(invalid("request context", "must be a JSON object"));
-        }
-        let context = Context::from_json_value(
-            r.context.clone(),
-            self.schema.as_ref().map(|s| (s, &action)),
-        )
-        .map_err(|e| invalid("request context", e.to_string()))?;
-        let request = CedarRequest::new(principal, action, resource, context, self.schema.as_ref())
-            .map_err(|e| invalid("request", e.to_string()))?;
-        let response = Authorizer::new().is_authorized(&request, &self.policies, &self.entities);
+        self.decide(r, true)
+    }
+}
+
+impl CedarPolicy {
+    fn explain(&self, response: &cedar_policy::Response) -> Decision {
         let effect = match response.decision() {
             cedar_policy::Decision::Allow => Effect::Allow,
             cedar_policy::Decision::Deny => Effect::Deny,
         };
         let diag = response.diagnostics();
-        let determining: Vec<String> = diag.reason().map(|id| id.to_string()).collect();
+        // Cedar reports the determining policies as a set; list them in file order.
+        let mut ids: Vec<&PolicyId> = diag.reason().collect();
+        ids.sort_by_key(|id| self.index.order.get(*id).copied().unwrap_or(usize::MAX));
+        let determining: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
         let mut reasons = Vec::new();
         let mut obligations = Vec::new();
-        for id in diag.reason() {
+        for id in ids {
             if let Some(p) = self.policies.policy(id) {
                 reasons.push(
                     p.annotation("reason")
@@ -188,14 +402,14 @@ impl Policy for CedarPolicy {
                 }
             }
         }
-        Ok(Decision {
+        Decision {
             effect,
             determining,
             reasons,
             obligations,
             errors: diag.errors().map(|e| e.to_string()).collect(),
             decided_by: self.name.clone(),
-        })
+        }
     }
 }
 

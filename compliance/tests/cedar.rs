@@ -219,3 +219,66 @@ fn composition_and_auditing() {
         (Effect::Deny, Effect::Allow)
     );
 }
+
+/// Slicing (scope and `context.attr == literal` indexing) gives exactly Cedar's decision on the
+/// full policy set, over many requests that hit, miss and confuse the index.
+#[test]
+fn sliced_decisions_equal_full_evaluation() {
+    let mut text = [packs::DATA_ACCESS, packs::TRAINING, packs::DEPLOYMENT].join("\n");
+    for t in 0..30 {
+        text.push_str(&format!(
+            "@id(\"team-{t}\") permit (principal is User, action == Action::\"read\", resource is Column) when {{ context.purpose == \"team-{t}\" && principal.clearance >= 1 }};\n"
+        ));
+        text.push_str(&format!(
+            "@id(\"lvl-{t}\") forbid (principal, action, resource) when {{ {} == context.level_rank && context.purpose == \"team-{}\" }};\n",
+            t % 4,
+            t + 1
+        ));
+    }
+    text.push_str("@id(\"any\") permit (principal == User::\"alice\", action in [Action::\"read\", Action::\"train\"], resource) unless { context.purpose == \"team-3\" };\n");
+    let p = CedarPolicy::from_str("sliced", &text)
+        .expect("parse")
+        .with_entities_json(ENTITIES)
+        .expect("entities");
+    let mut n = 0;
+    for who in ["alice", "bob", "nobody"] {
+        for (action, resource) in [
+            ("read", "Column::\"loans#email\""),
+            ("read", "Column::\"loans#national_id\""),
+            ("train", "Dataset::\"loans\""),
+            ("deploy", "Model::\"fair\""),
+        ] {
+            for purpose in [
+                json!("training"),
+                json!("team-3"),
+                json!("team-4"),
+                json!(7),
+                json!(null),
+            ] {
+                for level in 0..4 {
+                    let mut ctx = json!({ "purpose": purpose, "level_rank": level, "now": 1_700_000_000, "region": "eu" });
+                    if purpose.is_null() {
+                        ctx.as_object_mut().expect("object").remove("purpose");
+                    }
+                    let r = Request::new(
+                        format!("User::\"{who}\""),
+                        format!("Action::\"{action}\""),
+                        resource,
+                    )
+                    .with_context(ctx);
+                    let (a, b) = (
+                        p.evaluate(&r).expect("sliced"),
+                        p.evaluate_unsliced(&r).expect("full"),
+                    );
+                    assert_eq!(
+                        (a.effect, &a.determining, &a.reasons, &a.obligations),
+                        (b.effect, &b.determining, &b.reasons, &b.obligations),
+                        "{r:?}"
+                    );
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, 240);
+}
