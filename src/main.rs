@@ -55,6 +55,9 @@ enum Command {
     /// Policy decisions with Cedar.
     #[command(subcommand)]
     Policy(cmd::compliance::PolicyCommand),
+    /// The compliance report (JSON, Markdown, HTML) from a run's artifacts; exits 1 when a
+    /// requested deployment gate denies.
+    Report(cmd::report::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -397,6 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fairness(a) => return cmd::compliance::run_fairness(&a),
         Command::Mitigate(cmd) => return cmd::compliance::run_mitigate(cmd),
         Command::Policy(cmd) => return cmd::compliance::run_policy(cmd),
+        Command::Report(a) => return cmd::report::run(&a),
     };
     match cmd {
         DataCommand::Generate {

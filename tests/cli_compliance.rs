@@ -285,3 +285,157 @@ fn policy_eval_with_a_builtin_pack() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn report_from_a_governed_run_with_a_deployment_gate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    // A small dataset, governed with an audit log.
+    let mut data = String::from("id,email,income,group\n");
+    for i in 0..40 {
+        data.push_str(&format!(
+            "{i},user{i}@example.com,{},{}\n",
+            1000 + i * 10,
+            ["a", "b", "c"][i % 3]
+        ));
+    }
+    std::fs::write(p("data.csv"), data).expect("write");
+    let out = aistd(&[
+        "data",
+        "govern",
+        &p("data.csv"),
+        "--out",
+        &p("gov"),
+        "--audit",
+        &p("audit.jsonl"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Predictions: fairlearn's user-guide example (demographic parity difference 0.25).
+    let y_true = [0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1];
+    let y_pred = [0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0];
+    let groups: Vec<&str> = "b b a b b c c c a a c a b c c b c c".split(' ').collect();
+    let mut preds = String::from("y_true,y_pred,group\n");
+    for i in 0..18 {
+        preds.push_str(&format!("{},{},{}\n", y_true[i], y_pred[i], groups[i]));
+    }
+    std::fs::write(p("preds.csv"), preds).expect("write");
+    std::fs::write(
+        p("card.yaml"),
+        "name: loans\nversion: '1'\nmodel_type: logistic regression\nowners: [risk-team]\nintended_use: credit pre-screening\napproved: true\nregions: [eu]\n",
+    )
+    .expect("write");
+    // Perfect predictions with equal base rates: every difference is 0.
+    let mut fair = String::from("y_true,y_pred,group\n");
+    for i in 0..12 {
+        fair.push_str(&format!("{},{},{}\n", i % 2, i % 2, ["a", "b", "c"][i / 4]));
+    }
+    std::fs::write(p("fair.csv"), fair).expect("write");
+    let args = |preds: &str, out_dir: &str| {
+        vec![
+            "report".to_string(),
+            "--out".into(),
+            p(out_dir),
+            "--run".into(),
+            p("gov"),
+            "--card".into(),
+            p("card.yaml"),
+            "--predictions".into(),
+            p(preds),
+            "--sensitive".into(),
+            "group".into(),
+            "--audit".into(),
+            p("audit.jsonl"),
+            "--dp-sgd".into(),
+            "0.04,1.5,2250,1e-5".into(),
+            "--deploy-gate".into(),
+            "loans-1".into(),
+            "--max-dp-difference".into(),
+            "0.1".into(),
+            "--max-eo-difference".into(),
+            "0.1".into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        aistd(&refs)
+    };
+    // Differences of 0.25 and 1.0: outside the pack's 10%, the gate denies (exit 1).
+    let out = run(args("preds.csv", "r1"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment gate: deny"));
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("r1/compliance.json")).expect("json"),
+    )
+    .expect("parse");
+    let sections: Vec<&str> = r["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| e["section"].as_str().expect("s"))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "model_card",
+            "datasheet",
+            "fairness",
+            "privacy",
+            "decisions",
+            "audit_log"
+        ]
+    );
+    assert!(
+        r["gaps"].as_array().expect("gaps").is_empty(),
+        "{}",
+        r["gaps"]
+    );
+    assert!((r["privacy"][0]["epsilon"].as_f64().expect("eps") - 7.32911117143).abs() < 1e-9);
+    assert_eq!(r["dataset"]["rows_in"], 40);
+    assert!(
+        r["dataset"]["columns"]
+            .as_array()
+            .expect("cols")
+            .iter()
+            .any(|c| c["name"] == "email" && c["sensitivity"] == "Confidential"),
+        "{}",
+        r["dataset"]["columns"]
+    );
+    assert_eq!(
+        r["decisions"].as_array().expect("d").last().expect("gate")["effect"],
+        "deny"
+    );
+    assert_eq!(r["audit"]["verified"], true);
+    let md = std::fs::read_to_string(dir.path().join("r1/compliance.md")).expect("md");
+    assert!(
+        md.contains("Art. 10(2)(f)") && md.contains("| a | 4 | 0.7500"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("r1/compliance.html")).expect("html");
+    assert!(html.contains("<svg") && html.ends_with("</html>\n"));
+    // Fair predictions, an approved model, an allowed region: the gate allows.
+    let out = run(args("fair.csv", "r2"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Bad input: a card with an unknown field is a clear error.
+    std::fs::write(p("bad.yaml"), "nmae: x\n").expect("write");
+    let out = aistd(&["report", "--out", &p("r3"), "--card", &p("bad.yaml")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nmae"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

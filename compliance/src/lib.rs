@@ -26,6 +26,7 @@ mod error;
 pub mod fairness;
 pub mod policy;
 pub mod privacy;
+pub mod report;
 
 pub use cedar::CedarPolicy;
 pub use error::{Error, Result};

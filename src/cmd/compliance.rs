@@ -237,28 +237,41 @@ fn read_columns(
     Ok(out)
 }
 
-pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
-    let source = open_path(&a.input, CsvOptions::default())?;
-    // One pass over the file: confusion counts by group, batch by batch.
-    let mut spec = vec![
-        (a.y_true.as_str(), DataType::Int64),
-        (a.y_pred.as_str(), DataType::Int64),
-    ];
-    spec.extend(a.sensitive.iter().map(|c| (c.as_str(), DataType::Utf8)));
-    if let Some(w) = &a.weight {
-        spec.push((w.as_str(), DataType::Float64));
+/// The metric frame of a predictions file, streamed batch by batch.
+pub(crate) fn metric_frame(
+    input: &std::path::Path,
+    y_true: &str,
+    y_pred: &str,
+    sensitive: &[String],
+    weight: Option<&str>,
+) -> Result<MetricFrame> {
+    let source = open_path(input, CsvOptions::default())?;
+    let mut spec = vec![(y_true, DataType::Int64), (y_pred, DataType::Int64)];
+    spec.extend(sensitive.iter().map(|c| (c.as_str(), DataType::Utf8)));
+    if let Some(w) = weight {
+        spec.push((w, DataType::Float64));
     }
-    let mut counter = GroupCounter::new(a.sensitive.len())?;
-    let k = a.sensitive.len();
+    let mut counter = GroupCounter::new(sensitive.len())?;
+    let k = sensitive.len();
     scan_columns(source.as_ref(), &spec, |arrays| {
-        let sensitive: Vec<&dyn Array> = arrays[2..2 + k].iter().map(|a| a.as_ref()).collect();
-        let weight = arrays.get(2 + k).map(|a| a.as_ref());
+        let s: Vec<&dyn Array> = arrays[2..2 + k].iter().map(|a| a.as_ref()).collect();
+        let w = arrays.get(2 + k).map(|a| a.as_ref());
         counter
-            .update(arrays[0].as_ref(), arrays[1].as_ref(), &sensitive, weight)
+            .update(arrays[0].as_ref(), arrays[1].as_ref(), &s, w)
             .with_context(|| format!("row {}", counter.rows() + 1))?;
         Ok(())
     })?;
-    let mf: MetricFrame = counter.finish()?;
+    Ok(counter.finish()?)
+}
+
+pub(crate) fn run_fairness(a: &FairnessArgs) -> Result<ExitCode> {
+    let mf = metric_frame(
+        &a.input,
+        &a.y_true,
+        &a.y_pred,
+        &a.sensitive,
+        a.weight.as_deref(),
+    )?;
     let summary = serde_json::json!({
         "overall": mf.overall,
         "by_group": mf.by_group.iter().map(|(k, m)| serde_json::json!({ "group": k, "metrics": m })).collect::<Vec<_>>(),

@@ -4,3 +4,4 @@ pub(crate) mod audit;
 pub(crate) mod compliance;
 pub(crate) mod keys;
 pub(crate) mod pii;
+pub(crate) mod report;

@@ -227,7 +227,8 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-fn now_rfc3339() -> String {
+/// The current time as RFC 3339 UTC with microseconds, as the audit log writes it.
+pub fn now_rfc3339() -> String {
     let mut c = Clock::default();
     c.format(now_micros()).to_string()
 }

@@ -21,5 +21,6 @@ pub mod merkle;
 
 pub use log::{
     AuditEvent, AuditLog, AuditOptions, AuditRecord, Decision, HEAD_EVERY, InclusionProof,
-    Recovery, TreeHead, Verification, heads_path, prove, read_records, tree_of_lines, verify,
+    Recovery, TreeHead, Verification, heads_path, now_rfc3339, prove, read_records, tree_of_lines,
+    verify,
 };
