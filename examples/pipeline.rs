@@ -6,8 +6,10 @@
 //! record everything in a tamper-evident audit log and OpenLineage events, and print a summary
 //! next to the generator's ground truth. Then the check stage: a Cedar policy decides whether
 //! the data may be used for training (recorded in the audit log), a fairlearn-style fairness table
-//! by gender, and the DP-SGD privacy budget a training run would spend. Later stages join as
-//! their crates land.
+//! by gender, the DP-SGD privacy budget a training run would spend, differentially private
+//! statistics for an analyst within a budget that the audit log keeps, and the compliance
+//! report (JSON, Markdown, HTML) with the Cedar deployment gate. Later stages join as their
+//! crates land.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
@@ -18,18 +20,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aistd::compliance::cedar::packs;
+use aistd::compliance::dp::aggregate;
+use aistd::compliance::dp::ledger::{Budget, PrivacyLedger};
+use aistd::compliance::dp::rng::Csprng;
 use aistd::compliance::fairness::{Method, MetricFrame};
 use aistd::compliance::policy::Audited;
+use aistd::compliance::report::{
+    AuditHead, DecisionRecord, FairnessEvidence, ModelCardInput, PrivacySpend, ReportBuilder,
+    Thresholds,
+};
 use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
-use aistd::glue::AuditLogSink;
+use aistd::glue::{AuditLogSink, AuditSpendSink, dataset_info};
 use aistd::governance::audit::{AuditLog, AuditOptions, verify};
 use aistd::governance::crypto::{Keyring, LocalKeyProvider};
 use aistd::governance::lineage::Lineage;
 use aistd::governance::pii::ClassificationRules;
 use aistd::governance::protect::Protection;
 use aistd::governance::{DataSource, IpcFileSource, ScanOptions};
-use arrow_array::Array;
 use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Float64Array, StringArray};
 
 use aistd::governance::expect::suggest;
 use aistd::governance::generate::{GeneratorConfig, LoanGenerator};
@@ -267,17 +276,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (the generator injects a known gender bias into approvals), as fairlearn computes it.
     let data = IpcFileSource::open(governed.join("data.arrow"))?;
     let (mut y_true, mut y_pred, mut gender) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut incomes, mut bands) = (Vec::new(), Vec::new());
     let schema = data.schema();
-    let (ia, ir, ig) = (
+    let (ia, ir, ig, ii, ib) = (
         schema.index_of("approved")?,
         schema.index_of("risk")?,
         schema.index_of("gender")?,
+        schema.index_of("income")?,
+        schema.index_of("age_band")?,
     );
     for batch in data.scan(&ScanOptions::all())? {
         let batch = batch?;
         let approved = batch.column(ia).as_boolean();
         let risk = batch.column(ir).as_string::<i32>();
         let g = batch.column(ig).as_string::<i32>();
+        incomes.extend(
+            batch
+                .column(ii)
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .iter(),
+        );
+        bands.extend(
+            batch
+                .column(ib)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string)),
+        );
         for i in 0..batch.num_rows() {
             if approved.is_null(i) || risk.is_null(i) || g.is_null(i) {
                 continue;
@@ -317,6 +342,137 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "   DP-SGD budget for training: q = {q:.5}, sigma = 1.1, {steps} steps, delta = 1/{n} -> epsilon = {eps:.3} (RDP order {order})"
     );
+
+    // Private statistics for an analyst: each release is charged to a privacy budget of ε = 1
+    // on this dataset first, and the ledger commits every charge (and refusal) to the audit log.
+    let audit = Arc::new(Mutex::new(AuditLog::open(
+        &audit_path,
+        AuditOptions::default(),
+    )?));
+    let ledger = PrivacyLedger::new().with_sink(Arc::new(AuditSpendSink::new(audit.clone())));
+    ledger.set_dataset_budget("loans", Budget::new(1.0, 0.0)?)?;
+    let mut rng = Csprng::from_os()?;
+    let income: ArrayRef = Arc::new(Float64Array::from(incomes.clone()));
+    let band: ArrayRef = Arc::new(StringArray::from(bands.clone()));
+    let known: Vec<f64> = incomes
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .collect();
+    let true_mean = known.iter().map(|x| x.clamp(0.0, 500_000.0)).sum::<f64>() / known.len() as f64;
+    let mut sorted = known.clone();
+    sorted.sort_by(f64::total_cmp);
+    let true_median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let charge = |q: &str, e: f64| ledger.charge("analyst", "loans", q, Budget::new(e, 0.0)?);
+    println!("   private statistics for `analyst` (budget epsilon = 1 on `loans`):");
+    charge("dp count of incomes", 0.1)?;
+    let c = aggregate::count(income.as_ref(), 0.1, &mut rng)?;
+    println!(
+        "     count   (eps 0.1): {:>12} (true {})",
+        c.value,
+        known.len()
+            + incomes
+                .iter()
+                .filter(|v| v.is_some_and(f64::is_nan))
+                .count()
+    );
+    charge("dp mean income", 0.4)?;
+    let m = aggregate::mean(income.as_ref(), 0.0, 500_000.0, 0.4, &mut rng)?;
+    println!(
+        "     mean    (eps 0.4): {:>12.2} (true {true_mean:.2})",
+        m.value
+    );
+    charge("dp median income", 0.2)?;
+    let med = aggregate::quantile(income.as_ref(), 0.5, 0.0, 500_000.0, 1001, 0.2, &mut rng)?;
+    println!(
+        "     median  (eps 0.2): {:>12.2} (true {true_median:.2}, candidates every 500)",
+        med.value
+    );
+    charge("dp histogram of age bands", 0.3)?;
+    let h = aggregate::histogram_categorical(
+        band.as_ref(),
+        &["18-24", "25-34", "35-44", "45-54", "55-64", "65+"],
+        0.3,
+        &mut rng,
+    )?;
+    let cells: Vec<String> = h
+        .value
+        .iter()
+        .map(|b| format!("{} {}", b.label, b.count))
+        .collect();
+    println!("     age bands (eps 0.3): {}", cells.join(", "));
+    match charge("dp max income", 0.1) {
+        Err(e) => println!("     a fifth query is refused: {e}"),
+        Ok(_) => return Err("the ledger let a query through over budget".into()),
+    }
+    drop(ledger);
+    drop(audit);
+
+    // The compliance report, and the deployment gate decided on it.
+    let checked = verify(&audit_path, &[])?;
+    let mut builder = ReportBuilder::new("Loans pre-screening: compliance report", aistd::governance::audit::now_rfc3339())
+        .model_card(serde_yaml_ng::from_str::<ModelCardInput>(
+            "name: loans-prescreen\nversion: '0.1'\nmodel_type: rule labeler (risk == low)\nowners: [risk-team]\nlicense: Apache-2.0\nintended_use: ranking loan applications for manual review\nout_of_scope_uses: automated denial of credit\nfactors: gender, age band\nevaluation_data: the governed loans table (historical approvals)\ntraining_data: none (rules)\nethical_considerations: the historical approvals carry a known gender bias\ncaveats: not for use without human review\napproved: true\nregions: [eu]\n",
+        )?)
+        .dataset(dataset_info(&report))
+        .fairness(FairnessEvidence::new(vec!["gender".into()], frame.clone(), Thresholds::default()))
+        .privacy(PrivacySpend::new(
+            format!("DP-SGD training plan (q = {q:.5}, sigma = 1.1, {steps} steps)"),
+            "trainer",
+            "loans",
+            eps,
+            1.0 / n,
+            "RDP, Poisson-subsampled Gaussian, Opacus orders",
+        ))
+        .decision(DecisionRecord::new(
+            &Request::new("User::\"pipeline-example\"", "Action::\"train\"", "Dataset::\"loans\""),
+            &decision,
+        ));
+    for e in aistd::glue::ledger_entries(&audit_path)?
+        .into_iter()
+        .filter(|e| e.accepted)
+    {
+        builder = builder.privacy(PrivacySpend::new(
+            &e.query,
+            &e.principal,
+            &e.dataset,
+            e.cost.epsilon,
+            e.cost.delta,
+            "privacy ledger",
+        ));
+    }
+    let mut compliance = builder
+        .audit(AuditHead::new(
+            audit_path.display().to_string(),
+            checked.events,
+            hex_root(&checked.head.root),
+            true,
+        ))
+        .build();
+    let gate_entities = serde_json::json!([compliance.model_entity("loans-prescreen")]);
+    let gate = CedarPolicy::from_str("deployment pack", packs::DEPLOYMENT)?
+        .with_entities_json(&gate_entities.to_string())?;
+    let gate_request = Request::new(
+        "User::\"release-manager\"",
+        "Action::\"deploy\"",
+        "Model::\"loans-prescreen\"",
+    )
+    .with_context(serde_json::json!({ "region": "eu" }));
+    let gate_decision = gate.evaluate(&gate_request)?;
+    compliance.add_decision(DecisionRecord::new(&gate_request, &gate_decision));
+    let report_dir = out.join("compliance");
+    std::fs::create_dir_all(&report_dir)?;
+    std::fs::write(report_dir.join("compliance.json"), compliance.to_json())?;
+    std::fs::write(report_dir.join("compliance.md"), compliance.to_markdown())?;
+    std::fs::write(report_dir.join("compliance.html"), compliance.to_html())?;
+    println!(
+        "   compliance report: {} pieces of evidence, {} obligations without evidence -> {}",
+        compliance.evidence.len(),
+        compliance.gaps.len(),
+        report_dir.join("compliance.html").display()
+    );
+    println!("   deployment gate: {}", gate_decision.explain());
     println!("== schedule, train, deploy: not built yet (see README status table)");
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());

@@ -4,6 +4,7 @@
 //!   decides governance's access requests ([`AccessPolicy`]).
 //! - [`AuditLogSink`]: compliance decisions are recorded in governance's tamper-evident audit
 //!   log ([`DecisionSink`]).
+//! - [`dataset_info`]: a governance run's report becomes the datasheet of a compliance report.
 //! - [`AuditSpendSink`]: the privacy-budget ledger's charges and refusals are committed to the
 //!   audit log ([`SpendSink`]), and [`ledger_entries`] reads them back to restore a ledger.
 //!
@@ -192,4 +193,51 @@ pub fn ledger_entries(
             })
         })
         .collect()
+}
+
+/// The datasheet facts of a governance run: rows, quarantine, steps, expectations, and every
+/// input column with its type, sensitivity and protection.
+pub fn dataset_info(r: &aistd_governance::Report) -> aistd_compliance::report::DatasetInfo {
+    use aistd_compliance::report::{ColumnInfo, DatasetInfo};
+    let mut d = DatasetInfo::named(&r.source.name);
+    d.fingerprint = r.source.fingerprint.clone();
+    d.rows_in = r.rows_in;
+    d.rows_out = r.rows_out;
+    d.quarantined_by_reason = r.quarantined_by_reason.clone();
+    d.steps = r.steps.clone();
+    d.expectations = r
+        .expectations
+        .iter()
+        .map(|e| {
+            let what = serde_json::to_string(&e.expectation).unwrap_or_default();
+            (what, e.success)
+        })
+        .collect();
+    let columns: Vec<(String, String)> = match &r.input_profile {
+        Some(p) => p
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.data_type.clone()))
+            .collect(),
+        None => r.output_schema.clone(),
+    };
+    d.columns = columns
+        .iter()
+        .map(|(name, ty)| {
+            let mut c = ColumnInfo::new(name, ty);
+            c.sensitivity = r
+                .classification
+                .as_ref()
+                .and_then(|k| k.level(name))
+                .map(|l| l.to_string());
+            c.protection = r
+                .protection
+                .iter()
+                .find(|p| &p.column == name)
+                .map(|p| p.action.clone());
+            c
+        })
+        .collect();
+    d.lineage_run_id = r.lineage_run_id.clone();
+    d
 }

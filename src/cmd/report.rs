@@ -7,13 +7,12 @@ use aistd_compliance::cedar::packs;
 use aistd_compliance::dp::ledger::SpendEntry;
 use aistd_compliance::privacy::{epsilon, opacus_orders};
 use aistd_compliance::report::{
-    AuditHead, ColumnInfo, ComplianceReport, DatasetInfo, DecisionRecord, FairnessEvidence,
-    ModelCardInput, PrivacySpend, ReportBuilder, Thresholds,
+    AuditHead, ComplianceReport, DatasetInfo, DecisionRecord, FairnessEvidence, ModelCardInput,
+    PrivacySpend, ReportBuilder, Thresholds,
 };
 use aistd_compliance::{CedarPolicy, Policy, Request};
 use aistd_governance::audit::{self, AuditRecord};
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 
 use aistd::glue::{PRIVACY_SPEND, entity};
 
@@ -80,72 +79,9 @@ fn read_text(path: &Path) -> Result<String> {
 /// The dataset section from a governance run's report.json.
 fn dataset(run: &Path) -> Result<DatasetInfo> {
     let path = run.join("report.json");
-    let v: Value = serde_json::from_str(&read_text(&path)?)
+    let r: aistd_governance::Report = serde_json::from_str(&read_text(&path)?)
         .with_context(|| format!("{} is not a governance report", path.display()))?;
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let mut d = DatasetInfo::named(s(&v["source"]["name"]));
-    d.fingerprint = s(&v["source"]["fingerprint"]);
-    d.rows_in = v["rows_in"].as_u64().context("report.json: rows_in")?;
-    d.rows_out = v["rows_out"].as_u64().unwrap_or(0);
-    if let Some(q) = v["quarantined_by_reason"].as_object() {
-        d.quarantined_by_reason = q
-            .iter()
-            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-            .collect();
-    }
-    d.steps = v["steps"]
-        .as_array()
-        .map(|a| a.iter().map(s).collect())
-        .unwrap_or_default();
-    d.expectations = v["expectations"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    (
-                        e["expectation"].to_string(),
-                        e["success"].as_bool() == Some(true),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let level = |col: &str| {
-        v["classification"]["columns"].as_array().and_then(|cs| {
-            cs.iter()
-                .find(|c| c["column"] == col)
-                .map(|c| s(&c["level"]))
-        })
-    };
-    let protection = |col: &str| {
-        v["protection"].as_array().and_then(|ps| {
-            ps.iter()
-                .find(|p| p["column"] == col)
-                .map(|p| s(&p["action"]))
-        })
-    };
-    // Columns of the input, from the classification (all input columns) or the output schema.
-    let names: Vec<(String, String)> = match v["input_profile"]["columns"].as_array() {
-        Some(cols) => cols
-            .iter()
-            .map(|c| (s(&c["name"]), s(&c["data_type"])))
-            .collect(),
-        None => v["output_schema"]
-            .as_array()
-            .map(|a| a.iter().map(|p| (s(&p[0]), s(&p[1]))).collect())
-            .unwrap_or_default(),
-    };
-    d.columns = names
-        .into_iter()
-        .map(|(name, data_type)| {
-            let mut c = ColumnInfo::new(&name, &data_type);
-            c.sensitivity = level(&name);
-            c.protection = protection(&name);
-            c
-        })
-        .collect();
-    d.lineage_run_id = v["lineage_run_id"].as_str().map(str::to_string);
-    Ok(d)
+    Ok(aistd::glue::dataset_info(&r))
 }
 
 fn decision(r: &AuditRecord) -> DecisionRecord {
