@@ -17,8 +17,12 @@
 //! # Ok::<(), aistd_compliance::Error>(())
 //! ```
 //!
-//! The `Policy` trait with its Cedar implementation, DP mechanisms and the compliance report are
-//! not built yet.
+//! - [`dp`]: noise mechanisms sampled exactly on integers (no floating-point leaks), DP aggregates
+//!   over Arrow columns, and a privacy-budget ledger.
+//! - [`fairness::stream`] counts groups over Arrow batches; [`fairness::mitigation`] reweighs and
+//!   optimizes thresholds as fairlearn does.
+//! - [`policy`]: the [`Policy`] trait; [`cedar`]: its Cedar implementation with built-in packs.
+//! - [`report`]: the compliance report, mapped to the obligations it serves.
 
 pub mod cedar;
 pub mod dp;
