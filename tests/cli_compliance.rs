@@ -185,8 +185,8 @@ fn mitigate_reweighs_and_optimizes_thresholds() {
         .collect();
     assert_eq!(w.len(), 60);
     assert!((w.iter().sum::<f64>() - 60.0).abs() < 1e-9);
-    for c in ["demographic_parity", "equalized_odds"] {
-        let v = json(aistd(&[
+    let thresholds = |constraint: &str, json: bool| {
+        let mut a = vec![
             "mitigate",
             "thresholds",
             "--input",
@@ -198,27 +198,20 @@ fn mitigate_reweighs_and_optimizes_thresholds() {
             "--sensitive",
             "group",
             "--constraint",
-            c,
-            "--json",
-        ]));
+            constraint,
+        ];
+        if json {
+            a.push("--json");
+        }
+        aistd(&a)
+    };
+    for c in ["demographic_parity", "equalized_odds"] {
+        let v = json(thresholds(c, true));
         assert_eq!(v["probabilities"].as_array().expect("p").len(), 60, "{v}");
         assert!(v["accuracy"].as_f64().expect("acc") > 0.5, "{v}");
         assert!(v["rules"]["a"]["p0"].is_number(), "{v}");
     }
-    let out = aistd(&[
-        "mitigate",
-        "thresholds",
-        "--input",
-        path,
-        "--y-true",
-        "y",
-        "--score",
-        "score",
-        "--sensitive",
-        "group",
-        "--constraint",
-        "parity",
-    ]);
+    let out = thresholds("parity", false);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--constraint"));
 }

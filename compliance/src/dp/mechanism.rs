@@ -61,6 +61,23 @@ fn default_k(scale: f64) -> i32 {
     (scale.log2().floor() as i32 - 60).max(-1074)
 }
 
+fn granularity(k: i32) -> Result<i32> {
+    if !(-1074..=1023).contains(&k) {
+        return Err(Error::range("granularity k", k, "must be in -1074..=1023"));
+    }
+    Ok(k)
+}
+
+/// The smallest-found parameter `p` with `p ≥ (Δ + 2^k(p)) / d` for the default grid of `p`
+/// (the grid depends on the parameter; two rounds settle it).
+fn settle(sensitivity: f64, d: f64) -> f64 {
+    let mut p = up(sensitivity / d);
+    for _ in 0..2 {
+        p = up((sensitivity + libm::ldexp(1.0, default_k(p))) / d);
+    }
+    p
+}
+
 /// Discrete Laplace noise on integers: `P[z] ∝ exp(−|z| / scale)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscreteLaplace {
@@ -202,22 +219,14 @@ impl Laplace {
     pub fn for_epsilon(sensitivity: f64, epsilon: f64) -> Result<Self> {
         positive("sensitivity", sensitivity)?;
         positive("epsilon", epsilon)?;
-        let mut b = up(sensitivity / epsilon);
-        // The grid depends on the scale; two rounds settle it.
-        for _ in 0..2 {
-            b = up((sensitivity + libm::ldexp(1.0, default_k(b))) / epsilon);
-        }
-        let m = Self::new(b)?;
+        let m = Self::new(settle(sensitivity, epsilon))?;
         debug_assert!(m.epsilon(sensitivity) <= epsilon.next_up().next_up());
         Ok(m)
     }
 
     /// Uses the grid `ℤ·2^k` (−1074 ≤ k ≤ 1023).
     pub fn with_granularity(mut self, k: i32) -> Result<Self> {
-        if !(-1074..=1023).contains(&k) {
-            return Err(Error::range("granularity k", k, "must be in -1074..=1023"));
-        }
-        self.k = k;
+        self.k = granularity(k)?;
         Ok(self)
     }
 
@@ -285,11 +294,7 @@ impl Gaussian {
     pub fn for_rho(sensitivity: f64, rho: f64) -> Result<Self> {
         positive("sensitivity", sensitivity)?;
         positive("rho", rho)?;
-        let mut s = up(sensitivity / (2.0 * rho).sqrt());
-        for _ in 0..2 {
-            s = up((sensitivity + libm::ldexp(1.0, default_k(s))) / (2.0 * rho).sqrt());
-        }
-        Self::new(s)
+        Self::new(settle(sensitivity, (2.0 * rho).sqrt()))
     }
 
     /// The σ that gives (ε, δ)-DP through zCDP ([`epsilon_to_zcdp`]).
@@ -299,10 +304,7 @@ impl Gaussian {
 
     /// Uses the grid `ℤ·2^k` (−1074 ≤ k ≤ 1023).
     pub fn with_granularity(mut self, k: i32) -> Result<Self> {
-        if !(-1074..=1023).contains(&k) {
-            return Err(Error::range("granularity k", k, "must be in -1074..=1023"));
-        }
-        self.k = k;
+        self.k = granularity(k)?;
         Ok(self)
     }
 
