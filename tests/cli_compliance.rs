@@ -432,3 +432,144 @@ fn report_from_a_governed_run_with_a_deployment_gate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn privacy_sample_and_release() {
+    let seed = "07".repeat(32);
+    let a = aistd(&[
+        "privacy",
+        "sample",
+        "--mechanism",
+        "discrete-gaussian",
+        "--scale",
+        "2",
+        "--count",
+        "50",
+        "--seed",
+        &seed,
+    ]);
+    let b = aistd(&[
+        "privacy",
+        "sample",
+        "--mechanism",
+        "discrete-gaussian",
+        "--scale",
+        "2",
+        "--count",
+        "50",
+        "--seed",
+        &seed,
+    ]);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout, "the same seed gives the same samples");
+    let xs: Vec<i64> = String::from_utf8_lossy(&a.stdout)
+        .lines()
+        .map(|l| l.parse().expect("int"))
+        .collect();
+    assert_eq!(xs.len(), 50);
+    assert!(xs.iter().any(|x| *x != 0));
+    let bad = aistd(&["privacy", "sample", "--mechanism", "cauchy", "--scale", "1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = aistd(&[
+        "privacy",
+        "sample",
+        "--mechanism",
+        "laplace",
+        "--scale",
+        "-1",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("scale"));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("x.csv");
+    let mut text = String::from("income,band\n");
+    for i in 0..1000 {
+        text.push_str(&format!("{},{}\n", i * 10, ["a", "b"][i % 2]));
+    }
+    std::fs::write(&csv, text).expect("write");
+    let path = csv.to_str().expect("utf-8");
+    // ε = 50: noise of scale 0.02 (count) or 200 (sum of values up to 10^4).
+    let v = json(aistd(&[
+        "privacy",
+        "release",
+        "--input",
+        path,
+        "--column",
+        "income",
+        "--aggregate",
+        "count",
+        "--epsilon",
+        "50",
+        "--json",
+    ]));
+    assert!(
+        (v["value"].as_i64().expect("count") - 1000).abs() <= 1,
+        "{v}"
+    );
+    let v = json(aistd(&[
+        "privacy",
+        "release",
+        "--input",
+        path,
+        "--column",
+        "income",
+        "--aggregate",
+        "mean",
+        "--bounds",
+        "0,10000",
+        "--epsilon",
+        "50",
+        "--json",
+    ]));
+    assert!(
+        (v["value"].as_f64().expect("mean") - 4995.0).abs() < 50.0,
+        "{v}"
+    );
+    let v = json(aistd(&[
+        "privacy",
+        "release",
+        "--input",
+        path,
+        "--column",
+        "band",
+        "--aggregate",
+        "histogram",
+        "--bins",
+        "a,b",
+        "--epsilon",
+        "50",
+        "--json",
+    ]));
+    assert_eq!(v["value"][0]["label"], "a");
+    assert!(
+        (v["value"][0]["count"].as_i64().expect("n") - 500).abs() <= 1,
+        "{v}"
+    );
+    let out = aistd(&[
+        "privacy",
+        "release",
+        "--input",
+        path,
+        "--column",
+        "income",
+        "--aggregate",
+        "sum",
+        "--epsilon",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bounds"));
+    let out = aistd(&[
+        "privacy",
+        "release",
+        "--input",
+        path,
+        "--column",
+        "nope",
+        "--aggregate",
+        "count",
+        "--epsilon",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nope`"));
+}

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aistd_compliance::dp::aggregate as dp;
+use aistd_compliance::dp::mechanism::{DiscreteGaussian, DiscreteLaplace, Gaussian, Laplace};
+use aistd_compliance::dp::rng::Csprng;
 use aistd_compliance::fairness::mitigation::{Constraint, ThresholdOptimizer, reweighing};
 use aistd_compliance::fairness::stream::GroupCounter;
 use aistd_compliance::fairness::{Method, MetricFrame};
@@ -17,6 +20,39 @@ use clap::Subcommand;
 use std::collections::BTreeMap;
 
 use crate::print_json;
+
+/// Arguments of `aistd privacy release`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReleaseArgs {
+    /// CSV, Arrow IPC or Parquet file.
+    #[arg(long)]
+    input: PathBuf,
+    /// The column.
+    #[arg(long)]
+    column: String,
+    /// `count`, `sum`, `mean`, `quantile`, `histogram`.
+    #[arg(long)]
+    aggregate: String,
+    /// ε spent.
+    #[arg(long)]
+    epsilon: f64,
+    /// Clamping bounds `LOWER,UPPER` (sum, mean, quantile).
+    #[arg(long)]
+    bounds: Option<String>,
+    /// The quantile in [0, 1] (quantile).
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// Candidate points between the bounds (quantile).
+    #[arg(long, default_value_t = 1001)]
+    candidates: usize,
+    /// Public categories, comma-separated (histogram of a string column), or
+    /// bin edges (histogram of a numeric column).
+    #[arg(long)]
+    bins: Option<String>,
+    /// Print the release as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PrivacyCommand {
@@ -62,6 +98,24 @@ pub(crate) enum PrivacyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Noise samples from a mechanism, drawn exactly (for inspection and statistical tests).
+    Sample {
+        /// `laplace`, `gaussian`, `discrete-laplace` or `discrete-gaussian`.
+        #[arg(long)]
+        mechanism: String,
+        /// Scale b (Laplace) or σ (Gaussian).
+        #[arg(long)]
+        scale: f64,
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// 64 hex digits: a reproducible stream (default: seeded from the operating system).
+        #[arg(long)]
+        seed: Option<String>,
+    },
+    /// A differentially private aggregate of one column of a file (pure ε, discrete Laplace or
+    /// the exponential mechanism, sampled exactly).
+    Release(ReleaseArgs),
 }
 
 fn parse_orders(spec: Option<&str>) -> Result<Vec<f64>> {
@@ -91,8 +145,172 @@ fn parse_orders(spec: Option<&str>) -> Result<Vec<f64>> {
         .collect()
 }
 
+fn rng(seed: Option<&str>) -> Result<Csprng> {
+    Ok(match seed {
+        Some(h) => {
+            let b = hex::decode(h).context("--seed must be hex")?;
+            let seed: [u8; 32] = b
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--seed must be 64 hex digits"))?;
+            Csprng::from_seed(seed)
+        }
+        None => Csprng::from_os()?,
+    })
+}
+
+fn bounds(spec: Option<&str>) -> Result<(f64, f64)> {
+    let spec = spec.context("--bounds LOWER,UPPER is needed for this aggregate")?;
+    let (a, b) = spec
+        .split_once(',')
+        .with_context(|| format!("--bounds `{spec}`: expected LOWER,UPPER"))?;
+    Ok((
+        a.trim()
+            .parse()
+            .with_context(|| format!("--bounds `{spec}`: lower"))?,
+        b.trim()
+            .parse()
+            .with_context(|| format!("--bounds `{spec}`: upper"))?,
+    ))
+}
+
+/// The whole column as one array.
+fn whole_column(input: &std::path::Path, column: &str) -> Result<ArrayRef> {
+    let source = open_path(input, CsvOptions::default())?;
+    let ty = source
+        .schema()
+        .field_with_name(column)
+        .with_context(|| format!("column `{column}` not found"))?
+        .data_type()
+        .clone();
+    let mut parts = Vec::new();
+    scan_columns(source.as_ref(), &[(column, ty)], |a| {
+        parts.push(a[0].clone());
+        Ok(())
+    })?;
+    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+    Ok(match refs.len() {
+        0 => arrow_array::new_empty_array(
+            &source.schema().field_with_name(column)?.data_type().clone(),
+        ),
+        _ => arrow_select::concat::concat(&refs)?,
+    })
+}
+
+fn run_release(a: &ReleaseArgs) -> Result<serde_json::Value> {
+    let (epsilon, bounds_spec, alpha, candidates) =
+        (a.epsilon, a.bounds.as_deref(), a.alpha, a.candidates);
+    let col = whole_column(&a.input, &a.column)?;
+    let mut r = Csprng::from_os()?;
+    let v = match a.aggregate.as_str() {
+        "count" => serde_json::to_value(dp::count(col.as_ref(), epsilon, &mut r)?)?,
+        "sum" => {
+            let (lo, hi) = bounds(bounds_spec)?;
+            serde_json::to_value(dp::sum(col.as_ref(), lo, hi, epsilon, &mut r)?)?
+        }
+        "mean" => {
+            let (lo, hi) = bounds(bounds_spec)?;
+            serde_json::to_value(dp::mean(col.as_ref(), lo, hi, epsilon, &mut r)?)?
+        }
+        "quantile" => {
+            let (lo, hi) = bounds(bounds_spec)?;
+            serde_json::to_value(dp::quantile(
+                col.as_ref(),
+                alpha,
+                lo,
+                hi,
+                candidates,
+                epsilon,
+                &mut r,
+            )?)?
+        }
+        "histogram" => {
+            let spec = a
+                .bins
+                .as_deref()
+                .context("--bins is needed for a histogram")?;
+            let items: Vec<&str> = spec.split(',').map(str::trim).collect();
+            if col.data_type().is_numeric() {
+                let edges = items
+                    .iter()
+                    .map(|e| {
+                        e.parse::<f64>()
+                            .with_context(|| format!("--bins: `{e}` is not a number"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                serde_json::to_value(dp::histogram(col.as_ref(), &edges, epsilon, &mut r)?)?
+            } else {
+                let strings = arrow_cast::cast(&col, &DataType::Utf8)?;
+                serde_json::to_value(dp::histogram_categorical(
+                    strings.as_ref(),
+                    &items,
+                    epsilon,
+                    &mut r,
+                )?)?
+            }
+        }
+        other => {
+            bail!("--aggregate must be count, sum, mean, quantile or histogram, not `{other}`")
+        }
+    };
+    Ok(v)
+}
+
 pub(crate) fn run_privacy(cmd: PrivacyCommand) -> Result<ExitCode> {
     match cmd {
+        PrivacyCommand::Sample {
+            mechanism,
+            scale,
+            count,
+            seed,
+        } => {
+            let mut r = rng(seed.as_deref())?;
+            let mut out = String::new();
+            match mechanism.as_str() {
+                "laplace" => {
+                    let m = Laplace::new(scale)?;
+                    for _ in 0..count {
+                        out.push_str(&format!("{:?}\n", m.release(0.0, &mut r)?));
+                    }
+                }
+                "gaussian" => {
+                    let m = Gaussian::new(scale)?;
+                    for _ in 0..count {
+                        out.push_str(&format!("{:?}\n", m.release(0.0, &mut r)?));
+                    }
+                }
+                "discrete-laplace" => {
+                    let m = DiscreteLaplace::new(scale)?;
+                    for _ in 0..count {
+                        out.push_str(&format!("{}\n", m.sample(&mut r)?));
+                    }
+                }
+                "discrete-gaussian" => {
+                    let m = DiscreteGaussian::new(scale)?;
+                    for _ in 0..count {
+                        out.push_str(&format!("{}\n", m.sample(&mut r)?));
+                    }
+                }
+                other => bail!(
+                    "--mechanism must be laplace, gaussian, discrete-laplace or discrete-gaussian, not `{other}`"
+                ),
+            }
+            print!("{out}");
+        }
+        PrivacyCommand::Release(a) => {
+            let v = run_release(&a)?;
+            if a.json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{} of `{}`: {} (ε = {}, {})",
+                    a.aggregate,
+                    a.column,
+                    v["value"],
+                    v["epsilon"],
+                    v["mechanism"].as_str().unwrap_or_default()
+                );
+            }
+        }
         PrivacyCommand::Epsilon {
             sampling_rate,
             noise_multiplier,
