@@ -282,3 +282,46 @@ fn sliced_decisions_equal_full_evaluation() {
     }
     assert_eq!(n, 240);
 }
+
+/// With a schema, the fast context path and the shape cache give Cedar's decisions and errors.
+#[test]
+fn schema_checked_requests_agree_with_cedars_own_conversion() {
+    let p = all_packs();
+    let cases = [
+        read("bob", "loans#email", "training", 2),
+        read("bob", "loans#email", "training", 2),
+        read("alice", "loans#national_id", "fraud-review", 3),
+        read("bob", "loans#national_id", "fraud-review", 3),
+        Request::new(
+            "User::\"bob\"",
+            "Action::\"read\"",
+            "Column::\"loans#email\"",
+        )
+        .with_context(json!({ "purpose": "training", "level_rank": "high" })),
+        Request::new(
+            "User::\"bob\"",
+            "Action::\"read\"",
+            "Column::\"loans#email\"",
+        )
+        .with_context(json!({ "purpose": "training" })),
+        Request::new("User::\"bob\"", "Action::\"read\"", "Dataset::\"loans\"")
+            .with_context(json!({ "purpose": "training", "level_rank": 1 })),
+        Request::new("User::\"bob\"", "Action::\"train\"", "Dataset::\"loans\"")
+            .with_context(json!({ "now": 1_700_000_000 })),
+        Request::new("User::\"bob\"", "Action::\"train\"", "Dataset::\"old\"")
+            .with_context(json!({ "now": 1_700_000_000 })),
+    ];
+    for r in cases.iter().chain(cases.iter()) {
+        match (p.evaluate(r), p.evaluate_unsliced(r)) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                (a.effect, &a.determining, &a.reasons),
+                (b.effect, &b.determining, &b.reasons),
+                "{r:?}"
+            ),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{r:?}"),
+            (a, b) => panic!("{r:?}: fast {a:?} vs full {b:?}"),
+        }
+    }
+    // The wrongly typed context is an error (from Cedar's schema check), not a silent deny.
+    assert!(p.evaluate(&cases[4]).is_err());
+}

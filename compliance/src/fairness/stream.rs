@@ -69,15 +69,22 @@ impl Interner {
     }
 
     fn strings<'a>(&mut self, it: impl Iterator<Item = Option<&'a str>>, out: &mut Vec<u32>) {
-        // Consecutive rows often share a value: skip the hash lookup for them.
-        let mut last: Option<(&str, u32)> = None;
+        // Sensitive features have few values: look the first few up by a linear scan of the
+        // values seen in this batch (no hashing), and only then fall back to the hash map.
+        const SMALL: usize = 16;
+        let mut seen: Vec<(&str, u32)> = Vec::with_capacity(SMALL);
         for v in it {
             let s = v.unwrap_or("null");
-            let c = match last {
-                Some((l, c)) if l == s => c,
-                _ => self.code(s),
+            let c = match seen.iter().find(|(l, _)| l.len() == s.len() && *l == s) {
+                Some((_, c)) => *c,
+                None => {
+                    let c = self.code(s);
+                    if seen.len() < SMALL {
+                        seen.push((s, c));
+                    }
+                    c
+                }
             };
-            last = Some((s, c));
             out.push(c);
         }
     }
