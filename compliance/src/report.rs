@@ -744,7 +744,10 @@ impl ComplianceReport {
     /// `dp_difference_bp` and `eo_difference_bp` (differences in basis points, rounded up; 10000
     /// when there is no fairness evidence, so the gate fails closed) and `regions`.
     pub fn model_entity(&self, model_id: &str) -> serde_json::Value {
-        let bp = |v: Option<f64>| v.map_or(10_000, |x| (x * 10_000.0).ceil() as i64);
+        // Rounded to 1e-6 bp first, so that 0.1 is 1000 bp, not 1000.0000000000001 → 1001.
+        let bp = |v: Option<f64>| {
+            v.map_or(10_000, |x| ((x * 10_000.0 * 1e6).round() / 1e6).ceil() as i64)
+        };
         serde_json::json!({
             "uid": { "type": "Model", "id": model_id },
             "attrs": {
@@ -1170,6 +1173,14 @@ mod tests {
         let m = r.model_entity("loans-1");
         assert_eq!(m["attrs"]["dp_difference_bp"], 2500);
         assert_eq!(m["attrs"]["eo_difference_bp"], 10000);
+        let exact = ReportBuilder::new("t", "now")
+            .fairness(FairnessEvidence::new(vec!["g".into()], frame(), Thresholds::default()))
+            .build();
+        let mut tenth = exact.clone();
+        if let Some(f) = tenth.fairness.as_mut() {
+            f.demographic_parity_difference = 0.1;
+        }
+        assert_eq!(tenth.model_entity("x")["attrs"]["dp_difference_bp"], 1000);
         let no_fairness = ReportBuilder::new("t", "now").build().model_entity("x");
         assert_eq!(no_fairness["attrs"]["dp_difference_bp"], 10000);
 

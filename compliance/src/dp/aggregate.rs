@@ -225,10 +225,11 @@ pub fn histogram_categorical(
     rng: &mut dyn RandomSource,
 ) -> Result<Release<Vec<Bin>>> {
     check_epsilon(epsilon)?;
-    if let Some(dup) = (1..categories.len()).find(|i| categories[..*i].contains(&categories[*i])) {
+    let mut seen = std::collections::HashSet::with_capacity(categories.len());
+    if let Some(dup) = categories.iter().find(|c| !seen.insert(**c)) {
         return Err(Error::InvalidInput {
             what: "categories".into(),
-            reason: format!("{:?} is listed twice", categories[dup]),
+            reason: format!("{dup:?} is listed twice"),
         });
     }
     let index: std::collections::HashMap<&str, usize> = categories
