@@ -746,7 +746,9 @@ impl ComplianceReport {
     pub fn model_entity(&self, model_id: &str) -> serde_json::Value {
         // Rounded to 1e-6 bp first, so that 0.1 is 1000 bp, not 1000.0000000000001 → 1001.
         let bp = |v: Option<f64>| {
-            v.map_or(10_000, |x| ((x * 10_000.0 * 1e6).round() / 1e6).ceil() as i64)
+            v.map_or(10_000, |x| {
+                ((x * 10_000.0 * 1e6).round() / 1e6).ceil() as i64
+            })
         };
         serde_json::json!({
             "uid": { "type": "Model", "id": model_id },
@@ -1174,7 +1176,11 @@ mod tests {
         assert_eq!(m["attrs"]["dp_difference_bp"], 2500);
         assert_eq!(m["attrs"]["eo_difference_bp"], 10000);
         let exact = ReportBuilder::new("t", "now")
-            .fairness(FairnessEvidence::new(vec!["g".into()], frame(), Thresholds::default()))
+            .fairness(FairnessEvidence::new(
+                vec!["g".into()],
+                frame(),
+                Thresholds::default(),
+            ))
             .build();
         let mut tenth = exact.clone();
         if let Some(f) = tenth.fairness.as_mut() {
