@@ -6,9 +6,10 @@
 //! | feature | crate | centre |
 //! |---|---|---|
 //! | `governance` (default) | [`aistd-governance`](governance) | [`DataSource`](governance::DataSource): sources, profiling, expectations, cleaning, protection, audit, lineage |
-//! | `compliance` (default) | [`aistd-compliance`](compliance) | differential-privacy accounting and fairness metrics (the `Policy` trait follows) |
+//! | `compliance` (default) | [`aistd-compliance`](compliance) | [`Policy`](compliance::Policy) with Cedar, differential privacy, fairness, the compliance report |
+//! | `scheduler` (default) | [`aistd-scheduler`](scheduler) | [`ResourcePool`](scheduler::ResourcePool): the scheduling core, DRF, fair share, trace simulation |
 //!
-//! The scheduler, training and deploy crates follow (see the README's status table).
+//! The training and deploy crates follow (see the README's status table).
 //!
 //! ```
 //! # #[cfg(feature = "governance")] {
@@ -31,3 +32,5 @@ pub use aistd_compliance as compliance;
 pub mod glue;
 #[cfg(feature = "governance")]
 pub use aistd_governance as governance;
+#[cfg(feature = "scheduler")]
+pub use aistd_scheduler as scheduler;

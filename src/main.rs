@@ -58,6 +58,9 @@ enum Command {
     /// The compliance report (JSON, Markdown, HTML) from a run's artifacts; exits 1 when a
     /// requested deployment gate denies.
     Report(cmd::report::ReportArgs),
+    /// Scheduling: DRF allocation, trace simulation.
+    #[command(subcommand)]
+    Sched(cmd::sched::SchedCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +404,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mitigate(cmd) => return cmd::compliance::run_mitigate(cmd),
         Command::Policy(cmd) => return cmd::compliance::run_policy(cmd),
         Command::Report(a) => return cmd::report::run(&a),
+        Command::Sched(cmd) => return cmd::sched::run(cmd),
     };
     match cmd {
         DataCommand::Generate {

@@ -5,3 +5,4 @@ pub(crate) mod compliance;
 pub(crate) mod keys;
 pub(crate) mod pii;
 pub(crate) mod report;
+pub(crate) mod sched;

@@ -1,0 +1,70 @@
+//! Scheduling: placement decisions per second on a large cluster, and trace replay cost.
+
+use aistd::scheduler::core::Core;
+use aistd::scheduler::sim::{TraceJob, simulate};
+use aistd::scheduler::{Blocking, JobSpec, NodeSpec, QueuePolicy, Resources};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn cluster(n: usize) -> Vec<NodeSpec> {
+    (0..n)
+        .map(|i| {
+            NodeSpec::new(format!("n{i}"), Resources::new(64, 512_000, 8))
+                .switch(format!("s{}", i / 32))
+        })
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    // 5,000 nodes × 8 GPUs, 50,000 queued single-GPU jobs: one pass places 40,000 and examines
+    // the remaining 10,000.
+    let mut g = c.benchmark_group("placement");
+    g.sample_size(10).throughput(Throughput::Elements(50_000));
+    g.bench_function("5000_nodes_50000_single_gpu_jobs", |b| {
+        b.iter_batched(
+            || {
+                let mut core =
+                    Core::new(cluster(5000), QueuePolicy::Fifo, Blocking::Skip).expect("core");
+                for i in 0..50_000 {
+                    core.submit(
+                        JobSpec::new(format!("j{i}"), 1, Resources::new(4, 32_000, 1)),
+                        0.0,
+                    )
+                    .expect("submit");
+                }
+                core
+            },
+            |mut core| core.schedule(0.0).len(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+
+    // Replays of a synthetic trace (Poisson arrivals, 1/2/4/8-GPU jobs) at 1x, 10x scale.
+    let mut g = c.benchmark_group("simulate");
+    g.sample_size(10);
+    for (nodes, jobs) in [(120, 800), (1200, 8000)] {
+        let trace: Vec<TraceJob> = (0..jobs)
+            .map(|i| {
+                let gpus = [1u64, 1, 2, 4, 8][i % 5];
+                let dur = 60.0 + ((i * 7919) % 3600) as f64;
+                TraceJob::new(
+                    i as f64 * 3.0,
+                    JobSpec::new(format!("j{i}"), 1, Resources::new(8, 64_000, gpus))
+                        .duration(dur)
+                        .estimate(dur),
+                )
+            })
+            .collect();
+        g.bench_function(format!("{nodes}_nodes_{jobs}_jobs_fifo"), |b| {
+            b.iter(|| {
+                simulate(cluster(nodes), &trace, QueuePolicy::Fifo, Blocking::Strict)
+                    .expect("sim")
+                    .avg_jct
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(scheduler, benches);
+criterion_main!(scheduler);

@@ -1,0 +1,583 @@
+//! The scheduling core: a queue ordered by policy, best-fit placement of whole gangs, and the
+//! reasons a job waits. It knows no clock; pools and the simulator drive it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus, PendingReason};
+use crate::resources::Resources;
+
+/// The order in which pending jobs are considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePolicy {
+    /// First come, first served.
+    Fifo,
+    /// Highest priority first, then first come.
+    Priority,
+    /// Shortest run-time estimate first (jobs without one last), then first come.
+    ShortestJobFirst,
+}
+
+/// What happens when the job at the head of the order does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blocking {
+    /// Nothing behind it starts (Slurm's main scheduling loop without backfill): no starvation
+    /// of large jobs.
+    Strict,
+    /// Any later job that fits starts (Kubernetes' default): higher utilization, large jobs can
+    /// starve.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+struct NodeState {
+    spec: NodeSpec,
+    free: Resources,
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    spec: JobSpec,
+    state: JobState,
+    seq: u64,
+    submitted: f64,
+    started: Option<f64>,
+    finished: Option<f64>,
+    /// (node index, tasks) while running.
+    placement: Vec<(usize, u32)>,
+}
+
+/// The queue key: smaller runs first.
+type Key = (i64, u64, JobId);
+
+/// Cluster state, queue and placement.
+#[derive(Debug, Clone)]
+pub struct Core {
+    nodes: Vec<NodeState>,
+    /// (free GPU milli, free CPU milli, node): best fit is the first that fits from `need`.
+    by_free: BTreeSet<(u64, u64, usize)>,
+    jobs: HashMap<JobId, Job>,
+    pending: BTreeSet<Key>,
+    policy: QueuePolicy,
+    blocking: Blocking,
+    next: JobId,
+}
+
+impl Core {
+    /// A core over `nodes` (unique names).
+    pub fn new(nodes: Vec<NodeSpec>, policy: QueuePolicy, blocking: Blocking) -> Result<Self> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(n) = nodes.iter().find(|n| !seen.insert(n.name.clone())) {
+            return Err(Error::invalid(format!("node {:?}", n.name), "listed twice"));
+        }
+        let nodes: Vec<NodeState> = nodes
+            .into_iter()
+            .map(|spec| NodeState {
+                free: spec.capacity.clone(),
+                spec,
+            })
+            .collect();
+        let by_free = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.free.gpu_milli, n.free.cpu_milli, i))
+            .collect();
+        Ok(Self {
+            nodes,
+            by_free,
+            jobs: HashMap::new(),
+            pending: BTreeSet::new(),
+            policy,
+            blocking,
+            next: 1,
+        })
+    }
+
+    /// The queue policy.
+    pub fn policy(&self) -> QueuePolicy {
+        self.policy
+    }
+
+    fn key(&self, id: JobId, j: &Job) -> Key {
+        let primary = match self.policy {
+            QueuePolicy::Fifo => 0,
+            QueuePolicy::Priority => -j.spec.priority,
+            QueuePolicy::ShortestJobFirst => j
+                .spec
+                .runtime_estimate
+                .map_or(i64::MAX, |e| (e * 1000.0).round() as i64),
+        };
+        (primary, j.seq, id)
+    }
+
+    fn eligible(&self, n: &NodeState, spec: &JobSpec) -> bool {
+        spec.gpu_model.is_none() || n.spec.gpu_model == spec.gpu_model
+    }
+
+    /// Rejects jobs that could not run even on an empty cluster.
+    fn check_fits_empty(&self, spec: &JobSpec) -> Result<()> {
+        let never = |reason: String| Error::NeverFits {
+            job: spec.name.clone(),
+            reason,
+        };
+        if spec.tasks == 0 {
+            return Err(Error::invalid(
+                format!("job {:?}", spec.name),
+                "needs at least one task",
+            ));
+        }
+        if spec.per_task.is_zero() {
+            return Err(Error::invalid(
+                format!("job {:?}", spec.name),
+                "a task must need some resource",
+            ));
+        }
+        for (what, v) in [
+            ("runtime estimate", spec.runtime_estimate),
+            ("duration", spec.duration),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(Error::invalid(
+                    format!("job {:?}", spec.name),
+                    format!("{what} {v} must be ≥ 0"),
+                ));
+            }
+        }
+        let mut slots: u64 = 0;
+        for n in self.nodes.iter().filter(|n| self.eligible(n, spec)) {
+            slots += max_tasks(&spec.per_task, &n.spec.capacity);
+        }
+        if slots == 0 {
+            let model = spec
+                .gpu_model
+                .as_deref()
+                .map(|m| format!(" with GPU model {m}"))
+                .unwrap_or_default();
+            return Err(never(format!(
+                "no node{model} can hold one task ({})",
+                spec.per_task
+            )));
+        }
+        if slots < u64::from(spec.tasks) {
+            return Err(never(format!(
+                "the gang needs {} tasks at once; the whole cluster holds {slots}",
+                spec.tasks
+            )));
+        }
+        Ok(())
+    }
+
+    /// Queues a job submitted at `now`; rejects one that can never run.
+    pub fn submit(&mut self, spec: JobSpec, now: f64) -> Result<JobId> {
+        self.check_fits_empty(&spec)?;
+        let id = self.next;
+        self.next += 1;
+        let job = Job {
+            spec,
+            state: JobState::Pending,
+            seq: id,
+            submitted: now,
+            started: None,
+            finished: None,
+            placement: Vec::new(),
+        };
+        self.pending.insert(self.key(id, &job));
+        self.jobs.insert(id, job);
+        Ok(id)
+    }
+
+    fn take(&mut self, i: usize, r: &Resources) {
+        let n = &mut self.nodes[i];
+        self.by_free
+            .remove(&(n.free.gpu_milli, n.free.cpu_milli, i));
+        n.free = n.free.minus(r).unwrap_or_default();
+        self.by_free.insert((n.free.gpu_milli, n.free.cpu_milli, i));
+    }
+
+    fn give(&mut self, i: usize, r: &Resources) {
+        let n = &mut self.nodes[i];
+        self.by_free
+            .remove(&(n.free.gpu_milli, n.free.cpu_milli, i));
+        n.free = n.free.plus(r);
+        self.by_free.insert((n.free.gpu_milli, n.free.cpu_milli, i));
+    }
+
+    /// The best-fit node for one task: the least free GPU, then CPU, that holds it.
+    fn best_fit(&self, spec: &JobSpec) -> Option<usize> {
+        let t = &spec.per_task;
+        self.by_free
+            .range((t.gpu_milli, t.cpu_milli, 0)..)
+            .map(|(_, _, i)| *i)
+            .find(|i| {
+                let n = &self.nodes[*i];
+                t.fits_in(&n.free) && self.eligible(n, spec)
+            })
+    }
+
+    /// Places every task of the gang, or none.
+    fn place(&mut self, spec: &JobSpec) -> Option<Vec<(usize, u32)>> {
+        let mut placed: Vec<(usize, u32)> = Vec::new();
+        for _ in 0..spec.tasks {
+            match self.best_fit(spec) {
+                Some(i) => {
+                    self.take(i, &spec.per_task);
+                    match placed.iter_mut().find(|(n, _)| *n == i) {
+                        Some((_, c)) => *c += 1,
+                        None => placed.push((i, 1)),
+                    }
+                }
+                None => {
+                    for (i, c) in &placed {
+                        self.give(*i, &spec.per_task.times(u64::from(*c)));
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(placed)
+    }
+
+    /// One pass over the queue at time `now`: starts every job the policy lets start, and
+    /// returns their ids in start order.
+    pub fn schedule(&mut self, now: f64) -> Vec<JobId> {
+        let mut started = Vec::new();
+        let order: Vec<Key> = self.pending.iter().copied().collect();
+        let mut last_needs: Option<Resources> = None;
+        for key in order {
+            let id = key.2;
+            let spec = match self.jobs.get(&id) {
+                Some(j) => j.spec.clone(),
+                None => continue,
+            };
+            // A job needing at least as much per task as one that just failed cannot fit either.
+            if let Some(n) = &last_needs
+                && self.blocking == Blocking::Skip
+                && spec.tasks == 1
+                && spec.gpu_model.is_none()
+                && n.fits_in(&spec.per_task)
+            {
+                continue;
+            }
+            match self.place(&spec) {
+                Some(placement) => {
+                    self.pending.remove(&key);
+                    if let Some(j) = self.jobs.get_mut(&id) {
+                        j.state = JobState::Running;
+                        j.started = Some(now);
+                        j.placement = placement;
+                    }
+                    started.push(id);
+                }
+                None => {
+                    if self.blocking == Blocking::Strict {
+                        break;
+                    }
+                    if spec.tasks == 1 && spec.gpu_model.is_none() {
+                        last_needs = Some(spec.per_task.clone());
+                    }
+                }
+            }
+        }
+        started
+    }
+
+    /// Ends a running or pending job in `state` (Completed, Failed or Cancelled) at `now`,
+    /// freeing what it held. Ending a job already ended is a no-op.
+    pub fn end(&mut self, id: JobId, state: JobState, now: f64) -> Result<()> {
+        if !state.is_final() {
+            return Err(Error::invalid(
+                format!("job {id}"),
+                format!("cannot end in state {state:?}"),
+            ));
+        }
+        let job = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        if job.state.is_final() {
+            return Ok(());
+        }
+        let key = self.key(id, job);
+        let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
+        self.pending.remove(&key);
+        for (i, c) in placement {
+            self.give(i, &per_task.times(u64::from(c)));
+        }
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.state = state;
+            j.finished = Some(now);
+            j.placement.clear();
+        }
+        Ok(())
+    }
+
+    /// Pending jobs.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A job's spec.
+    pub fn spec(&self, id: JobId) -> Result<&JobSpec> {
+        self.jobs
+            .get(&id)
+            .map(|j| &j.spec)
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// Every node's capacity and free resources.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.nodes
+            .iter()
+            .map(|n| NodeStatus {
+                spec: n.spec.clone(),
+                free: n.free.clone(),
+            })
+            .collect()
+    }
+
+    /// Free resources summed over nodes.
+    pub fn free_total(&self) -> Resources {
+        self.nodes
+            .iter()
+            .fold(Resources::zero(), |a, n| a.plus(&n.free))
+    }
+
+    /// Capacity summed over nodes.
+    pub fn capacity_total(&self) -> Resources {
+        self.nodes
+            .iter()
+            .fold(Resources::zero(), |a, n| a.plus(&n.spec.capacity))
+    }
+
+    /// A job's status, with the reason it waits computed from the current state.
+    pub fn status(&self, id: JobId) -> Result<JobStatus> {
+        let j = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        let reason = (j.state == JobState::Pending).then(|| self.reason(id, j));
+        Ok(JobStatus {
+            id,
+            name: j.spec.name.clone(),
+            state: j.state,
+            reason,
+            submitted: j.submitted,
+            started: j.started,
+            finished: j.finished,
+            placement: j
+                .placement
+                .iter()
+                .map(|(i, c)| (self.nodes[*i].spec.name.clone(), *c))
+                .collect(),
+        })
+    }
+
+    fn reason(&self, id: JobId, j: &Job) -> PendingReason {
+        let t = &j.spec.per_task;
+        let eligible: Vec<&NodeState> = self
+            .nodes
+            .iter()
+            .filter(|n| self.eligible(n, &j.spec))
+            .collect();
+        let placeable: u64 = eligible.iter().map(|n| max_tasks(t, &n.free)).sum();
+        if placeable == 0 {
+            // The first resource no eligible node has enough of; else the combination.
+            for (name, need) in t.dimensions() {
+                let largest = eligible
+                    .iter()
+                    .map(|n| {
+                        n.free
+                            .dimensions()
+                            .iter()
+                            .find(|d| d.0 == name)
+                            .map_or(0, |d| d.1)
+                    })
+                    .max()
+                    .unwrap_or(0);
+                if need > largest {
+                    return PendingReason::Insufficient {
+                        resource: name.to_string(),
+                        needed: need,
+                        largest_free: largest,
+                        gpu_model: j.spec.gpu_model.clone(),
+                    };
+                }
+            }
+            return PendingReason::Insufficient {
+                resource: "combination".into(),
+                needed: 0,
+                largest_free: 0,
+                gpu_model: j.spec.gpu_model.clone(),
+            };
+        }
+        if placeable < u64::from(j.spec.tasks) {
+            return PendingReason::GangNotFittable {
+                tasks: j.spec.tasks,
+                placeable: placeable.min(u64::from(u32::MAX)) as u32,
+            };
+        }
+        let key = self.key(id, j);
+        let ahead = self.pending.range(..key).count();
+        if ahead > 0 {
+            PendingReason::BehindJobs { ahead }
+        } else {
+            PendingReason::NotScheduledYet
+        }
+    }
+}
+
+/// How many tasks of `t` fit in `free`.
+fn max_tasks(t: &Resources, free: &Resources) -> u64 {
+    let fit = |need: u64, have: u64| have.checked_div(need).unwrap_or(u64::MAX);
+    let mut n = fit(t.cpu_milli, free.cpu_milli)
+        .min(fit(t.memory_mib, free.memory_mib))
+        .min(fit(t.gpu_milli, free.gpu_milli));
+    for (k, v) in &t.custom {
+        n = n.min(fit(*v, free.custom.get(k).copied().unwrap_or(0)));
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(nodes: usize, gpus: u64) -> Vec<NodeSpec> {
+        (0..nodes)
+            .map(|i| NodeSpec::new(format!("n{i}"), Resources::new(32, 256_000, gpus)))
+            .collect()
+    }
+
+    fn gpu_job(name: &str, tasks: u32, gpus: u64) -> JobSpec {
+        JobSpec::new(name, tasks, Resources::new(4, 16_000, gpus))
+    }
+
+    #[test]
+    fn best_fit_packs_and_gangs_are_all_or_nothing() {
+        let mut c = Core::new(cluster(2, 4), QueuePolicy::Fifo, Blocking::Skip).expect("core");
+        let a = c.submit(gpu_job("a", 1, 3), 0.0).expect("a");
+        let b = c.submit(gpu_job("b", 1, 1), 0.0).expect("b");
+        assert_eq!(c.schedule(0.0), vec![a, b]);
+        // Best fit put b beside a (the node with 1 GPU left), keeping n1 whole.
+        assert_eq!(
+            c.status(a).expect("s").placement,
+            c.status(b).expect("s").placement
+        );
+        // A gang of 2 × 3 GPUs cannot fit now (one node is full, the other has 4): none placed.
+        let g = c.submit(gpu_job("g", 2, 3), 0.0).expect("g");
+        assert!(c.schedule(0.0).is_empty());
+        assert_eq!(c.free_total().gpu_milli, 4000);
+        assert_eq!(
+            c.status(g).expect("s").reason,
+            Some(PendingReason::GangNotFittable {
+                tasks: 2,
+                placeable: 1
+            })
+        );
+        c.end(a, JobState::Completed, 5.0).expect("end");
+        c.end(b, JobState::Completed, 5.0).expect("end");
+        assert_eq!(c.schedule(5.0), vec![g]);
+        assert_eq!(c.status(g).expect("s").placement.len(), 2);
+    }
+
+    #[test]
+    fn never_fitting_jobs_are_rejected_with_the_reason() {
+        let mut c = Core::new(cluster(2, 4), QueuePolicy::Fifo, Blocking::Strict).expect("core");
+        let e = c
+            .submit(gpu_job("big", 1, 8), 0.0)
+            .expect_err("8 GPUs on 4-GPU nodes");
+        assert!(e.to_string().contains("no node can hold one task"), "{e}");
+        let e = c
+            .submit(gpu_job("wide", 3, 4), 0.0)
+            .expect_err("12 GPUs on 8");
+        assert!(e.to_string().contains("holds 2"), "{e}");
+        let e = c
+            .submit(gpu_job("a100", 1, 1).gpu_model("A100"), 0.0)
+            .expect_err("no A100");
+        assert!(e.to_string().contains("A100"), "{e}");
+        assert!(
+            c.submit(JobSpec::new("zero", 1, Resources::zero()), 0.0)
+                .is_err()
+        );
+        assert!(c.submit(gpu_job("none", 0, 1), 0.0).is_err());
+        assert!(
+            Core::new(
+                vec![NodeSpec::new("x", Resources::new(1, 1, 0)); 2],
+                QueuePolicy::Fifo,
+                Blocking::Skip
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn policies_and_blocking_order_the_queue() {
+        // One node with 4 GPUs, busy; then three jobs wait.
+        let mut c = Core::new(
+            cluster(1, 4),
+            QueuePolicy::ShortestJobFirst,
+            Blocking::Strict,
+        )
+        .expect("core");
+        let hog = c.submit(gpu_job("hog", 1, 4), 0.0).expect("hog");
+        c.schedule(0.0);
+        let long = c
+            .submit(gpu_job("long", 1, 2).estimate(100.0), 1.0)
+            .expect("l");
+        let short = c
+            .submit(gpu_job("short", 1, 2).estimate(10.0), 2.0)
+            .expect("s");
+        let wide = c
+            .submit(gpu_job("wide", 1, 4).estimate(5.0), 3.0)
+            .expect("w");
+        assert_eq!(
+            c.status(long).expect("s").reason,
+            Some(PendingReason::Insufficient {
+                resource: "gpu_milli".into(),
+                needed: 2000,
+                largest_free: 0,
+                gpu_model: None,
+            })
+        );
+        c.end(hog, JobState::Completed, 10.0).expect("end");
+        // SJF: wide (5 s) first; strict blocking then stops short and long behind nothing else.
+        assert_eq!(c.schedule(10.0), vec![wide]);
+        assert_eq!(
+            c.status(long).expect("s").reason,
+            Some(PendingReason::Insufficient {
+                resource: "gpu_milli".into(),
+                needed: 2000,
+                largest_free: 0,
+                gpu_model: None,
+            })
+        );
+        c.end(wide, JobState::Completed, 15.0).expect("end");
+        assert_eq!(c.schedule(15.0), vec![short, long]);
+
+        // Strict FIFO: a big job at the head blocks a small one behind it; Skip lets it pass.
+        for (blocking, want) in [(Blocking::Strict, 0), (Blocking::Skip, 1)] {
+            let mut c = Core::new(cluster(1, 4), QueuePolicy::Fifo, blocking).expect("core");
+            let a = c.submit(gpu_job("a", 1, 2), 0.0).expect("a");
+            c.schedule(0.0);
+            let big = c.submit(gpu_job("big", 1, 4), 1.0).expect("big");
+            let small = c.submit(gpu_job("small", 1, 1), 2.0).expect("small");
+            assert_eq!(c.schedule(2.0).len(), want, "{blocking:?}");
+            let _ = (a, big);
+            if blocking == Blocking::Strict {
+                assert_eq!(
+                    c.status(small).expect("s").reason,
+                    Some(PendingReason::BehindJobs { ahead: 1 })
+                );
+            }
+        }
+        // Priority.
+        let mut c =
+            Core::new(cluster(1, 1), QueuePolicy::Priority, Blocking::Strict).expect("core");
+        let lo = c.submit(gpu_job("lo", 1, 1).priority(1), 0.0).expect("lo");
+        let hi = c.submit(gpu_job("hi", 1, 1).priority(9), 1.0).expect("hi");
+        assert_eq!(c.schedule(1.0), vec![hi]);
+        c.end(lo, JobState::Cancelled, 2.0).expect("cancel pending");
+        assert_eq!(c.pending(), 0);
+        assert!(c.end(99, JobState::Completed, 0.0).is_err());
+    }
+}

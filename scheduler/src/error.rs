@@ -1,0 +1,48 @@
+//! The one error type of `aistd-scheduler`.
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `aistd-scheduler`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A parameter or request is invalid.
+    #[error("{what}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A trace or cluster file is malformed.
+    #[error("{file}, line {line}: {reason}")]
+    Trace {
+        /// The file (or `<input>`).
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A job can never run on this pool.
+    #[error("job {job} can never run: {reason}")]
+    NeverFits {
+        /// The job's name.
+        job: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such job.
+    #[error("no job {0}")]
+    NotFound(u64),
+}
+
+impl Error {
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}

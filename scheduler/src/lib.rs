@@ -1,0 +1,47 @@
+//! Compute management for AI jobs.
+//!
+//! - [`Resources`]: CPU millicores, memory, GPUs in thousandths (fractions pack), custom resources.
+//! - [`ResourcePool`]: where jobs run, with a `# Contract` and a conformance kit
+//!   ([`conformance`], feature `conformance`). [`SimulatedPool`] runs in virtual time.
+//! - [`core::Core`]: the scheduling core — FIFO, priority and shortest-job-first queues, strict or
+//!   skipping head-of-line blocking, best-fit placement indexed by free GPUs, all-or-nothing gangs,
+//!   machine-readable pending reasons, and rejection of jobs that can never fit.
+//! - [`drf`]: Dominant Resource Fairness; [`fairshare`]: Slurm's classic fair-share factor.
+//! - [`sim::simulate`]: discrete-event replay of a trace ([`trace`]: Tiresias' formats) with JCT,
+//!   waiting, makespan, utilization and fairness.
+//!
+//! ```
+//! use aistd_scheduler::{Blocking, JobSpec, JobState, NodeSpec, QueuePolicy, ResourcePool, Resources, SimulatedPool};
+//!
+//! let nodes = (0..2).map(|i| NodeSpec::new(format!("n{i}"), Resources::new(32, 128_000, 4))).collect();
+//! let pool = SimulatedPool::new("sim", nodes, QueuePolicy::Fifo, Blocking::Strict)?;
+//! let job = pool.submit(JobSpec::new("train", 2, Resources::new(8, 32_000, 4)).duration(3600.0))?;
+//! assert_eq!(pool.status(job)?.state, JobState::Running);   // a gang over both nodes
+//! pool.run_until_idle()?;
+//! assert_eq!(pool.status(job)?.finished, Some(3600.0));
+//! # Ok::<(), aistd_scheduler::Error>(())
+//! ```
+//!
+//! Not built yet (issue #5): the local and Slurm pools, LAS/DRF/fair-share queue policies and
+//! backfill in the core, preemption, elasticity, topology-aware gang packing, start-time
+//! estimates, monitoring and cost, the Alibaba trace format.
+
+pub mod core;
+pub mod drf;
+mod error;
+pub mod fairshare;
+mod model;
+mod pool;
+pub mod resources;
+pub mod sim;
+pub mod trace;
+
+#[cfg(any(feature = "conformance", test))]
+pub mod conformance;
+
+pub use crate::core::{Blocking, QueuePolicy};
+pub use error::{Error, Result};
+pub use model::{Event, JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus, PendingReason};
+pub use pool::ResourcePool;
+pub use resources::Resources;
+pub use sim::SimulatedPool;

@@ -1,0 +1,436 @@
+//! Virtual time: [`SimulatedPool`] (a [`ResourcePool`] whose clock you advance) and
+//! [`simulate`], a discrete-event replay of a trace with the metrics people compare schedulers by.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{Blocking, Core, QueuePolicy};
+use crate::error::{Error, Result};
+use crate::model::{Event, JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus};
+use crate::pool::ResourcePool;
+
+/// An f64 time ordered totally (times are finite and ≥ 0 here).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct T(f64);
+impl Eq for T {}
+impl PartialOrd for T {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for T {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+#[derive(Debug)]
+struct SimState {
+    core: Core,
+    now: f64,
+    /// (finish time, job) of running jobs with a known duration.
+    finishing: BinaryHeap<Reverse<(T, JobId)>>,
+    events: Vec<Event>,
+}
+
+impl SimState {
+    fn start_ready(&mut self) -> Result<()> {
+        for id in self.core.schedule(self.now) {
+            self.events.push(Event {
+                time: self.now,
+                job: id,
+                state: JobState::Running,
+            });
+            if let Some(d) = self.core.spec(id)?.duration {
+                self.finishing.push(Reverse((T(self.now + d), id)));
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, id: JobId, state: JobState) -> Result<()> {
+        let before = self.core.status(id)?.state;
+        self.core.end(id, state, self.now)?;
+        if !before.is_final() {
+            self.events.push(Event {
+                time: self.now,
+                job: id,
+                state,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A pool in virtual time: jobs with a `duration` complete when the clock passes their end.
+/// Deterministic: the same calls give the same events.
+#[derive(Debug)]
+pub struct SimulatedPool {
+    name: String,
+    state: Mutex<SimState>,
+}
+
+impl SimulatedPool {
+    /// A pool of `nodes`, scheduling by `policy`.
+    pub fn new(
+        name: &str,
+        nodes: Vec<NodeSpec>,
+        policy: QueuePolicy,
+        blocking: Blocking,
+    ) -> Result<Self> {
+        Ok(Self {
+            name: name.into(),
+            state: Mutex::new(SimState {
+                core: Core::new(nodes, policy, blocking)?,
+                now: 0.0,
+                finishing: BinaryHeap::new(),
+                events: Vec::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, SimState>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::invalid("simulated pool", "a thread panicked while holding it"))
+    }
+
+    /// The clock.
+    pub fn now(&self) -> Result<f64> {
+        Ok(self.lock()?.now)
+    }
+
+    /// Moves the clock to `to`, completing jobs on the way (and starting what then fits).
+    pub fn advance(&self, to: f64) -> Result<()> {
+        let mut s = self.lock()?;
+        if !(to.is_finite() && to >= s.now) {
+            return Err(Error::invalid(
+                "advance",
+                format!("{to} is before the clock ({})", s.now),
+            ));
+        }
+        while let Some(Reverse((T(t), id))) = s.finishing.peek().copied() {
+            if t > to {
+                break;
+            }
+            s.finishing.pop();
+            s.now = t;
+            if s.core.status(id)?.state == JobState::Running {
+                s.end(id, JobState::Completed)?;
+                s.start_ready()?;
+            }
+        }
+        s.now = to;
+        Ok(())
+    }
+
+    /// Advances until no job with a known duration is running; returns the clock.
+    pub fn run_until_idle(&self) -> Result<f64> {
+        loop {
+            let next = self.lock()?.finishing.peek().map(|Reverse((T(t), _))| *t);
+            match next {
+                Some(t) => self.advance(t)?,
+                None => return self.now(),
+            }
+        }
+    }
+}
+
+impl ResourcePool for SimulatedPool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeStatus>> {
+        Ok(self.lock()?.core.nodes())
+    }
+
+    fn submit(&self, job: JobSpec) -> Result<JobId> {
+        let mut s = self.lock()?;
+        let now = s.now;
+        let id = s.core.submit(job, now)?;
+        s.events.push(Event {
+            time: now,
+            job: id,
+            state: JobState::Pending,
+        });
+        s.start_ready()?;
+        Ok(id)
+    }
+
+    fn status(&self, id: JobId) -> Result<JobStatus> {
+        self.lock()?.core.status(id)
+    }
+
+    fn cancel(&self, id: JobId) -> Result<()> {
+        let mut s = self.lock()?;
+        s.end(id, JobState::Cancelled)?;
+        s.start_ready()
+    }
+
+    fn events(&self, since: usize) -> Result<Vec<Event>> {
+        Ok(self
+            .lock()?
+            .events
+            .get(since..)
+            .unwrap_or_default()
+            .to_vec())
+    }
+}
+
+/// A job of a trace: when it arrives and what it asks for (with its true `duration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TraceJob {
+    /// Arrival time, seconds.
+    pub submit: f64,
+    /// The job; `duration` must be set.
+    pub spec: JobSpec,
+}
+
+impl TraceJob {
+    /// A job arriving at `submit`.
+    pub fn new(submit: f64, spec: JobSpec) -> Self {
+        Self { submit, spec }
+    }
+}
+
+/// What a replay measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SimReport {
+    /// The policy.
+    pub policy: QueuePolicy,
+    /// The blocking rule.
+    pub blocking: Blocking,
+    /// Jobs in the trace.
+    pub jobs: usize,
+    /// Jobs completed.
+    pub completed: usize,
+    /// Mean job completion time (finish − submit), seconds.
+    pub avg_jct: f64,
+    /// Median JCT.
+    pub p50_jct: f64,
+    /// 99th-percentile JCT.
+    pub p99_jct: f64,
+    /// Mean queueing delay (start − submit).
+    pub avg_wait: f64,
+    /// Last finish − first submit.
+    pub makespan: f64,
+    /// GPU-seconds used / (GPUs × makespan).
+    pub gpu_utilization: f64,
+    /// Jain's index over tenants' mean slowdown (JCT / duration): 1 is perfectly even.
+    pub jain_fairness: f64,
+    /// Wall-clock time of the simulation, milliseconds.
+    pub wall_ms: f64,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Jain's fairness index of `x`: (Σx)² / (n·Σx²).
+pub fn jain(x: &[f64]) -> f64 {
+    let s: f64 = x.iter().sum();
+    let s2: f64 = x.iter().map(|v| v * v).sum();
+    if x.is_empty() || s2 == 0.0 {
+        1.0
+    } else {
+        s * s / (x.len() as f64 * s2)
+    }
+}
+
+enum Ev {
+    /// Completions sort before arrivals at the same time, so freed resources are seen.
+    Done(JobId),
+    Arrive(usize),
+}
+
+/// Replays `jobs` on `nodes` under `policy`: arrivals and completions in time order, one
+/// scheduling pass after all events of an instant. Deterministic. A job that can never fit is an
+/// error naming it.
+pub fn simulate(
+    nodes: Vec<NodeSpec>,
+    jobs: &[TraceJob],
+    policy: QueuePolicy,
+    blocking: Blocking,
+) -> Result<SimReport> {
+    let wall = Instant::now();
+    let mut core = Core::new(nodes, policy, blocking)?;
+    let total_gpu = core.capacity_total().gpu_milli as f64;
+    // (time, kind: 0 done / 1 arrive, seq) → event.
+    let mut heap: BinaryHeap<Reverse<(T, u8, u64)>> = BinaryHeap::new();
+    let mut evs: Vec<Ev> = Vec::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if j.spec.duration.is_none() {
+            return Err(Error::invalid(
+                format!("trace job {:?}", j.spec.name),
+                "has no duration",
+            ));
+        }
+        if !(j.submit.is_finite() && j.submit >= 0.0) {
+            return Err(Error::invalid(
+                format!("trace job {:?}", j.spec.name),
+                format!("submit time {} must be ≥ 0", j.submit),
+            ));
+        }
+        evs.push(Ev::Arrive(i));
+        heap.push(Reverse((T(j.submit), 1, evs.len() as u64 - 1)));
+    }
+    let mut ids: Vec<JobId> = vec![0; jobs.len()];
+    let mut by_id: std::collections::HashMap<JobId, usize> = std::collections::HashMap::new();
+    let mut start = vec![0.0f64; jobs.len()];
+    let mut finish = vec![f64::NAN; jobs.len()];
+    let mut gpu_seconds = 0.0;
+    while let Some(Reverse((T(now), _, _))) = heap.peek().copied() {
+        while let Some(Reverse((T(t), _, e))) = heap.peek().copied() {
+            if t != now {
+                break;
+            }
+            heap.pop();
+            match evs[e as usize] {
+                Ev::Arrive(i) => {
+                    let id = core.submit(jobs[i].spec.clone(), now)?;
+                    ids[i] = id;
+                    by_id.insert(id, i);
+                }
+                Ev::Done(id) => {
+                    core.end(id, JobState::Completed, now)?;
+                    if let Some(&i) = by_id.get(&id) {
+                        finish[i] = now;
+                    }
+                }
+            }
+        }
+        for id in core.schedule(now) {
+            let i = by_id[&id];
+            start[i] = now;
+            let spec = &jobs[i].spec;
+            let d = spec.duration.unwrap_or(0.0);
+            gpu_seconds += spec.total().gpu_milli as f64 * d;
+            evs.push(Ev::Done(id));
+            heap.push(Reverse((T(now + d), 0, evs.len() as u64 - 1)));
+        }
+    }
+    let done: Vec<usize> = (0..jobs.len()).filter(|i| !finish[*i].is_nan()).collect();
+    let mut jct: Vec<f64> = done.iter().map(|i| finish[*i] - jobs[*i].submit).collect();
+    let avg_wait = done
+        .iter()
+        .map(|i| start[*i] - jobs[*i].submit)
+        .sum::<f64>()
+        / done.len().max(1) as f64;
+    let first = jobs.iter().map(|j| j.submit).fold(f64::INFINITY, f64::min);
+    let last = done.iter().map(|i| finish[*i]).fold(0.0, f64::max);
+    let makespan = if done.is_empty() { 0.0 } else { last - first };
+    let mut tenants: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    for i in &done {
+        let d = jobs[*i].spec.duration.unwrap_or(0.0).max(1e-9);
+        let e = tenants.entry(jobs[*i].spec.tenant.as_str()).or_default();
+        e.0 += (finish[*i] - jobs[*i].submit) / d;
+        e.1 += 1;
+    }
+    let slowdowns: Vec<f64> = tenants.values().map(|(s, n)| s / *n as f64).collect();
+    let avg_jct = jct.iter().sum::<f64>() / jct.len().max(1) as f64;
+    jct.sort_by(f64::total_cmp);
+    Ok(SimReport {
+        policy,
+        blocking,
+        jobs: jobs.len(),
+        completed: done.len(),
+        avg_jct,
+        p50_jct: percentile(&jct, 50.0),
+        p99_jct: percentile(&jct, 99.0),
+        avg_wait,
+        makespan,
+        gpu_utilization: if makespan > 0.0 && total_gpu > 0.0 {
+            gpu_seconds / (total_gpu * makespan)
+        } else {
+            0.0
+        },
+        jain_fairness: jain(&slowdowns),
+        wall_ms: wall.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Resources;
+
+    fn nodes(n: usize, gpus: u64) -> Vec<NodeSpec> {
+        (0..n)
+            .map(|i| NodeSpec::new(format!("n{i}"), Resources::new(32, 64_000, gpus)))
+            .collect()
+    }
+
+    #[test]
+    fn pool_runs_jobs_in_virtual_time() {
+        let p = SimulatedPool::new("sim", nodes(1, 2), QueuePolicy::Fifo, Blocking::Strict)
+            .expect("pool");
+        let a = p
+            .submit(JobSpec::new("a", 1, Resources::new(1, 1000, 2)).duration(10.0))
+            .expect("a");
+        let b = p
+            .submit(JobSpec::new("b", 1, Resources::new(1, 1000, 1)).duration(5.0))
+            .expect("b");
+        assert_eq!(p.status(a).expect("s").state, JobState::Running);
+        assert_eq!(p.status(b).expect("s").state, JobState::Pending);
+        p.advance(10.0).expect("advance");
+        assert_eq!(p.status(a).expect("s").state, JobState::Completed);
+        assert_eq!(p.status(b).expect("s").started, Some(10.0));
+        assert_eq!(p.run_until_idle().expect("idle"), 15.0);
+        let ev = p.events(0).expect("events");
+        assert_eq!(ev.len(), 6);
+        assert!(ev.windows(2).all(|w| w[0].time <= w[1].time));
+        assert!(p.advance(1.0).is_err());
+    }
+
+    #[test]
+    fn simulation_metrics_on_a_hand_checked_trace() {
+        // One 1-GPU node; jobs of 10 s and 1 s arrive at 0: FIFO JCTs 10 and 11, SJF 1 and 11.
+        let jobs = vec![
+            TraceJob::new(
+                0.0,
+                JobSpec::new("long", 1, Resources::new(1, 100, 1))
+                    .duration(10.0)
+                    .estimate(10.0),
+            ),
+            TraceJob::new(
+                0.0,
+                JobSpec::new("short", 1, Resources::new(1, 100, 1))
+                    .duration(1.0)
+                    .estimate(1.0),
+            ),
+        ];
+        let fifo = simulate(nodes(1, 1), &jobs, QueuePolicy::Fifo, Blocking::Strict).expect("fifo");
+        let sjf = simulate(
+            nodes(1, 1),
+            &jobs,
+            QueuePolicy::ShortestJobFirst,
+            Blocking::Strict,
+        )
+        .expect("sjf");
+        assert_eq!((fifo.avg_jct, sjf.avg_jct), (10.5, 6.0));
+        assert_eq!((fifo.makespan, fifo.completed), (11.0, 2));
+        assert!((fifo.gpu_utilization - 1.0).abs() < 1e-12);
+        assert_eq!(fifo.p99_jct, 11.0);
+        assert!((jain(&[1.0, 1.0]) - 1.0).abs() < 1e-12 && (jain(&[1.0, 0.0]) - 0.5).abs() < 1e-12);
+        let too_big = vec![TraceJob::new(
+            0.0,
+            JobSpec::new("x", 1, Resources::new(1, 1, 4)).duration(1.0),
+        )];
+        assert!(matches!(
+            simulate(nodes(1, 1), &too_big, QueuePolicy::Fifo, Blocking::Strict),
+            Err(Error::NeverFits { .. })
+        ));
+    }
+}
