@@ -19,6 +19,11 @@ pub enum QueuePolicy {
     Priority,
     /// Shortest run-time estimate first (jobs without one last), then first come.
     ShortestJobFirst,
+    /// Least attained service first (Tiresias' discretized 2D-LAS): jobs are ranked by the
+    /// queue their attained GPU-seconds fall in (the core's LAS thresholds), then first come.
+    /// Meant to be used with preemption: the driver adds service and preempts (see
+    /// [`crate::sim::simulate`]).
+    LeastAttainedService,
 }
 
 /// What happens when the job at the head of the order does not fit.
@@ -49,6 +54,8 @@ struct Job {
     finished: Option<f64>,
     /// (node index, tasks) while running.
     placement: Vec<(usize, u32)>,
+    /// GPU-seconds (thousandths of a GPU × seconds / 1000) received so far.
+    attained: f64,
 }
 
 /// The queue key: smaller runs first.
@@ -65,6 +72,8 @@ pub struct Core {
     policy: QueuePolicy,
     blocking: Blocking,
     next: JobId,
+    /// Attained-service boundaries (GPU-seconds) between LAS queues, increasing.
+    las_thresholds: Vec<f64>,
 }
 
 impl Core {
@@ -94,12 +103,45 @@ impl Core {
             policy,
             blocking,
             next: 1,
+            las_thresholds: Vec::new(),
         })
+    }
+
+    /// Sets the LAS queue boundaries in GPU-seconds (increasing; empty: one queue, i.e. FIFO
+    /// among all jobs that have the same service level 0… and ranking by exact service).
+    pub fn with_las_thresholds(mut self, thresholds: Vec<f64>) -> Result<Self> {
+        if thresholds.windows(2).any(|w| w[0] >= w[1])
+            || thresholds.iter().any(|t| !(t.is_finite() && *t > 0.0))
+        {
+            return Err(Error::invalid(
+                "LAS thresholds",
+                format!("{thresholds:?} must be positive and increasing"),
+            ));
+        }
+        self.las_thresholds = thresholds;
+        Ok(self)
+    }
+
+    /// The LAS queue of a job with `attained` GPU-seconds (0 is the highest priority).
+    fn las_level(&self, attained: f64) -> i64 {
+        if self.las_thresholds.is_empty() {
+            // No queues: rank by service itself (milli-GPU-seconds).
+            return (attained * 1000.0).round() as i64;
+        }
+        self.las_thresholds
+            .iter()
+            .take_while(|t| attained >= **t)
+            .count() as i64
     }
 
     /// The queue policy.
     pub fn policy(&self) -> QueuePolicy {
         self.policy
+    }
+
+    /// The blocking rule.
+    pub fn blocking(&self) -> Blocking {
+        self.blocking
     }
 
     fn key(&self, id: JobId, j: &Job) -> Key {
@@ -110,6 +152,7 @@ impl Core {
                 .spec
                 .runtime_estimate
                 .map_or(i64::MAX, |e| (e * 1000.0).round() as i64),
+            QueuePolicy::LeastAttainedService => self.las_level(j.attained),
         };
         (primary, j.seq, id)
     }
@@ -186,6 +229,7 @@ impl Core {
             started: None,
             finished: None,
             placement: Vec::new(),
+            attained: 0.0,
         };
         self.pending.insert(self.key(id, &job));
         self.jobs.insert(id, job);
@@ -312,6 +356,91 @@ impl Core {
             j.placement.clear();
         }
         Ok(())
+    }
+
+    /// Puts a running job back in the queue, freeing what it held (its attained service stays).
+    pub fn preempt(&mut self, id: JobId) -> Result<()> {
+        let job = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        if job.state != JobState::Running {
+            return Err(Error::invalid(
+                format!("job {id}"),
+                format!("is {:?}, not running", job.state),
+            ));
+        }
+        let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
+        for (i, c) in placement {
+            self.give(i, &per_task.times(u64::from(c)));
+        }
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.state = JobState::Pending;
+            j.placement.clear();
+        }
+        let key = self.key(id, &self.jobs[&id]);
+        self.pending.insert(key);
+        Ok(())
+    }
+
+    /// Adds `gpu_seconds` of attained service to a job (re-ranking it if it waits).
+    pub fn add_service(&mut self, id: JobId, gpu_seconds: f64) -> Result<()> {
+        let job = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        let pending = job.state == JobState::Pending;
+        if pending {
+            let key = self.key(id, job);
+            self.pending.remove(&key);
+        }
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.attained += gpu_seconds;
+        }
+        if pending {
+            let key = self.key(id, &self.jobs[&id]);
+            self.pending.insert(key);
+        }
+        Ok(())
+    }
+
+    /// A job's attained service, GPU-seconds.
+    pub fn attained(&self, id: JobId) -> Result<f64> {
+        self.jobs
+            .get(&id)
+            .map(|j| j.attained)
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// The LAS queue a job is in now.
+    pub fn las_queue(&self, id: JobId) -> Result<i64> {
+        self.jobs
+            .get(&id)
+            .map(|j| self.las_level(j.attained))
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// The LAS boundaries.
+    pub fn las_thresholds(&self) -> &[f64] {
+        &self.las_thresholds
+    }
+
+    /// Running jobs, in no particular order.
+    pub fn running(&self) -> Vec<JobId> {
+        let mut r: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running)
+            .map(|(id, _)| *id)
+            .collect();
+        r.sort_unstable();
+        r
+    }
+
+    /// The queue's first key among pending jobs, as (rank, arrival).
+    pub fn best_pending_rank(&self) -> Option<(i64, u64)> {
+        self.pending.iter().next().map(|k| (k.0, k.1))
+    }
+
+    /// A job's rank under the policy, as (rank, arrival): smaller runs first.
+    pub fn rank(&self, id: JobId) -> Result<(i64, u64)> {
+        let j = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        let k = self.key(id, j);
+        Ok((k.0, k.1))
     }
 
     /// Pending jobs.

@@ -3,7 +3,7 @@
 //! - [`Resources`]: CPU millicores, memory, GPUs in thousandths (fractions pack), custom resources.
 //! - [`ResourcePool`]: where jobs run, with a `# Contract` and a conformance kit
 //!   ([`conformance`], feature `conformance`). [`SimulatedPool`] runs in virtual time.
-//! - [`core::Core`]: the scheduling core — FIFO, priority and shortest-job-first queues, strict or
+//! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first and 2D-LAS queues, strict or
 //!   skipping head-of-line blocking, best-fit placement indexed by free GPUs, all-or-nothing gangs,
 //!   machine-readable pending reasons, and rejection of jobs that can never fit.
 //! - [`drf`]: Dominant Resource Fairness; [`fairshare`]: Slurm's classic fair-share factor.
@@ -22,9 +22,9 @@
 //! # Ok::<(), aistd_scheduler::Error>(())
 //! ```
 //!
-//! Not built yet (issue #5): the local and Slurm pools, LAS/DRF/fair-share queue policies and
-//! backfill in the core, preemption, elasticity, topology-aware gang packing, start-time
-//! estimates, monitoring and cost, the Alibaba trace format.
+//! Not built yet (issue #5): the local and Slurm pools, DRF/fair-share queue policies and
+//! backfill in the core, preemption outside the LAS replay, elasticity, topology-aware gang
+//! packing, start-time estimates, monitoring and cost, the Alibaba trace format.
 
 pub mod core;
 pub mod drf;

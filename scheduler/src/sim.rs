@@ -225,6 +225,8 @@ pub struct SimReport {
     pub gpu_utilization: f64,
     /// Jain's index over tenants' mean slowdown (JCT / duration): 1 is perfectly even.
     pub jain_fairness: f64,
+    /// Times a running job was put back in the queue.
+    pub preemptions: u64,
     /// Wall-clock time of the simulation, milliseconds.
     pub wall_ms: f64,
 }
@@ -250,9 +252,12 @@ pub fn jain(x: &[f64]) -> f64 {
 }
 
 enum Ev {
-    /// Completions sort before arrivals at the same time, so freed resources are seen.
-    Done(JobId),
+    /// Completions sort before arrivals at the same time, so freed resources are seen; the
+    /// version tells a completion from one made stale by a preemption.
+    Done(JobId, u64),
     Arrive(usize),
+    /// A moment to re-rank (a running job crosses a LAS threshold).
+    Tick,
 }
 
 /// Replays `jobs` on `nodes` under `policy`: arrivals and completions in time order, one
@@ -264,9 +269,28 @@ pub fn simulate(
     policy: QueuePolicy,
     blocking: Blocking,
 ) -> Result<SimReport> {
+    let core = Core::new(nodes, policy, blocking)?;
+    let core = if policy == QueuePolicy::LeastAttainedService {
+        core.with_las_thresholds(DEFAULT_LAS_THRESHOLDS.to_vec())?
+    } else {
+        core
+    };
+    replay(core, jobs)
+}
+
+/// Tiresias' default 2D-LAS queue boundaries (`queue_limit` of its simulator, three queues), in
+/// GPU-seconds as its `dlas-gpu` scheduler counts them.
+pub const DEFAULT_LAS_THRESHOLDS: &[f64] = &[3250.0, 7200.0];
+
+/// Replays `jobs` on a configured core (LAS thresholds, say). Under
+/// [`QueuePolicy::LeastAttainedService`] the replay is preemptive: at every event, and whenever
+/// a running job crosses a LAS threshold while others wait, running jobs are ranked afresh with
+/// the waiting ones and those that lose their place are preempted (free of cost, keeping their
+/// attained service and remaining time), as Tiresias' simulator does.
+pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
     let wall = Instant::now();
-    let mut core = Core::new(nodes, policy, blocking)?;
-    let total_gpu = core.capacity_total().gpu_milli as f64;
+    let (policy, blocking) = (core.policy(), core.blocking());
+    let total_gpu = core.capacity_total().gpu_milli as f64 / 1000.0;
     // (time, kind: 0 done / 1 arrive, seq) → event.
     let mut heap: BinaryHeap<Reverse<(T, u8, u64)>> = BinaryHeap::new();
     let mut evs: Vec<Ev> = Vec::new();
@@ -286,11 +310,19 @@ pub fn simulate(
         evs.push(Ev::Arrive(i));
         heap.push(Reverse((T(j.submit), 1, evs.len() as u64 - 1)));
     }
-    let mut ids: Vec<JobId> = vec![0; jobs.len()];
     let mut by_id: std::collections::HashMap<JobId, usize> = std::collections::HashMap::new();
-    let mut start = vec![0.0f64; jobs.len()];
+    let mut start = vec![f64::NAN; jobs.len()];
     let mut finish = vec![f64::NAN; jobs.len()];
+    let mut remaining: Vec<f64> = jobs
+        .iter()
+        .map(|j| j.spec.duration.unwrap_or(0.0))
+        .collect();
+    // The start of the current run segment, and a version that invalidates stale completions.
+    let mut segment: Vec<Option<f64>> = vec![None; jobs.len()];
+    let mut version: Vec<u64> = vec![0; jobs.len()];
     let mut gpu_seconds = 0.0;
+    let mut preemptions = 0u64;
+    let preemptive = policy == QueuePolicy::LeastAttainedService;
     while let Some(Reverse((T(now), _, _))) = heap.peek().copied() {
         while let Some(Reverse((T(t), _, e))) = heap.peek().copied() {
             if t != now {
@@ -300,25 +332,76 @@ pub fn simulate(
             match evs[e as usize] {
                 Ev::Arrive(i) => {
                     let id = core.submit(jobs[i].spec.clone(), now)?;
-                    ids[i] = id;
                     by_id.insert(id, i);
                 }
-                Ev::Done(id) => {
-                    core.end(id, JobState::Completed, now)?;
-                    if let Some(&i) = by_id.get(&id) {
+                Ev::Done(id, v) => {
+                    let i = by_id[&id];
+                    if v == version[i] && segment[i].is_some() {
+                        let ran = now - segment[i].unwrap_or(now);
+                        gpu_seconds += jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran;
+                        core.add_service(id, jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran)?;
+                        segment[i] = None;
+                        remaining[i] = 0.0;
+                        core.end(id, JobState::Completed, now)?;
                         finish[i] = now;
                     }
                 }
+                Ev::Tick => {}
             }
         }
-        for id in core.schedule(now) {
+        let mut was_running = Vec::new();
+        if preemptive && core.pending() > 0 {
+            // Account the service of every running job, then rank everything afresh: put all
+            // running jobs back and let one pass choose (Tiresias' priority walk).
+            for id in core.running() {
+                let i = by_id[&id];
+                let ran = now - segment[i].unwrap_or(now);
+                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0;
+                gpu_seconds += g * ran;
+                core.add_service(id, g * ran)?;
+                remaining[i] -= ran;
+                segment[i] = None;
+                version[i] += 1;
+                core.preempt(id)?;
+                was_running.push(id);
+            }
+        }
+        let started = core.schedule(now);
+        preemptions += was_running
+            .iter()
+            .filter(|id| !started.contains(id))
+            .count() as u64;
+        for id in started {
             let i = by_id[&id];
-            start[i] = now;
-            let spec = &jobs[i].spec;
-            let d = spec.duration.unwrap_or(0.0);
-            gpu_seconds += spec.total().gpu_milli as f64 * d;
-            evs.push(Ev::Done(id));
-            heap.push(Reverse((T(now + d), 0, evs.len() as u64 - 1)));
+            if start[i].is_nan() {
+                start[i] = now;
+            }
+            segment[i] = Some(now);
+            version[i] += 1;
+            evs.push(Ev::Done(id, version[i]));
+            heap.push(Reverse((
+                T(now + remaining[i].max(0.0)),
+                0,
+                evs.len() as u64 - 1,
+            )));
+        }
+        if preemptive && core.pending() > 0 {
+            // Re-rank when the next running job crosses into a lower-priority queue.
+            let next = core
+                .running()
+                .iter()
+                .filter_map(|id| {
+                    let i = by_id[id];
+                    let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0;
+                    let a = core.attained(*id).ok()?;
+                    let t = core.las_thresholds().iter().find(|t| **t > a)?;
+                    (g > 0.0).then(|| now + (t - a) / g)
+                })
+                .fold(f64::INFINITY, f64::min);
+            if next.is_finite() && next > now {
+                evs.push(Ev::Tick);
+                heap.push(Reverse((T(next), 2, evs.len() as u64 - 1)));
+            }
         }
     }
     let done: Vec<usize> = (0..jobs.len()).filter(|i| !finish[*i].is_nan()).collect();
@@ -357,6 +440,7 @@ pub fn simulate(
             0.0
         },
         jain_fairness: jain(&slowdowns),
+        preemptions,
         wall_ms: wall.elapsed().as_secs_f64() * 1000.0,
     })
 }
@@ -424,6 +508,32 @@ mod tests {
         assert!((fifo.gpu_utilization - 1.0).abs() < 1e-12);
         assert_eq!(fifo.p99_jct, 11.0);
         assert!((jain(&[1.0, 1.0]) - 1.0).abs() < 1e-12 && (jain(&[1.0, 0.0]) - 0.5).abs() < 1e-12);
+        // LAS: a 10,000 s job runs alone until it has 3,250 GPU-s, then a 100 s job that arrived
+        // at 10 s preempts it (FIFO: JCTs 10,000 and 10,090; LAS: 3,340 and 10,100).
+        let pair = vec![
+            TraceJob::new(
+                0.0,
+                JobSpec::new("long", 1, Resources::new(1, 100, 1)).duration(10_000.0),
+            ),
+            TraceJob::new(
+                10.0,
+                JobSpec::new("short", 1, Resources::new(1, 100, 1)).duration(100.0),
+            ),
+        ];
+        let fifo = simulate(nodes(1, 1), &pair, QueuePolicy::Fifo, Blocking::Strict).expect("fifo");
+        let las = simulate(
+            nodes(1, 1),
+            &pair,
+            QueuePolicy::LeastAttainedService,
+            Blocking::Skip,
+        )
+        .expect("las");
+        assert_eq!(fifo.avg_jct, 10_045.0);
+        assert_eq!(
+            (las.avg_jct, las.preemptions, las.makespan),
+            (6_720.0, 1, 10_100.0)
+        );
+        assert!((las.gpu_utilization - 1.0).abs() < 1e-12);
         let too_big = vec![TraceJob::new(
             0.0,
             JobSpec::new("x", 1, Resources::new(1, 1, 4)).duration(1.0),

@@ -41,7 +41,7 @@ pub(crate) enum SchedCommand {
         /// Cluster spec (Tiresias: num_switch,num_node_p_switch,num_gpu_p_node,num_cpu_p_node,mem_p_node).
         #[arg(long)]
         cluster: PathBuf,
-        /// `fifo`, `priority` or `sjf`.
+        /// `fifo`, `priority`, `sjf` or `las` (Tiresias' 2D-LAS, preemptive).
         #[arg(long, default_value = "fifo")]
         policy: String,
         /// Let later jobs start when the head of the queue does not fit (else strict order).
