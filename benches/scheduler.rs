@@ -1,7 +1,8 @@
 //! Scheduling: placement decisions per second on a large cluster, and trace replay cost.
 
 use aistd::scheduler::core::Core;
-use aistd::scheduler::sim::{TraceJob, simulate};
+use aistd::scheduler::sim::simulate;
+use aistd::scheduler::trace::{Synthetic, synthetic};
 use aistd::scheduler::{Blocking, JobSpec, NodeSpec, QueuePolicy, Resources};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -39,22 +40,15 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    // Replays of a synthetic trace (Poisson arrivals, 1/2/4/8-GPU jobs) at 1x, 10x scale.
+    // Replays of the synthetic workload (Poisson arrivals, log-normal durations, 1–8 GPUs) at 1×,
+    // 10× and 100× scale, the arrival rate scaled with the cluster.
     let mut g = c.benchmark_group("simulate");
     g.sample_size(10);
-    for (nodes, jobs) in [(120, 800), (1200, 8000)] {
-        let trace: Vec<TraceJob> = (0..jobs)
-            .map(|i| {
-                let gpus = [1u64, 1, 2, 4, 8][i % 5];
-                let dur = 60.0 + ((i * 7919) % 3600) as f64;
-                TraceJob::new(
-                    i as f64 * 3.0,
-                    JobSpec::new(format!("j{i}"), 1, Resources::new(8, 64_000, gpus))
-                        .duration(dur)
-                        .estimate(dur),
-                )
-            })
-            .collect();
+    for (nodes, jobs) in [(120, 800), (1200, 8000), (12_000, 80_000)] {
+        let mut p = Synthetic::default();
+        p.jobs = jobs;
+        p.mean_interarrival = 12.0 * 120.0 / nodes as f64;
+        let trace = synthetic(&p).expect("trace");
         g.bench_function(format!("{nodes}_nodes_{jobs}_jobs_fifo"), |b| {
             b.iter(|| {
                 simulate(cluster(nodes), &trace, QueuePolicy::Fifo, Blocking::Strict)

@@ -100,7 +100,76 @@ fn simulate_replays_a_trace_and_names_bad_lines() {
         "--cluster",
         &cluster,
         "--policy",
-        "las",
+        "drf",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}
+
+#[test]
+fn generate_simulate_generic_and_bench() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let trace = tmp.path().join("syn.csv");
+    let t = trace.to_str().expect("utf-8");
+    let out = aistd(&[
+        "sched",
+        "generate",
+        "--jobs",
+        "300",
+        "--interarrival",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        t,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |policy: &str| {
+        let out = aistd(&[
+            "sched",
+            "simulate",
+            "--trace",
+            t,
+            "--trace-format",
+            "generic",
+            "--nodes",
+            "4",
+            "--policy",
+            policy,
+            "--skip",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let (fifo, sjf) = (run("fifo"), run("sjf"));
+    assert_eq!(
+        (fifo["completed"].as_u64(), sjf["completed"].as_u64()),
+        (Some(300), Some(300))
+    );
+    // On 4 nodes the queue builds up, and shortest-first shortens the mean JCT.
+    assert!(fifo["avg_wait"].as_f64().expect("wait") > 0.0, "{fifo}");
+    assert!(
+        sjf["avg_jct"].as_f64() < fifo["avg_jct"].as_f64(),
+        "{sjf} vs {fifo}"
+    );
+    let out = aistd(&["sched", "bench", "--nodes", "50", "--jobs", "500", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["placed"], 400);
+    let out = aistd(&[
+        "sched",
+        "simulate",
+        "--trace",
+        t,
+        "--trace-format",
+        "generic",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster and --nodes"));
 }

@@ -211,3 +211,268 @@ mod tests {
         assert!(tiresias_cluster("c.csv", "num_switch,num_node_p_switch\n1,2\n").is_err());
     }
 }
+
+/// The generic trace format (CSV with a header; columns in any order):
+/// `name,submit,tasks,cpu,mem_mib,gpu,duration` required, `tenant,priority,estimate,gpu_model`
+/// optional. `cpu` and `gpu` are per task and may be fractional; times are seconds.
+pub fn generic_jobs(file: &str, text: &str) -> Result<Vec<TraceJob>> {
+    let (h, data) = rows(
+        file,
+        text,
+        &[
+            "name", "submit", "tasks", "cpu", "mem_mib", "gpu", "duration",
+        ],
+    )?;
+    let opt = |row: &[&str], name: &str| -> Option<String> {
+        h.iter()
+            .position(|c| *c == name)
+            .and_then(|i| row.get(i))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string())
+    };
+    let mut out = Vec::with_capacity(data.len());
+    for (line, row) in data {
+        let name: String = field(file, line, &h, &row, "name")?;
+        let submit: f64 = field(file, line, &h, &row, "submit")?;
+        let tasks: u32 = field(file, line, &h, &row, "tasks")?;
+        let cpu: f64 = field(file, line, &h, &row, "cpu")?;
+        let mem: u64 = field(file, line, &h, &row, "mem_mib")?;
+        let gpu: f64 = field(file, line, &h, &row, "gpu")?;
+        let duration: f64 = field(file, line, &h, &row, "duration")?;
+        for (what, v) in [
+            ("submit", submit),
+            ("cpu", cpu),
+            ("gpu", gpu),
+            ("duration", duration),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(
+                    file,
+                    line,
+                    format!("`{what}` = {v} must be a finite number ≥ 0"),
+                ));
+            }
+        }
+        if tasks == 0 {
+            return Err(err(file, line, "`tasks` must be ≥ 1"));
+        }
+        let per_task = Resources {
+            cpu_milli: (cpu * 1000.0).round() as u64,
+            memory_mib: mem,
+            gpu_milli: (gpu * 1000.0).round() as u64,
+            ..Resources::zero()
+        };
+        let mut spec =
+            JobSpec::new(format!("{file}:{line}:{name}"), tasks, per_task).duration(duration);
+        if let Some(t) = opt(&row, "tenant") {
+            spec.tenant = t;
+        }
+        if let Some(p) = opt(&row, "priority") {
+            spec.priority = p
+                .parse()
+                .map_err(|_| err(file, line, format!("`priority` = {p:?} is not an integer")))?;
+        }
+        if let Some(e) = opt(&row, "estimate") {
+            spec.runtime_estimate = Some(
+                e.parse()
+                    .map_err(|_| err(file, line, format!("`estimate` = {e:?} is not a number")))?,
+            );
+        }
+        spec.gpu_model = opt(&row, "gpu_model");
+        out.push(TraceJob::new(submit, spec));
+    }
+    Ok(out)
+}
+
+/// Parameters of [`synthetic`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Synthetic {
+    /// Jobs to generate.
+    pub jobs: usize,
+    /// Mean seconds between arrivals (Poisson arrivals).
+    pub mean_interarrival: f64,
+    /// Median run time in seconds (log-normal, σ = 1).
+    pub median_duration: f64,
+    /// GPUs per job and their weights, e.g. 1, 2, 4, 8 GPUs.
+    pub gpu_mix: Vec<(u64, u32)>,
+    /// GPUs per node: wider jobs become gangs of whole nodes.
+    pub gpus_per_node: u64,
+    /// Tenants the jobs are spread over.
+    pub tenants: usize,
+    /// Seed: the same seed gives the same trace.
+    pub seed: u64,
+}
+
+impl Default for Synthetic {
+    fn default() -> Self {
+        Self {
+            jobs: 1000,
+            mean_interarrival: 30.0,
+            median_duration: 600.0,
+            gpu_mix: vec![(1, 60), (2, 15), (4, 15), (8, 10)],
+            gpus_per_node: 8,
+            tenants: 4,
+            seed: 1,
+        }
+    }
+}
+
+/// A synthetic workload (splitmix64 stream; no dependency): exponential inter-arrival times,
+/// log-normal durations, GPU counts from `gpu_mix`, 8 CPUs and 64 GiB per GPU.
+pub fn synthetic(p: &Synthetic) -> Result<Vec<TraceJob>> {
+    if p.gpu_mix.is_empty()
+        || p.gpu_mix.iter().all(|(_, w)| *w == 0)
+        || p.gpus_per_node == 0
+        || p.tenants == 0
+    {
+        return Err(Error::invalid(
+            "synthetic workload",
+            "needs a GPU mix with weight, GPUs per node and tenants",
+        ));
+    }
+    let mut state = p.seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let total: u32 = p.gpu_mix.iter().map(|(_, w)| w).sum();
+    let mut t = 0.0;
+    let mut out = Vec::with_capacity(p.jobs);
+    for i in 0..p.jobs {
+        t += -p.mean_interarrival * (1.0 - next()).ln();
+        let z = (-2.0 * (1.0 - next()).ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos();
+        let duration = (p.median_duration * z.exp()).round().max(1.0);
+        let mut pick = (next() * f64::from(total)) as u32;
+        let gpus = p
+            .gpu_mix
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map_or(1, |(g, _)| *g);
+        let (tasks, per) = if gpus <= p.gpus_per_node {
+            (1, gpus)
+        } else {
+            (gpus.div_ceil(p.gpus_per_node), p.gpus_per_node)
+        };
+        let spec = JobSpec::new(
+            format!("synthetic-{i}"),
+            tasks as u32,
+            Resources::new(8 * per, 65_536 * per, per),
+        )
+        .tenant(format!("tenant-{}", i % p.tenants))
+        .duration(duration)
+        .estimate(duration);
+        out.push(TraceJob::new(t.round(), spec));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod generic_tests {
+    use super::*;
+
+    #[test]
+    fn generic_format_and_synthetic_workloads() {
+        let text = "name,submit,tasks,cpu,mem_mib,gpu,duration,tenant,priority,estimate,gpu_model\n\
+                    a,0,2,4,16384,1,600,ml,5,500,A100\n\
+                    b,10,1,0.5,1024,0.25,60,,,,\n";
+        let jobs = generic_jobs("g.csv", text).expect("parse");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (
+                jobs[0].spec.tasks,
+                jobs[0].spec.priority,
+                jobs[0].spec.gpu_model.as_deref()
+            ),
+            (2, 5, Some("A100"))
+        );
+        assert_eq!(
+            (
+                jobs[1].spec.per_task.cpu_milli,
+                jobs[1].spec.per_task.gpu_milli
+            ),
+            (500, 250)
+        );
+        assert_eq!(jobs[1].spec.tenant, "default");
+        let e = generic_jobs(
+            "g.csv",
+            "name,submit,tasks,cpu,mem_mib,gpu,duration\nx,0,0,1,1,0,1\n",
+        )
+        .expect_err("0 tasks");
+        assert!(e.to_string().contains("g.csv, line 2"), "{e}");
+        let e =
+            generic_jobs("g.csv", "name,submit,tasks,cpu,mem_mib,gpu\n").expect_err("no duration");
+        assert!(e.to_string().contains("duration"), "{e}");
+
+        let p = Synthetic {
+            jobs: 2000,
+            ..Synthetic::default()
+        };
+        let a = synthetic(&p).expect("gen");
+        assert_eq!(a, synthetic(&p).expect("gen"), "deterministic for a seed");
+        assert_ne!(
+            a,
+            synthetic(&Synthetic {
+                seed: 2,
+                ..p.clone()
+            })
+            .expect("gen")
+        );
+        let mean_gap = a.last().map_or(0.0, |j| j.submit) / 2000.0;
+        assert!((mean_gap - 30.0).abs() < 3.0, "{mean_gap}");
+        let mut d: Vec<f64> = a.iter().map(|j| j.spec.duration.unwrap_or(0.0)).collect();
+        d.sort_by(f64::total_cmp);
+        assert!((d[1000] / 600.0 - 1.0).abs() < 0.15, "median {}", d[1000]);
+        let ones = a
+            .iter()
+            .filter(|j| j.spec.total().gpu_milli == 1000)
+            .count() as f64
+            / 2000.0;
+        assert!((ones - 0.6).abs() < 0.05, "{ones}");
+        assert!(
+            synthetic(&Synthetic {
+                gpu_mix: vec![],
+                ..Synthetic::default()
+            })
+            .is_err()
+        );
+    }
+}
+
+/// Writes jobs in the generic format (what [`generic_jobs`] reads).
+pub fn write_generic(jobs: &[TraceJob]) -> String {
+    let mut s = String::from(
+        "name,submit,tasks,cpu,mem_mib,gpu,duration,tenant,priority,estimate,gpu_model\n",
+    );
+    for j in jobs {
+        let t = &j.spec.per_task;
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            j.spec.name.replace(',', ";"),
+            j.submit,
+            j.spec.tasks,
+            t.cpu_milli as f64 / 1000.0,
+            t.memory_mib,
+            t.gpu_milli as f64 / 1000.0,
+            j.spec.duration.unwrap_or(0.0),
+            j.spec.tenant.replace(',', ";"),
+            j.spec.priority,
+            j.spec
+                .runtime_estimate
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            j.spec.gpu_model.as_deref().unwrap_or(""),
+        ));
+    }
+    s
+}

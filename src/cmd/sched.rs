@@ -1,11 +1,14 @@
-//! `aistd sched`: DRF allocation and trace simulation.
+//! `aistd sched`: DRF allocation, trace simulation, synthetic workloads, placement bench.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aistd_scheduler::core::Core;
 use aistd_scheduler::drf;
 use aistd_scheduler::sim::{SimReport, simulate};
-use aistd_scheduler::trace::{tiresias_cluster, tiresias_jobs};
+use aistd_scheduler::trace::{
+    Synthetic, generic_jobs, synthetic, tiresias_cluster, tiresias_jobs, write_generic,
+};
 use aistd_scheduler::{Blocking, QueuePolicy, Resources};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -35,12 +38,19 @@ pub(crate) enum SchedCommand {
         /// The job trace.
         #[arg(long)]
         trace: PathBuf,
-        /// Trace format (only `tiresias` for now).
+        /// Trace format: `tiresias` or `generic` (see docs/formats.md).
         #[arg(long, default_value = "tiresias")]
         trace_format: String,
-        /// Cluster spec (Tiresias: num_switch,num_node_p_switch,num_gpu_p_node,num_cpu_p_node,mem_p_node).
+        /// Cluster spec (Tiresias: num_switch,num_node_p_switch,num_gpu_p_node,num_cpu_p_node,mem_p_node);
+        /// or use --nodes.
         #[arg(long)]
-        cluster: PathBuf,
+        cluster: Option<PathBuf>,
+        /// Instead of --cluster: this many nodes of 64 CPUs, 512 GiB and --gpus-per-node GPUs.
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// GPUs per node with --nodes.
+        #[arg(long, default_value_t = 8)]
+        gpus_per_node: u64,
         /// `fifo`, `priority`, `sjf` or `las` (Tiresias' 2D-LAS, preemptive).
         #[arg(long, default_value = "fifo")]
         policy: String,
@@ -51,6 +61,46 @@ pub(crate) enum SchedCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic workload in the generic trace format.
+    Generate {
+        /// Jobs.
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+        /// Mean seconds between arrivals.
+        #[arg(long, default_value_t = 30.0)]
+        interarrival: f64,
+        /// Median job duration, seconds.
+        #[arg(long, default_value_t = 600.0)]
+        median_duration: f64,
+        /// GPUs per node (wider jobs become gangs).
+        #[arg(long, default_value_t = 8)]
+        gpus_per_node: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Placement decisions per second: one scheduling pass over --jobs queued single-GPU jobs on
+    /// --nodes nodes of 8 GPUs.
+    Bench {
+        /// Nodes.
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        /// Queued jobs.
+        #[arg(long, default_value_t = 50_000)]
+        jobs: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn uniform_nodes(n: usize, gpus: u64) -> Vec<aistd_scheduler::NodeSpec> {
+    (0..n)
+        .map(|i| aistd_scheduler::NodeSpec::new(format!("n{i}"), Resources::new(64, 524_288, gpus)))
+        .collect()
 }
 
 fn policy(name: &str) -> Result<QueuePolicy> {
@@ -58,8 +108,9 @@ fn policy(name: &str) -> Result<QueuePolicy> {
         "fifo" => QueuePolicy::Fifo,
         "priority" => QueuePolicy::Priority,
         "sjf" => QueuePolicy::ShortestJobFirst,
+        "las" => QueuePolicy::LeastAttainedService,
         other => bail!(
-            "--policy must be fifo, priority or sjf (las, drf, fairshare and backfill are not built yet), not `{other}`"
+            "--policy must be fifo, priority, sjf or las (drf, fairshare and backfill are not built yet), not `{other}`"
         ),
     })
 }
@@ -123,18 +174,27 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             trace,
             trace_format,
             cluster,
+            nodes,
+            gpus_per_node,
             policy: p,
             skip,
             json,
         } => {
-            if trace_format != "tiresias" {
-                bail!(
-                    "--trace-format must be tiresias (alibaba-v2023 and generic are not built yet), not `{trace_format}`"
-                );
-            }
-            let nodes = tiresias_cluster(&cluster.display().to_string(), &read(&cluster)?)?;
+            let nodes = match (cluster, nodes) {
+                (Some(c), None) => tiresias_cluster(&c.display().to_string(), &read(&c)?)?,
+                (None, Some(n)) if n > 0 && gpus_per_node > 0 => uniform_nodes(n, gpus_per_node),
+                (None, Some(_)) => bail!("--nodes and --gpus-per-node must be > 0"),
+                _ => bail!("give exactly one of --cluster and --nodes"),
+            };
             let first = nodes.first().context("the cluster has no nodes")?.clone();
-            let jobs = tiresias_jobs(&trace.display().to_string(), &read(&trace)?, &first)?;
+            let name = trace.display().to_string();
+            let jobs = match trace_format.as_str() {
+                "tiresias" => tiresias_jobs(&name, &read(&trace)?, &first)?,
+                "generic" => generic_jobs(&name, &read(&trace)?)?,
+                other => bail!(
+                    "--trace-format must be tiresias or generic (alibaba-v2023 is not built yet), not `{other}`"
+                ),
+            };
             let r = simulate(
                 nodes,
                 &jobs,
@@ -149,6 +209,54 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 print_report(&r);
+            }
+        }
+        SchedCommand::Generate {
+            jobs,
+            interarrival,
+            median_duration,
+            gpus_per_node,
+            seed,
+            out,
+        } => {
+            let mut p = Synthetic::default();
+            p.jobs = jobs;
+            p.mean_interarrival = interarrival;
+            p.median_duration = median_duration;
+            p.gpus_per_node = gpus_per_node;
+            p.seed = seed;
+            let trace = synthetic(&p)?;
+            std::fs::write(&out, write_generic(&trace))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{} jobs → {}", trace.len(), out.display());
+        }
+        SchedCommand::Bench { nodes, jobs, json } => {
+            if nodes == 0 || jobs == 0 {
+                bail!("--nodes and --jobs must be > 0");
+            }
+            let mut core = Core::new(uniform_nodes(nodes, 8), QueuePolicy::Fifo, Blocking::Skip)?;
+            for i in 0..jobs {
+                core.submit(
+                    aistd_scheduler::JobSpec::new(format!("j{i}"), 1, Resources::new(4, 32_768, 1)),
+                    0.0,
+                )?;
+            }
+            let t = std::time::Instant::now();
+            let placed = core.schedule(0.0).len();
+            let secs = t.elapsed().as_secs_f64();
+            let v = serde_json::json!({
+                "nodes": nodes, "jobs": jobs, "placed": placed, "seconds": secs,
+                "decisions_per_second": jobs as f64 / secs, "placements_per_second": placed as f64 / secs,
+            });
+            if json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{jobs} queued single-GPU jobs on {nodes} nodes × 8 GPUs: {placed} placed in one pass of {:.1} ms — {:.0} decisions/s, {:.0} placements/s",
+                    secs * 1000.0,
+                    jobs as f64 / secs,
+                    placed as f64 / secs
+                );
             }
         }
     }
