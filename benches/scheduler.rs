@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn cluster(n: usize) -> Vec<NodeSpec> {
     (0..n)
         .map(|i| {
-            NodeSpec::new(format!("n{i}"), Resources::new(64, 512_000, 8))
+            NodeSpec::new(format!("n{i}"), Resources::new(64, 524_288, 8))
                 .switch(format!("s{}", i / 32))
         })
         .collect()

@@ -74,6 +74,9 @@ pub struct Core {
     next: JobId,
     /// Attained-service boundaries (GPU-seconds) between LAS queues, increasing.
     las_thresholds: Vec<f64>,
+    /// Distinct node shapes (capacity, GPU model) and how many nodes have each: the empty-cluster
+    /// check at submit is O(shapes), not O(nodes).
+    shapes: Vec<(Resources, Option<String>, u64)>,
 }
 
 impl Core {
@@ -95,6 +98,16 @@ impl Core {
             .enumerate()
             .map(|(i, n)| (n.free.gpu_milli, n.free.cpu_milli, i))
             .collect();
+        let mut shapes: Vec<(Resources, Option<String>, u64)> = Vec::new();
+        for n in &nodes {
+            match shapes
+                .iter_mut()
+                .find(|(c, m, _)| *c == n.spec.capacity && *m == n.spec.gpu_model)
+            {
+                Some(s) => s.2 += 1,
+                None => shapes.push((n.spec.capacity.clone(), n.spec.gpu_model.clone(), 1)),
+            }
+        }
         Ok(Self {
             nodes,
             by_free,
@@ -104,6 +117,7 @@ impl Core {
             blocking,
             next: 1,
             las_thresholds: Vec::new(),
+            shapes,
         })
     }
 
@@ -193,8 +207,10 @@ impl Core {
             }
         }
         let mut slots: u64 = 0;
-        for n in self.nodes.iter().filter(|n| self.eligible(n, spec)) {
-            slots += max_tasks(&spec.per_task, &n.spec.capacity);
+        for (cap, model, count) in &self.shapes {
+            if spec.gpu_model.is_none() || *model == spec.gpu_model {
+                slots = slots.saturating_add(max_tasks(&spec.per_task, cap).saturating_mul(*count));
+            }
         }
         if slots == 0 {
             let model = spec
@@ -291,9 +307,21 @@ impl Core {
     /// returns their ids in start order.
     pub fn schedule(&mut self, now: f64) -> Vec<JobId> {
         let mut started = Vec::new();
-        let order: Vec<Key> = self.pending.iter().copied().collect();
         let mut last_needs: Option<Resources> = None;
-        for key in order {
+        // Walk the queue lazily (placing removes jobs from it), so a strict pass that stops at
+        // the head costs O(log n), not O(queue).
+        let mut cursor: Option<Key> = None;
+        loop {
+            let next = match cursor {
+                None => self.pending.iter().next().copied(),
+                Some(c) => self
+                    .pending
+                    .range((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some(key) = next else { break };
+            cursor = Some(key);
             let id = key.2;
             let spec = match self.jobs.get(&id) {
                 Some(j) => j.spec.clone(),
