@@ -8,8 +8,9 @@
 //! the data may be used for training (recorded in the audit log), a fairlearn-style fairness table
 //! by gender, the DP-SGD privacy budget a training run would spend, differentially private
 //! statistics for an analyst within a budget that the audit log keeps, and the compliance
-//! report (JSON, Markdown, HTML) with the Cedar deployment gate. Later stages join as their
-//! crates land.
+//! report (JSON, Markdown, HTML) with the Cedar deployment gate. Then the schedule stage: the
+//! training run is submitted to a simulated GPU pool shared with other teams, and its placement,
+//! wait and the cluster's utilization are shown. Later stages join as their crates land.
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
@@ -37,6 +38,9 @@ use aistd::governance::lineage::Lineage;
 use aistd::governance::pii::ClassificationRules;
 use aistd::governance::protect::Protection;
 use aistd::governance::{DataSource, IpcFileSource, ScanOptions};
+use aistd::scheduler::{
+    Blocking, JobSpec, NodeSpec, QueuePolicy, ResourcePool, Resources, SimulatedPool,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, Float64Array, StringArray};
 
@@ -473,7 +477,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report_dir.join("compliance.html").display()
     );
     println!("   deployment gate: {}", gate_decision.explain());
-    println!("== schedule, train, deploy: not built yet (see README status table)");
+
+    // 5. Schedule: the training run goes to a GPU pool (a simulated cluster of 4 × 8 A100s,
+    // already busy with other teams' jobs); the pool places the whole job or makes it wait, and
+    // says why.
+    let gpu_nodes = (0..4)
+        .map(|i| {
+            NodeSpec::new(format!("gpu-{i}"), Resources::new(64, 524_288, 8)).gpu_model("A100")
+        })
+        .collect();
+    let pool = SimulatedPool::new("cluster", gpu_nodes, QueuePolicy::Priority, Blocking::Skip)?;
+    let per_gpu = |g: u64| Resources::new(8 * g, 65_536 * g, g);
+    // (job, GPUs it holds while running), for the utilization figure.
+    let mut submitted = Vec::new();
+    for (team, tasks, gpus, secs) in [
+        ("vision", 2, 8, 3600.0),
+        ("speech", 1, 8, 1800.0),
+        ("search", 1, 6, 900.0),
+    ] {
+        let id = pool.submit(
+            JobSpec::new(format!("{team}-train"), tasks, per_gpu(gpus))
+                .tenant(team)
+                .duration(secs),
+        )?;
+        submitted.push((id, u64::from(tasks) * gpus));
+    }
+    // DP-SGD steps at ~0.4 s each on 4 GPUs (an estimate; the training crate will measure it).
+    let est = (steps as f64 * 0.4).round();
+    let train = pool.submit(
+        JobSpec::new("loans-dp-sgd", 1, per_gpu(4))
+            .tenant("risk")
+            .priority(5)
+            .gpu_model("A100")
+            .estimate(est)
+            .duration(est),
+    )?;
+    submitted.push((train, 4));
+    let st = pool.status(train)?;
+    println!(
+        "== schedule: `loans-dp-sgd` (4 × A100, ~{est} s) on 4 nodes × 8 A100: {:?}{}",
+        st.state,
+        st.reason
+            .map(|r| format!(
+                ", because {}",
+                serde_json::to_string(&r).unwrap_or_default()
+            ))
+            .unwrap_or_default()
+    );
+    let end = pool.run_until_idle()?;
+    let st = pool.status(train)?;
+    let mut gpu_seconds = 0.0;
+    for (id, gpus) in &submitted {
+        let s = pool.status(*id)?;
+        if let (Some(a), Some(b)) = (s.started, s.finished) {
+            gpu_seconds += (b - a) * *gpus as f64;
+        }
+    }
+    println!(
+        "   started at {:.0} s (waited {:.0} s), finished at {:.0} s; the cluster drained at {end:.0} s with GPU utilization {:.1}%",
+        st.started.unwrap_or(0.0),
+        st.started.unwrap_or(0.0) - st.submitted,
+        st.finished.unwrap_or(0.0),
+        100.0 * gpu_seconds / (32.0 * end.max(1.0))
+    );
+    println!("== train, deploy: not built yet (see README status table)");
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());
     }

@@ -538,8 +538,11 @@ impl Core {
             .collect();
         let placeable: u64 = eligible.iter().map(|n| max_tasks(t, &n.free)).sum();
         if placeable == 0 {
-            // The first resource no eligible node has enough of; else the combination.
-            for (name, need) in t.dimensions() {
+            // The first resource no eligible node has enough of (GPUs first: what AI jobs wait
+            // for); else the combination.
+            let mut dims = t.dimensions();
+            dims.sort_by_key(|(name, _)| *name != "gpu_milli");
+            for (name, need) in dims {
                 let largest = eligible
                     .iter()
                     .map(|n| {
