@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::health::NodeHealth;
 use crate::model::{JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus, PendingReason};
 use crate::resources::Resources;
 
@@ -42,6 +43,7 @@ pub enum Blocking {
 struct NodeState {
     spec: NodeSpec,
     free: Resources,
+    health: NodeHealth,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +93,7 @@ impl Core {
             .map(|spec| NodeState {
                 free: spec.capacity.clone(),
                 spec,
+                health: NodeHealth::Healthy,
             })
             .collect();
         let by_free = nodes
@@ -250,6 +253,57 @@ impl Core {
         self.pending.insert(self.key(id, &job));
         self.jobs.insert(id, job);
         Ok(id)
+    }
+
+    /// Sets a node's health. An Unhealthy node is drained: it leaves the placement index, and the
+    /// jobs running on it are requeued (whole gangs, wherever their other tasks were); the ids
+    /// come back. A node that becomes Healthy or Degraded again rejoins the index.
+    pub fn set_health(&mut self, node: &str, health: NodeHealth) -> Result<Vec<JobId>> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.spec.name == node)
+            .ok_or_else(|| Error::invalid(format!("node {node:?}"), "not in this pool"))?;
+        let was = self.nodes[i].health;
+        self.nodes[i].health = health;
+        let key = (
+            self.nodes[i].free.gpu_milli,
+            self.nodes[i].free.cpu_milli,
+            i,
+        );
+        let mut requeued = Vec::new();
+        if health == NodeHealth::Unhealthy && was != NodeHealth::Unhealthy {
+            let victims: Vec<JobId> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| {
+                    j.state == JobState::Running && j.placement.iter().any(|(n, _)| *n == i)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in victims {
+                self.preempt(id)?;
+                requeued.push(id);
+            }
+            let key = (
+                self.nodes[i].free.gpu_milli,
+                self.nodes[i].free.cpu_milli,
+                i,
+            );
+            self.by_free.remove(&key);
+        } else if health != NodeHealth::Unhealthy && was == NodeHealth::Unhealthy {
+            self.by_free.insert(key);
+        }
+        requeued.sort_unstable();
+        Ok(requeued)
+    }
+
+    /// A node's health.
+    pub fn health(&self, node: &str) -> Option<NodeHealth> {
+        self.nodes
+            .iter()
+            .find(|n| n.spec.name == node)
+            .map(|n| n.health)
     }
 
     fn take(&mut self, i: usize, r: &Resources) {
@@ -638,6 +692,47 @@ mod tests {
         c.end(b, JobState::Completed, 5.0).expect("end");
         assert_eq!(c.schedule(5.0), vec![g]);
         assert_eq!(c.status(g).expect("s").placement.len(), 2);
+    }
+
+    #[test]
+    fn unhealthy_nodes_are_drained_and_their_gangs_requeued() {
+        let mut c = Core::new(cluster(3, 4), QueuePolicy::Fifo, Blocking::Skip).expect("core");
+        let gang = c.submit(gpu_job("gang", 2, 4), 0.0).expect("gang");
+        let solo = c.submit(gpu_job("solo", 1, 4), 0.0).expect("solo");
+        assert_eq!(c.schedule(0.0), vec![gang, solo]);
+        let gang_node = c.status(gang).expect("s").placement[0].0.clone();
+        let requeued = c
+            .set_health(&gang_node, NodeHealth::Unhealthy)
+            .expect("drain");
+        assert_eq!(
+            requeued,
+            vec![gang],
+            "the whole gang goes back, not one task"
+        );
+        assert_eq!(c.status(gang).expect("s").state, JobState::Pending);
+        // Only 2 healthy nodes, one busy: the gang of 2 cannot run, and nothing lands on the
+        // drained node.
+        assert!(c.schedule(1.0).is_empty());
+        assert_eq!(
+            c.free_total().gpu_milli,
+            8000,
+            "the drained node's GPUs are free but unused"
+        );
+        c.end(solo, JobState::Completed, 2.0).expect("end");
+        assert!(c.schedule(2.0).contains(&gang));
+        assert!(
+            c.status(gang)
+                .expect("s")
+                .placement
+                .iter()
+                .all(|(n, _)| *n != gang_node)
+        );
+        assert_eq!(c.health(&gang_node), Some(NodeHealth::Unhealthy));
+        c.set_health(&gang_node, NodeHealth::Healthy)
+            .expect("repaired");
+        let more = c.submit(gpu_job("more", 1, 4), 3.0).expect("more");
+        assert_eq!(c.schedule(3.0), vec![more]);
+        assert!(c.set_health("nope", NodeHealth::Healthy).is_err());
     }
 
     #[test]

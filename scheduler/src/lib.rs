@@ -7,6 +7,8 @@
 //!   skipping head-of-line blocking, best-fit placement indexed by free GPUs, all-or-nothing gangs,
 //!   machine-readable pending reasons, and rejection of jobs that can never fit.
 //! - [`drf`]: Dominant Resource Fairness; [`fairshare`]: Slurm's classic fair-share factor.
+//! - [`health`]: node health from NVIDIA Xid kernel-log events; [`core::Core::set_health`] drains
+//!   unhealthy nodes and requeues their jobs.
 //! - [`sim::simulate`]: discrete-event replay of a trace ([`trace`]: Tiresias' formats) with JCT,
 //!   waiting, makespan, utilization and fairness.
 //!
@@ -24,12 +26,13 @@
 //!
 //! Not built yet (issue #5): the local and Slurm pools, DRF/fair-share queue policies and
 //! backfill in the core, preemption outside the LAS replay, elasticity, topology-aware gang
-//! packing, start-time estimates, monitoring and cost, the Alibaba trace format.
+//! packing, start-time estimates, monitoring and cost, health signals other than Xid, the Alibaba trace format.
 
 pub mod core;
 pub mod drf;
 mod error;
 pub mod fairshare;
+pub mod health;
 mod model;
 mod pool;
 pub mod resources;
