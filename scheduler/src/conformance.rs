@@ -29,14 +29,18 @@ pub fn never_fitting_jobs_are_rejected(pool: &dyn ResourcePool) {
     }
 }
 
-/// Clauses 2 and 3: a running gang holds exactly its tasks, and free + held = capacity.
-pub fn gangs_run_whole_and_resources_are_conserved(pool: &dyn ResourcePool) {
-    let before: Vec<Resources> = pool
-        .nodes()
-        .expect("nodes")
+/// What each node has free now.
+fn free(pool: &dyn ResourcePool) -> Vec<Resources> {
+    pool.nodes()
+        .expect("contract: nodes() works")
         .into_iter()
         .map(|n| n.free)
-        .collect();
+        .collect()
+}
+
+/// Clauses 2 and 3: a running gang holds exactly its tasks, and free + held = capacity.
+pub fn gangs_run_whole_and_resources_are_conserved(pool: &dyn ResourcePool) {
+    let before = free(pool);
     let task = Resources::new(1, 1, 0);
     let id = pool
         .submit(JobSpec::new("conformance-gang", 2, task.clone()))
@@ -45,12 +49,7 @@ pub fn gangs_run_whole_and_resources_are_conserved(pool: &dyn ResourcePool) {
     if st.state == JobState::Running {
         let placed: u32 = st.placement.iter().map(|(_, c)| c).sum();
         assert_eq!(placed, 2, "clause 2: a running gang places every task");
-        let after: Vec<Resources> = pool
-            .nodes()
-            .expect("nodes")
-            .into_iter()
-            .map(|n| n.free)
-            .collect();
+        let after = free(pool);
         let held = before
             .iter()
             .fold(Resources::zero(), |a, r| a.plus(r))
@@ -67,12 +66,7 @@ pub fn gangs_run_whole_and_resources_are_conserved(pool: &dyn ResourcePool) {
         );
     }
     pool.cancel(id).expect("cancel");
-    let after: Vec<Resources> = pool
-        .nodes()
-        .expect("nodes")
-        .into_iter()
-        .map(|n| n.free)
-        .collect();
+    let after = free(pool);
     assert_eq!(before, after, "clause 3/5: cancelling frees everything");
 }
 

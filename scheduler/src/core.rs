@@ -785,27 +785,17 @@ mod tests {
         let wide = c
             .submit(gpu_job("wide", 1, 4).estimate(5.0), 3.0)
             .expect("w");
-        assert_eq!(
-            c.status(long).expect("s").reason,
-            Some(PendingReason::Insufficient {
-                resource: "gpu_milli".into(),
-                needed: 2000,
-                largest_free: 0,
-                gpu_model: None,
-            })
-        );
+        let no_gpu = Some(PendingReason::Insufficient {
+            resource: "gpu_milli".into(),
+            needed: 2000,
+            largest_free: 0,
+            gpu_model: None,
+        });
+        assert_eq!(c.status(long).expect("s").reason, no_gpu);
         c.end(hog, JobState::Completed, 10.0).expect("end");
         // SJF: wide (5 s) first; strict blocking then stops short and long behind nothing else.
         assert_eq!(c.schedule(10.0), vec![wide]);
-        assert_eq!(
-            c.status(long).expect("s").reason,
-            Some(PendingReason::Insufficient {
-                resource: "gpu_milli".into(),
-                needed: 2000,
-                largest_free: 0,
-                gpu_model: None,
-            })
-        );
+        assert_eq!(c.status(long).expect("s").reason, no_gpu);
         c.end(wide, JobState::Completed, 15.0).expect("end");
         assert_eq!(c.schedule(15.0), vec![short, long]);
 
