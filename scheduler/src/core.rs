@@ -37,6 +37,11 @@ pub enum Blocking {
     /// Any later job that fits starts (Kubernetes' default): higher utilization, large jobs can
     /// starve.
     Skip,
+    /// EASY backfill (Lifka 1995; Slurm's `sched/backfill`): the first job that does not fit gets
+    /// a reservation at the earliest time running jobs' estimates free enough for it; a later job
+    /// starts only if it fits now and either ends (by its estimate) before that time or leaves
+    /// enough for the reservation. Without estimates to plan with, it behaves as `Strict`.
+    Backfill,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +367,8 @@ impl Core {
     pub fn schedule(&mut self, now: f64) -> Vec<JobId> {
         let mut started = Vec::new();
         let mut last_needs: Option<Resources> = None;
+        // Backfill: (shadow time, free resources then, the job reserved for).
+        let mut reservation: Option<(f64, Vec<Resources>, JobSpec)> = None;
         // Walk the queue lazily (placing removes jobs from it), so a strict pass that stops at
         // the head costs O(log n), not O(queue).
         let mut cursor: Option<Key> = None;
@@ -392,6 +399,27 @@ impl Core {
             }
             match self.place(&spec) {
                 Some(placement) => {
+                    if let Some((shadow, free_at, head)) = &mut reservation {
+                        // Backfilling: allowed if it ends before the reservation, or if the
+                        // reservation still fits beside it.
+                        let ends_in_time =
+                            spec.runtime_estimate.is_some_and(|e| now + e <= *shadow);
+                        if !ends_in_time {
+                            let mut after = free_at.clone();
+                            for (i, c) in &placement {
+                                after[*i] = after[*i]
+                                    .minus(&spec.per_task.times(u64::from(*c)))
+                                    .unwrap_or_default();
+                            }
+                            if !self.fits_gang(head, &after) {
+                                for (i, c) in &placement {
+                                    self.give(*i, &spec.per_task.times(u64::from(*c)));
+                                }
+                                continue;
+                            }
+                            *free_at = after;
+                        }
+                    }
                     self.pending.remove(&key);
                     if let Some(j) = self.jobs.get_mut(&id) {
                         j.state = JobState::Running;
@@ -400,17 +428,68 @@ impl Core {
                     }
                     started.push(id);
                 }
-                None => {
-                    if self.blocking == Blocking::Strict {
-                        break;
+                None => match self.blocking {
+                    Blocking::Strict => break,
+                    Blocking::Skip => {
+                        if spec.tasks == 1 && spec.gpu_model.is_none() {
+                            last_needs = Some(spec.per_task.clone());
+                        }
                     }
-                    if spec.tasks == 1 && spec.gpu_model.is_none() {
-                        last_needs = Some(spec.per_task.clone());
+                    Blocking::Backfill => {
+                        if reservation.is_none() {
+                            match self.reservation(now, &spec) {
+                                Some((shadow, free_at)) => {
+                                    reservation = Some((shadow, free_at, spec))
+                                }
+                                None => break,
+                            }
+                        }
                     }
-                }
+                },
             }
         }
         started
+    }
+
+    /// Whether every task of `spec` fits in `free` (first fit, eligible healthy nodes).
+    fn fits_gang(&self, spec: &JobSpec, free: &[Resources]) -> bool {
+        let mut f = free.to_vec();
+        for _ in 0..spec.tasks {
+            let slot = (0..f.len()).find(|i| {
+                let n = &self.nodes[*i];
+                n.health != NodeHealth::Unhealthy
+                    && self.eligible(n, spec)
+                    && spec.per_task.fits_in(&f[*i])
+            });
+            match slot {
+                Some(i) => f[i] = f[i].minus(&spec.per_task).unwrap_or_default(),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The earliest time running jobs' estimates free enough for `head`, and the free resources
+    /// then; `None` if no estimate-based plan gets there.
+    fn reservation(&self, now: f64, head: &JobSpec) -> Option<(f64, Vec<Resources>)> {
+        let mut free: Vec<Resources> = self.nodes.iter().map(|n| n.free.clone()).collect();
+        let mut ends: Vec<(f64, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running)
+            .filter_map(|(id, j)| Some(((j.started? + j.spec.runtime_estimate?).max(now), *id)))
+            .collect();
+        ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (t, id) in ends {
+            let j = &self.jobs[&id];
+            for (i, c) in &j.placement {
+                free[*i] = free[*i].plus(&j.spec.per_task.times(u64::from(*c)));
+            }
+            if self.fits_gang(head, &free) {
+                return Some((t, free));
+            }
+        }
+        None
     }
 
     /// Ends a running or pending job in `state` (Completed, Failed or Cancelled) at `now`,
@@ -733,6 +812,48 @@ mod tests {
         let more = c.submit(gpu_job("more", 1, 4), 3.0).expect("more");
         assert_eq!(c.schedule(3.0), vec![more]);
         assert!(c.set_health("nope", NodeHealth::Healthy).is_err());
+    }
+
+    #[test]
+    fn easy_backfill_fills_holes_without_delaying_the_reservation() {
+        // One node, 4 GPUs; A holds 2 until t = 100 (estimate). B (4 GPUs) waits for t = 100.
+        let mut c = Core::new(cluster(1, 4), QueuePolicy::Fifo, Blocking::Backfill).expect("core");
+        let a = c
+            .submit(gpu_job("a", 1, 2).estimate(100.0), 0.0)
+            .expect("a");
+        assert_eq!(c.schedule(0.0), vec![a]);
+        let b = c.submit(gpu_job("b", 1, 4).estimate(50.0), 1.0).expect("b");
+        let long = c
+            .submit(gpu_job("long", 1, 2).estimate(500.0), 2.0)
+            .expect("long");
+        let short = c
+            .submit(gpu_job("short", 1, 2).estimate(50.0), 3.0)
+            .expect("short");
+        let unknown = c.submit(gpu_job("unknown", 1, 1), 4.0).expect("unknown");
+        // `long` would hold 2 GPUs past t = 100 and delay B; `short` ends at 53 < 100.
+        assert_eq!(c.schedule(4.0), vec![short]);
+        let _ = (b, long, unknown);
+        // Strict starts nothing behind B; Skip starts `long` (delaying B).
+        for (blocking, want) in [(Blocking::Strict, 0), (Blocking::Skip, 1)] {
+            let mut c = Core::new(cluster(1, 4), QueuePolicy::Fifo, blocking).expect("core");
+            c.submit(gpu_job("a", 1, 2).estimate(100.0), 0.0)
+                .expect("a");
+            c.schedule(0.0);
+            c.submit(gpu_job("b", 1, 4).estimate(50.0), 1.0).expect("b");
+            let long = c
+                .submit(gpu_job("long", 1, 2).estimate(500.0), 2.0)
+                .expect("long");
+            let started = c.schedule(2.0);
+            assert_eq!(started.len(), want, "{blocking:?}");
+            assert!(want == 0 || started == vec![long]);
+        }
+        // Without estimates there is no plan: backfill behaves as strict.
+        let mut c = Core::new(cluster(1, 4), QueuePolicy::Fifo, Blocking::Backfill).expect("core");
+        c.submit(gpu_job("a", 1, 2), 0.0).expect("a");
+        c.schedule(0.0);
+        c.submit(gpu_job("b", 1, 4), 1.0).expect("b");
+        c.submit(gpu_job("s", 1, 1).estimate(1.0), 2.0).expect("s");
+        assert!(c.schedule(2.0).is_empty());
     }
 
     #[test]

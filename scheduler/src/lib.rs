@@ -3,8 +3,8 @@
 //! - [`Resources`]: CPU millicores, memory, GPUs in thousandths (fractions pack), custom resources.
 //! - [`ResourcePool`]: where jobs run, with a `# Contract` and a conformance kit
 //!   ([`conformance`], feature `conformance`). [`SimulatedPool`] runs in virtual time.
-//! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first and 2D-LAS queues, strict or
-//!   skipping head-of-line blocking, best-fit placement indexed by free GPUs, all-or-nothing gangs,
+//! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first and 2D-LAS queues, strict, skipping
+//!   or EASY-backfill head-of-line handling, best-fit placement indexed by free GPUs, all-or-nothing gangs,
 //!   machine-readable pending reasons, and rejection of jobs that can never fit.
 //! - [`drf`]: Dominant Resource Fairness; [`fairshare`]: Slurm's classic fair-share factor.
 //! - [`health`]: node health from NVIDIA Xid kernel-log events; [`core::Core::set_health`] drains
@@ -24,8 +24,8 @@
 //! # Ok::<(), aistd_scheduler::Error>(())
 //! ```
 //!
-//! Not built yet (issue #5): the local and Slurm pools, DRF/fair-share queue policies and
-//! backfill in the core, preemption outside the LAS replay, elasticity, topology-aware gang
+//! Not built yet (issue #5): the local and Slurm pools, DRF/fair-share queue policies in the
+//! core, preemption outside the LAS replay, elasticity, topology-aware gang
 //! packing, start-time estimates, monitoring and cost, health signals other than Xid, the Alibaba trace format.
 
 pub mod core;

@@ -55,8 +55,12 @@ pub(crate) enum SchedCommand {
         #[arg(long, default_value = "fifo")]
         policy: String,
         /// Let later jobs start when the head of the queue does not fit (else strict order).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backfill")]
         skip: bool,
+        /// EASY backfill: later jobs start if they do not delay the first blocked job's
+        /// reservation (by run-time estimates).
+        #[arg(long)]
+        backfill: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -178,6 +182,7 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             gpus_per_node,
             policy: p,
             skip,
+            backfill,
             json,
         } => {
             let nodes = match (cluster, nodes) {
@@ -199,10 +204,10 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                 nodes,
                 &jobs,
                 policy(&p)?,
-                if skip {
-                    Blocking::Skip
-                } else {
-                    Blocking::Strict
+                match (skip, backfill) {
+                    (true, _) => Blocking::Skip,
+                    (_, true) => Blocking::Backfill,
+                    _ => Blocking::Strict,
                 },
             )?;
             if json {
