@@ -2,7 +2,7 @@
 //!
 //! - [`Resources`]: CPU millicores, memory, GPUs in thousandths (fractions pack), custom resources.
 //! - [`ResourcePool`]: where jobs run, with a `# Contract` and a conformance kit
-//!   ([`conformance`], feature `conformance`). [`SimulatedPool`] runs in virtual time.
+//!   (module `conformance`, feature `conformance`). [`SimulatedPool`] runs in virtual time.
 //! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first and 2D-LAS queues, strict, skipping
 //!   or EASY-backfill head-of-line handling, best-fit placement indexed by free GPUs, all-or-nothing gangs,
 //!   machine-readable pending reasons, and rejection of jobs that can never fit.
