@@ -9,7 +9,7 @@ use crate::model::{Event, JobId, JobSpec, JobStatus, NodeStatus};
 ///
 /// # Contract
 ///
-/// Every implementation guarantees (and [`crate::conformance`] checks):
+/// Every implementation guarantees (and the `conformance` module checks):
 /// 1. `submit` rejects, with [`crate::Error::NeverFits`] naming why, a job that could not run
 ///    even on the empty pool; it never queues one to wait forever.
 /// 2. A gang runs whole: a job is `Running` only when every task has a place, and its placement
