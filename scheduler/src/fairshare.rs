@@ -192,21 +192,26 @@ mod tests {
     use super::*;
 
     /// Slurm's classic_fair_share.shtml example, every intermediate value it lists.
+    /// The account tree of Slurm's example: A 40, D 60 under root; B 30, C 10 under A; E 25,
+    /// F 35 under D.
+    fn documented_accounts() -> ShareTree {
+        let mut t = ShareTree::new();
+        for (name, parent, shares) in [
+            ("A", "root", 40.0),
+            ("D", "root", 60.0),
+            ("B", "A", 30.0),
+            ("C", "A", 10.0),
+            ("E", "D", 25.0),
+            ("F", "D", 35.0),
+        ] {
+            t.account(name, parent, shares).expect("account");
+        }
+        t
+    }
+
     #[test]
     fn slurm_documented_example() {
-        let mut t = ShareTree::new();
-        t.account("A", "root", 40.0)
-            .expect("a")
-            .account("D", "root", 60.0)
-            .expect("d");
-        t.account("B", "A", 30.0)
-            .expect("b")
-            .account("C", "A", 10.0)
-            .expect("c");
-        t.account("E", "D", 25.0)
-            .expect("e")
-            .account("F", "D", 35.0)
-            .expect("f");
+        let mut t = documented_accounts();
         t.user("user1", "B", 1.0, 0.2).expect("u");
         t.user("user2", "C", 1.0, 0.25).expect("u");
         t.user("user3", "C", 1.0, 0.0).expect("u");
@@ -236,15 +241,7 @@ mod tests {
             assert!(close(f[acct].effective_usage, ue, 1e-12), "{acct}");
         }
         // The page: with 4 shares instead of 1, user2's normalized share would be .08.
-        let mut t2 = ShareTree::new();
-        t2.account("A", "root", 40.0)
-            .expect("a")
-            .account("D", "root", 60.0)
-            .expect("d");
-        t2.account("C", "A", 10.0)
-            .expect("c")
-            .account("B", "A", 30.0)
-            .expect("b");
+        let mut t2 = documented_accounts();
         t2.user("user2", "C", 4.0, 0.0)
             .expect("u")
             .user("user3", "C", 1.0, 0.0)
