@@ -25,6 +25,18 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+# A single-node Slurm cluster (Debian's slurm-wlm + munge, two fake GPUs) for the SlurmPool
+# integration tests in scheduler/tests/slurm.rs; stopped when this script exits. AISTD_NO_SLURM=1
+# skips it (those tests then say they were skipped).
+if [ "${AISTD_NO_SLURM:-0}" != 1 ]; then
+  step "Slurm: single-node cluster on loopback (scripts/slurm.sh)"
+  slurm_started=$(date +%s)
+  trap 'scripts/slurm.sh down' EXIT
+  scripts/slurm.sh up
+  export AISTD_SLURM_CONF="$PWD/target/slurm/etc/slurm.conf"
+  echo "Slurm up in $(( $(date +%s) - slurm_started ))s"
+fi
+
 step "cargo test (workspace, all features)"
 cargo test --workspace --all-features
 

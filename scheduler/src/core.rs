@@ -663,51 +663,13 @@ impl Core {
     }
 
     fn reason(&self, id: JobId, j: &Job) -> PendingReason {
-        let t = &j.spec.per_task;
-        let eligible: Vec<&NodeState> = self
+        let frees = self
             .nodes
             .iter()
             .filter(|n| self.eligible(n, &j.spec))
-            .collect();
-        let placeable: u64 = eligible.iter().map(|n| max_tasks(t, &n.free)).sum();
-        if placeable == 0 {
-            // The first resource no eligible node has enough of (GPUs first: what AI jobs wait
-            // for); else the combination.
-            let mut dims = t.dimensions();
-            dims.sort_by_key(|(name, _)| *name != "gpu_milli");
-            for (name, need) in dims {
-                let largest = eligible
-                    .iter()
-                    .map(|n| {
-                        n.free
-                            .dimensions()
-                            .iter()
-                            .find(|d| d.0 == name)
-                            .map_or(0, |d| d.1)
-                    })
-                    .max()
-                    .unwrap_or(0);
-                if need > largest {
-                    return PendingReason::Insufficient {
-                        resource: name.to_string(),
-                        needed: need,
-                        largest_free: largest,
-                        gpu_model: j.spec.gpu_model.clone(),
-                    };
-                }
-            }
-            return PendingReason::Insufficient {
-                resource: "combination".into(),
-                needed: 0,
-                largest_free: 0,
-                gpu_model: j.spec.gpu_model.clone(),
-            };
-        }
-        if placeable < u64::from(j.spec.tasks) {
-            return PendingReason::GangNotFittable {
-                tasks: j.spec.tasks,
-                placeable: placeable.min(u64::from(u32::MAX)) as u32,
-            };
+            .map(|n| &n.free);
+        if let Some(r) = shortfall(&j.spec, frees) {
+            return r;
         }
         let key = self.key(id, j);
         let ahead = self.pending.range(..key).count();
@@ -717,6 +679,66 @@ impl Core {
             PendingReason::NotScheduledYet
         }
     }
+}
+
+/// Why `spec` cannot start on `nodes` as they are now (free resources, GPU model), or `None` if
+/// every task of its gang has a place. The explanation real pools give for their pending jobs.
+pub fn explain(spec: &JobSpec, nodes: &[NodeStatus]) -> Option<PendingReason> {
+    shortfall(
+        spec,
+        nodes
+            .iter()
+            .filter(|n| spec.gpu_model.is_none() || n.spec.gpu_model == spec.gpu_model)
+            .map(|n| &n.free),
+    )
+}
+
+fn shortfall<'a>(
+    spec: &JobSpec,
+    eligible: impl Iterator<Item = &'a Resources>,
+) -> Option<PendingReason> {
+    let t = &spec.per_task;
+    let eligible: Vec<&Resources> = eligible.collect();
+    let placeable: u64 = eligible.iter().map(|free| max_tasks(t, free)).sum();
+    if placeable == 0 {
+        // The first resource no eligible node has enough of (GPUs first: what AI jobs wait
+        // for); else the combination.
+        let mut dims = t.dimensions();
+        dims.sort_by_key(|(name, _)| *name != "gpu_milli");
+        for (name, need) in dims {
+            let largest = eligible
+                .iter()
+                .map(|free| {
+                    free.dimensions()
+                        .iter()
+                        .find(|d| d.0 == name)
+                        .map_or(0, |d| d.1)
+                })
+                .max()
+                .unwrap_or(0);
+            if need > largest {
+                return Some(PendingReason::Insufficient {
+                    resource: name.to_string(),
+                    needed: need,
+                    largest_free: largest,
+                    gpu_model: spec.gpu_model.clone(),
+                });
+            }
+        }
+        return Some(PendingReason::Insufficient {
+            resource: "combination".into(),
+            needed: 0,
+            largest_free: 0,
+            gpu_model: spec.gpu_model.clone(),
+        });
+    }
+    if placeable < u64::from(spec.tasks) {
+        return Some(PendingReason::GangNotFittable {
+            tasks: spec.tasks,
+            placeable: placeable.min(u64::from(u32::MAX)) as u32,
+        });
+    }
+    None
 }
 
 /// How many tasks of `t` fit in `free`.

@@ -36,6 +36,14 @@ pub enum Error {
     /// No such job.
     #[error("no job {0}")]
     NotFound(u64),
+    /// The system underneath (Slurm, the operating system) failed or said no.
+    #[error("`{command}` failed: {message}")]
+    Backend {
+        /// The command (or call) that failed.
+        command: String,
+        /// Its exit status and standard error, or the operating system's error.
+        message: String,
+    },
 }
 
 impl Error {

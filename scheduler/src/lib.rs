@@ -37,6 +37,7 @@ mod model;
 mod pool;
 pub mod resources;
 pub mod sim;
+pub mod slurm;
 pub mod trace;
 
 #[cfg(any(feature = "conformance", test))]
@@ -48,3 +49,4 @@ pub use model::{Event, JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus
 pub use pool::ResourcePool;
 pub use resources::Resources;
 pub use sim::SimulatedPool;
+pub use slurm::SlurmPool;

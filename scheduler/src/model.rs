@@ -73,6 +73,10 @@ pub struct JobSpec {
     pub duration: Option<f64>,
     /// Whether it may be preempted.
     pub preemptible: bool,
+    /// What each task runs on a real pool (program and arguments). Without one, a task holds
+    /// its resources for `duration` seconds, or until cancelled when that is unset too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 impl JobSpec {
@@ -88,7 +92,20 @@ impl JobSpec {
             runtime_estimate: None,
             duration: None,
             preemptible: false,
+            command: None,
         }
+    }
+
+    /// Running `argv` (program first) in each task, on a real pool.
+    pub fn command<S: Into<String>>(mut self, argv: impl IntoIterator<Item = S>) -> Self {
+        self.command = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Preemptible or not.
+    pub fn preemptible(mut self, yes: bool) -> Self {
+        self.preemptible = yes;
+        self
     }
 
     /// Charged to `tenant`.
@@ -182,6 +199,12 @@ pub enum PendingReason {
     BehindJobs {
         /// How many.
         ahead: usize,
+    },
+    /// A reason the backend reports that has no closer equivalent here (for Slurm, its reason
+    /// code: `Dependency`, `JobHeldUser`, `QOSMaxGRESPerUser`, …).
+    Backend {
+        /// The backend's own code.
+        code: String,
     },
 }
 
