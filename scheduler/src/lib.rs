@@ -33,6 +33,7 @@ pub mod drf;
 mod error;
 pub mod fairshare;
 pub mod health;
+pub mod local;
 mod model;
 mod pool;
 pub mod resources;
@@ -45,6 +46,7 @@ pub mod conformance;
 
 pub use crate::core::{Blocking, QueuePolicy};
 pub use error::{Error, Result};
+pub use local::LocalPool;
 pub use model::{Event, JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus, PendingReason};
 pub use pool::ResourcePool;
 pub use resources::Resources;
