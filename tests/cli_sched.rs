@@ -173,3 +173,177 @@ fn generate_simulate_generic_and_bench() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster and --nodes"));
 }
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_local_pool_queues_explains_estimates_runs_and_cancels() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-local-pool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.to_str().expect("utf-8");
+    let base = [
+        "--state",
+        state,
+        "--idle-exit",
+        "3",
+        "--capacity",
+        "cpu=2,mem=1024",
+    ];
+    let submit = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["sched", "submit", "--json"];
+        args.extend_from_slice(&base);
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&aistd(&args))).expect("json")
+    };
+    // A 2-CPU job estimated at 30 s holds the pool; a 1-CPU job waits behind it.
+    let hog = submit(&[
+        "--name",
+        "hog",
+        "--per-task",
+        "cpu=2,mem=64",
+        "--estimate",
+        "30",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(hog["state"], "running");
+    let waiter = submit(&[
+        "--name",
+        "waiter",
+        "--per-task",
+        "cpu=1,mem=64",
+        "--",
+        "sh",
+        "-c",
+        "echo done",
+    ]);
+    assert_eq!(waiter["state"], "pending");
+    let (h, w) = (
+        hog["id"].as_u64().expect("id").to_string(),
+        waiter["id"].as_u64().expect("id").to_string(),
+    );
+    let why: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "sched", "why", "--state", state, &w, "--json",
+    ])))
+    .expect("json");
+    assert_eq!(why["reason"]["reason"], "insufficient");
+    assert_eq!(why["reason"]["resource"], "cpu_milli");
+    // Its estimated start is the hog's start plus its estimate.
+    let eta = why["estimated_start"].as_f64().expect("an estimate");
+    let hog_start = hog["started"].as_f64().expect("started");
+    assert!(
+        (eta - (hog_start + 30.0)).abs() < 1.0,
+        "{eta} vs {hog_start} + 30"
+    );
+    let text = ok(&aistd(&["sched", "why", "--state", state, &w]));
+    assert!(
+        text.contains("insufficient cpu_milli") && text.contains("estimated start: in"),
+        "{text}"
+    );
+    // Cancelling the hog lets the waiter run.
+    let out = ok(&aistd(&["sched", "cancel", "--state", state, &h]));
+    assert!(out.contains("cancelled"), "{out}");
+    let t = std::time::Instant::now();
+    let done = loop {
+        let st: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+            "sched", "status", "--state", state, &w, "--json",
+        ])))
+        .expect("json");
+        if st["state"] == "completed" {
+            break st;
+        }
+        assert!(t.elapsed().as_secs() < 20, "waiter never ran: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let output = done["output"].as_str().expect("output path");
+    assert_eq!(
+        std::fs::read_to_string(output).expect("output").trim(),
+        "done"
+    );
+    // --wait returns the final state; a failing command exits 1 and says why.
+    let mut args = vec!["sched", "submit", "--wait"];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--", "sh", "-c", "exit 4"]);
+    let out = aistd(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("failed") && text.contains("exit status: 4"),
+        "{text}"
+    );
+    // Bad requests are refused with the reason.
+    let mut args = vec!["sched", "submit"];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--per-task", "cpu=3", "--", "true"]);
+    let out = aistd(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("can never run"), "{err}");
+    let out = aistd(&["sched", "status", "--state", state, "999"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job 999"));
+}
+
+#[test]
+fn the_slurm_pool_from_the_cli() {
+    let Ok(conf) = std::env::var("AISTD_SLURM_CONF") else {
+        eprintln!("skipped: AISTD_SLURM_CONF is not set (./scripts/test.sh sets it)");
+        return;
+    };
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-slurm");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_aistd"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run aistd");
+        ok(&out)
+    };
+    let base = ["--pool", "slurm", "--slurm-conf", &conf];
+    let mut args = vec![
+        "sched",
+        "submit",
+        "--wait",
+        "--json",
+        "--per-task",
+        "cpu=1,mem=64",
+    ];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--", "sh", "-c", "echo from slurm"]);
+    let v: serde_json::Value = serde_json::from_str(&run(&args)).expect("json");
+    assert_eq!(v["state"], "completed");
+    let output = v["output"].as_str().expect("output");
+    assert_eq!(
+        std::fs::read_to_string(output).expect("out").trim(),
+        "from slurm"
+    );
+    let mut args = vec![
+        "sched",
+        "submit",
+        "--json",
+        "--per-task",
+        "cpu=1,mem=64",
+        "--duration",
+        "60",
+    ];
+    args.extend_from_slice(&base);
+    let v: serde_json::Value = serde_json::from_str(&run(&args)).expect("json");
+    let id = v["id"].as_u64().expect("id").to_string();
+    let mut args = vec!["sched", "status", &id];
+    args.extend_from_slice(&base);
+    assert!(run(&args).contains("running"));
+    let mut args = vec!["sched", "cancel", &id];
+    args.extend_from_slice(&base);
+    assert!(run(&args).contains("cancelled"));
+}

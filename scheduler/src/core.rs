@@ -65,6 +65,21 @@ struct Job {
     attained: f64,
 }
 
+/// A totally ordered time, for heaps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Time(f64);
+impl Eq for Time {}
+impl PartialOrd for Time {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Time {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 /// The queue key: smaller runs first.
 type Key = (i64, u64, JobId);
 
@@ -519,6 +534,48 @@ impl Core {
         Ok(())
     }
 
+    /// When the pending job `id` is expected to start: a forward simulation of the current
+    /// state from `now`, in which running jobs end at their start plus their run-time estimate
+    /// (or known duration) and queued jobs start as the policy lets them and run for theirs.
+    /// `None` when it waits on a job with no estimate, or on nothing that will ever end; the
+    /// start time for a job that has started.
+    pub fn estimate_start(&self, id: JobId, now: f64) -> Result<Option<f64>> {
+        let job = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
+        match job.state {
+            JobState::Pending => {}
+            JobState::Running => return Ok(job.started),
+            _ => return Ok(job.started),
+        }
+        let length = |spec: &JobSpec| spec.runtime_estimate.or(spec.duration);
+        let mut c = self.clone();
+        let mut ends: std::collections::BinaryHeap<std::cmp::Reverse<(Time, JobId)>> = c
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running)
+            .filter_map(|(jid, j)| {
+                let end = j.started.unwrap_or(now) + length(&j.spec)?;
+                Some(std::cmp::Reverse((Time(end.max(now)), *jid)))
+            })
+            .collect();
+        let mut t = now;
+        for _ in 0..=c.jobs.len() {
+            for s in c.schedule(t) {
+                if s == id {
+                    return Ok(Some(t));
+                }
+                if let Some(l) = c.jobs.get(&s).and_then(|j| length(&j.spec)) {
+                    ends.push(std::cmp::Reverse((Time(t + l), s)));
+                }
+            }
+            let Some(std::cmp::Reverse((Time(end), jid))) = ends.pop() else {
+                return Ok(None);
+            };
+            t = t.max(end);
+            c.end(jid, JobState::Completed, t)?;
+        }
+        Ok(None)
+    }
+
     /// Puts a running job back in the queue, freeing what it held (its attained service stays).
     pub fn preempt(&mut self, id: JobId) -> Result<()> {
         let job = self.jobs.get(&id).ok_or(Error::NotFound(id))?;
@@ -765,6 +822,60 @@ mod tests {
 
     fn gpu_job(name: &str, tasks: u32, gpus: u64) -> JobSpec {
         JobSpec::new(name, tasks, Resources::new(4, 16_000, gpus))
+    }
+
+    #[test]
+    fn start_estimates_come_from_a_forward_simulation() {
+        // One node of 4 GPUs. Running: a (3 GPUs, estimate 100 s, started at 0) and b (1 GPU,
+        // 300 s). Queued in FIFO order: c (4 GPUs, 50 s), then d (2 GPUs, 10 s).
+        let mut core = Core::new(cluster(1, 4), QueuePolicy::Fifo, Blocking::Strict).expect("core");
+        let a = core
+            .submit(gpu_job("a", 1, 3).estimate(100.0), 0.0)
+            .expect("a");
+        let b = core
+            .submit(gpu_job("b", 1, 1).estimate(300.0), 0.0)
+            .expect("b");
+        assert_eq!(core.schedule(0.0), vec![a, b]);
+        let c = core
+            .submit(gpu_job("c", 1, 4).estimate(50.0), 5.0)
+            .expect("c");
+        let d = core
+            .submit(gpu_job("d", 1, 2).estimate(10.0), 6.0)
+            .expect("d");
+        assert!(core.schedule(10.0).is_empty());
+        // c needs the whole node: b ends at 300. d starts when c ends: 350.
+        assert_eq!(core.estimate_start(c, 10.0).expect("c"), Some(300.0));
+        assert_eq!(core.estimate_start(d, 10.0).expect("d"), Some(350.0));
+        assert_eq!(core.estimate_start(a, 10.0).expect("a"), Some(0.0));
+        // Without b's estimate, c's start cannot be known.
+        let mut blind =
+            Core::new(cluster(1, 4), QueuePolicy::Fifo, Blocking::Strict).expect("core");
+        blind
+            .submit(gpu_job("a", 1, 3).estimate(100.0), 0.0)
+            .expect("a");
+        blind.submit(gpu_job("b", 1, 1), 0.0).expect("b");
+        blind.schedule(0.0);
+        let c = blind.submit(gpu_job("c", 1, 4), 5.0).expect("c");
+        assert_eq!(blind.estimate_start(c, 10.0).expect("c"), None);
+        // Under skip, d (2 GPUs) starts at 100 when a ends, before c.
+        let mut skip = Core::new(cluster(1, 4), QueuePolicy::Fifo, Blocking::Skip).expect("core");
+        skip.submit(gpu_job("a", 1, 3).estimate(100.0), 0.0)
+            .expect("a");
+        skip.submit(gpu_job("b", 1, 1).estimate(300.0), 0.0)
+            .expect("b");
+        skip.schedule(0.0);
+        let c = skip
+            .submit(gpu_job("c", 1, 4).estimate(50.0), 5.0)
+            .expect("c");
+        let d = skip
+            .submit(gpu_job("d", 1, 2).estimate(10.0), 6.0)
+            .expect("d");
+        assert_eq!(skip.estimate_start(d, 10.0).expect("d"), Some(100.0));
+        assert_eq!(skip.estimate_start(c, 10.0).expect("c"), Some(300.0));
+        assert!(matches!(
+            skip.estimate_start(999, 0.0),
+            Err(Error::NotFound(999))
+        ));
     }
 
     #[test]

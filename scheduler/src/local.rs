@@ -508,6 +508,11 @@ impl ResourcePool for LocalPool {
         Ok(())
     }
 
+    fn estimated_start(&self, id: JobId) -> Result<Option<f64>> {
+        let s = lock(&self.shared)?;
+        s.core.estimate_start(id, self.shared.now())
+    }
+
     fn events(&self, since: usize) -> Result<Vec<Event>> {
         Ok(lock(&self.shared)?
             .events

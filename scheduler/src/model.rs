@@ -208,6 +208,50 @@ pub enum PendingReason {
     },
 }
 
+impl std::fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let amount = |resource: &str, v: u64| match resource {
+            "gpu_milli" => format!("{} GPU", v as f64 / 1000.0),
+            "cpu_milli" => format!("{} CPU", v as f64 / 1000.0),
+            "memory_mib" => format!("{v} MiB"),
+            other => format!("{v} {other}"),
+        };
+        match self {
+            PendingReason::NotScheduledYet => write!(f, "not looked at yet"),
+            PendingReason::Insufficient {
+                resource,
+                needed,
+                largest_free,
+                gpu_model,
+            } => {
+                let model = gpu_model
+                    .as_deref()
+                    .map(|m| format!(" with GPU model {m}"))
+                    .unwrap_or_default();
+                if resource == "combination" {
+                    write!(f, "no node{model} has the combination one task needs free")
+                } else {
+                    write!(
+                        f,
+                        "insufficient {}: a task needs {}, the most free on any node{model} is {}",
+                        resource,
+                        amount(resource, *needed),
+                        amount(resource, *largest_free)
+                    )
+                }
+            }
+            PendingReason::GangNotFittable { tasks, placeable } => write!(
+                f,
+                "the gang needs {tasks} tasks placed at once; {placeable} fit now"
+            ),
+            PendingReason::BehindJobs { ahead } => {
+                write!(f, "{ahead} job(s) ahead of it in the queue")
+            }
+            PendingReason::Backend { code } => write!(f, "the backend says {code}"),
+        }
+    }
+}
+
 /// A job's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

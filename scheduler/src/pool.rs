@@ -40,6 +40,12 @@ pub trait ResourcePool: Send + Sync + std::fmt::Debug {
 
     /// Events from index `since` on.
     fn events(&self, since: usize) -> Result<Vec<Event>>;
+
+    /// When a pending job is expected to start (pool clock), if the pool can tell; its start
+    /// time once it has started. The default knows nothing.
+    fn estimated_start(&self, id: JobId) -> Result<Option<f64>> {
+        self.status(id).map(|s| s.started)
+    }
 }
 
 macro_rules! forward {
@@ -62,6 +68,9 @@ macro_rules! forward {
             }
             fn events(&self, since: usize) -> Result<Vec<Event>> {
                 (**self).events(since)
+            }
+            fn estimated_start(&self, id: JobId) -> Result<Option<f64>> {
+                (**self).estimated_start(id)
             }
         }
     };

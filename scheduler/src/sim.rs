@@ -172,6 +172,11 @@ impl ResourcePool for SimulatedPool {
         s.start_ready()
     }
 
+    fn estimated_start(&self, id: JobId) -> Result<Option<f64>> {
+        let s = self.lock()?;
+        s.core.estimate_start(id, s.now)
+    }
+
     fn events(&self, since: usize) -> Result<Vec<Event>> {
         Ok(self
             .lock()?

@@ -427,13 +427,6 @@ impl SlurmPool {
             },
         })
     }
-
-    /// Slurm's own estimate of when a pending job starts (Unix seconds), when its backfill
-    /// scheduler has made one.
-    pub fn expected_start(&self, id: JobId) -> Result<Option<f64>> {
-        let j = self.job(id)?;
-        Ok((j.state == "PENDING" && j.start > 0.0).then_some(j.start))
-    }
 }
 
 impl ResourcePool for SlurmPool {
@@ -520,6 +513,12 @@ impl ResourcePool for SlurmPool {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.refresh()
+    }
+
+    /// Slurm's own estimate (its backfill scheduler's planned start time), when it has one.
+    fn estimated_start(&self, id: JobId) -> Result<Option<f64>> {
+        let j = self.job(id)?;
+        Ok((j.start > 0.0).then_some(j.start))
     }
 
     fn events(&self, since: usize) -> Result<Vec<Event>> {

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod compliance;
+pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod pii;
 pub(crate) mod report;

@@ -18,6 +18,27 @@ use crate::print_json;
 /// `aistd sched` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SchedCommand {
+    /// Submit a job to a pool (`--pool local|slurm`); the command follows `--`.
+    Submit(super::jobs::SubmitArgs),
+    /// A job's state, placement and pending reason.
+    Status(super::jobs::JobArgs),
+    /// Why a job is pending, and when it is expected to start.
+    Why(super::jobs::JobArgs),
+    /// Cancel a job.
+    Cancel(super::jobs::JobArgs),
+    /// Serve the local pool's state directory (started by `submit --pool local`).
+    #[command(hide = true)]
+    LocalRunner {
+        /// The state directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Exit after this many seconds with nothing to run.
+        #[arg(long, default_value_t = 60.0)]
+        idle_exit: f64,
+        /// What the pool offers (default: this machine).
+        #[arg(long)]
+        capacity: Option<String>,
+    },
     /// Dominant Resource Fairness: tasks per user and dominant shares.
     Allocate {
         /// Total capacity, e.g. `cpu=9,mem=18`.
@@ -143,6 +164,15 @@ fn print_report(r: &SimReport) {
 
 pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
     match cmd {
+        SchedCommand::Submit(a) => return super::jobs::submit(a),
+        SchedCommand::Status(a) => super::jobs::status(a)?,
+        SchedCommand::Why(a) => super::jobs::why(a)?,
+        SchedCommand::Cancel(a) => super::jobs::cancel(a)?,
+        SchedCommand::LocalRunner {
+            state,
+            idle_exit,
+            capacity,
+        } => super::jobs::local_runner(&state, idle_exit, capacity.as_deref())?,
         SchedCommand::Allocate {
             capacity,
             demand,
