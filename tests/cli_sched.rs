@@ -347,3 +347,79 @@ fn the_slurm_pool_from_the_cli() {
     args.extend_from_slice(&base);
     assert!(run(&args).contains("cancelled"));
 }
+
+#[test]
+fn simulate_runs_the_tenant_policies_with_quotas_and_preemption() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tenants");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let trace = dir.join("syn.csv");
+    let t = trace.to_str().expect("utf-8");
+    ok(&aistd(&[
+        "sched",
+        "generate",
+        "--jobs",
+        "120",
+        "--interarrival",
+        "5",
+        "--seed",
+        "7",
+        "--out",
+        t,
+    ]));
+    let tenants = dir.join("tenants.json");
+    std::fs::write(
+        &tenants,
+        r#"[{"name":"tenant-0","weight":3,"guaranteed":"gpu=16"},
+            {"name":"tenant-1","guaranteed":"gpu=8"},
+            {"name":"tenant-2","limit":"gpu=8"}]"#,
+    )
+    .expect("write");
+    let ten = tenants.to_str().expect("utf-8");
+    let run = |policy: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "sched",
+            "simulate",
+            "--trace",
+            t,
+            "--trace-format",
+            "generic",
+            "--nodes",
+            "4",
+            "--policy",
+            policy,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&aistd(&args))).expect("json")
+    };
+    for policy in ["drf", "fairshare"] {
+        let v = run(policy, &["--tenants", ten, "--preempt"]);
+        assert_eq!(v["completed"], 120, "{policy}: {v}");
+        assert!(
+            v["preemptions"].as_u64().expect("count") > 0,
+            "{policy}: {v}"
+        );
+        let plain = run(policy, &["--skip"]);
+        assert_eq!(plain["completed"], 120);
+        assert_eq!(plain["preemptions"], 0);
+    }
+    let v = run("backfill", &[]);
+    assert_eq!(v["blocking"], "backfill");
+    std::fs::write(&tenants, r#"[{"name":"a","parent":"missing"}]"#).expect("write");
+    let out = aistd(&[
+        "sched",
+        "simulate",
+        "--trace",
+        t,
+        "--trace-format",
+        "generic",
+        "--nodes",
+        "4",
+        "--policy",
+        "drf",
+        "--tenants",
+        ten,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"missing\" is not listed"));
+}

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::health::NodeHealth;
 use crate::model::{JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus, PendingReason};
 use crate::resources::Resources;
+use crate::tenants::{Tenants, first_excess, within};
 
 /// The order in which pending jobs are considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,16 @@ pub enum QueuePolicy {
     /// Meant to be used with preemption: the driver adds service and preempts (see
     /// [`crate::sim::simulate`]).
     LeastAttainedService,
+    /// Dominant Resource Fairness across tenants (Ghodsi et al., NSDI 2011), weighted and
+    /// hierarchical: the next job comes from the tenant whose dominant share of what it holds
+    /// now, divided by its weight, is lowest — compared level by level down the tenant tree
+    /// ([`crate::tenants`]). Tenants within their guarantee come first. Each tenant's own
+    /// jobs go first come, first served.
+    DominantResourceFairness,
+    /// Weighted fair share over time: as DRF, but tenants are ranked by the dominant-share-seconds
+    /// they have consumed so far, divided by their weight — the order Slurm's fair-share factor
+    /// 2^(−U/S) gives ([`crate::fairshare`]) without its decay.
+    FairShare,
 }
 
 /// What happens when the job at the head of the order does not fit.
@@ -99,6 +110,33 @@ pub struct Core {
     /// Distinct node shapes (capacity, GPU model) and how many nodes have each: the empty-cluster
     /// check at submit is O(shapes), not O(nodes).
     shapes: Vec<(Resources, Option<String>, u64)>,
+    /// Everything the cluster has.
+    total: Resources,
+    /// Whether drivers should call [`Core::preempt_for`].
+    preemption: bool,
+    tenants: Tenants,
+    /// What each tenant (and each ancestor) holds now.
+    usage: HashMap<String, Resources>,
+    /// Dominant-share-seconds each tenant (and ancestor) has consumed, up to `accrued_at`.
+    consumed: HashMap<String, f64>,
+    accrued_at: f64,
+    /// Pending jobs per tenant, in queue order.
+    by_tenant: HashMap<String, BTreeSet<Key>>,
+    /// Each tenant seen so far: its path from the top of the hierarchy.
+    paths: HashMap<String, Vec<String>>,
+}
+
+/// Lexicographic order of tenant ranks: (tier, shares along the tenant path).
+fn rank_cmp(a: &(u8, Vec<f64>), b: &(u8, Vec<f64>)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| {
+        for (x, y) in a.1.iter().zip(&b.1) {
+            let o = x.total_cmp(y);
+            if o.is_ne() {
+                return o;
+            }
+        }
+        a.1.len().cmp(&b.1.len())
+    })
 }
 
 impl Core {
@@ -131,6 +169,9 @@ impl Core {
                 None => shapes.push((n.spec.capacity.clone(), n.spec.gpu_model.clone(), 1)),
             }
         }
+        let total = nodes
+            .iter()
+            .fold(Resources::zero(), |a, n| a.plus(&n.spec.capacity));
         Ok(Self {
             nodes,
             by_free,
@@ -141,7 +182,190 @@ impl Core {
             next: 1,
             las_thresholds: Vec::new(),
             shapes,
+            total,
+            preemption: false,
+            tenants: Tenants::default(),
+            usage: HashMap::new(),
+            consumed: HashMap::new(),
+            accrued_at: 0.0,
+            by_tenant: HashMap::new(),
+            paths: HashMap::new(),
         })
+    }
+
+    /// Configures tenants: weights and hierarchy for the DRF and fair-share policies, and
+    /// guarantees and limits under every policy. Only before the first job.
+    pub fn with_tenants(mut self, tenants: Tenants) -> Result<Self> {
+        if !self.jobs.is_empty() {
+            return Err(Error::invalid("tenants", "set them before submitting jobs"));
+        }
+        self.tenants = tenants;
+        Ok(self)
+    }
+
+    /// Turns preemption on for drivers (the simulator calls [`Core::preempt_for`] after each
+    /// scheduling pass when it is on).
+    pub fn with_preemption(mut self, on: bool) -> Self {
+        self.preemption = on;
+        self
+    }
+
+    /// Whether preemption is on.
+    pub fn preemption(&self) -> bool {
+        self.preemption
+    }
+
+    /// What a tenant (or an ancestor: its teams' sum) holds now.
+    pub fn tenant_usage(&self, tenant: &str) -> Resources {
+        self.usage.get(tenant).cloned().unwrap_or_default()
+    }
+
+    /// Dominant-share-seconds a tenant (or ancestor) has consumed up to the last scheduling
+    /// pass or job end.
+    pub fn tenant_consumed(&self, tenant: &str) -> f64 {
+        self.consumed.get(tenant).copied().unwrap_or(0.0)
+    }
+
+    fn tenant_mode(&self) -> bool {
+        matches!(
+            self.policy,
+            QueuePolicy::DominantResourceFairness | QueuePolicy::FairShare
+        )
+    }
+
+    fn path(&self, tenant: &str) -> std::borrow::Cow<'_, [String]> {
+        match self.paths.get(tenant) {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(self.tenants.path(tenant)),
+        }
+    }
+
+    fn enqueue(&mut self, key: Key) {
+        if let Some(j) = self.jobs.get(&key.2) {
+            if !self.paths.contains_key(&j.spec.tenant) {
+                self.paths
+                    .insert(j.spec.tenant.clone(), self.tenants.path(&j.spec.tenant));
+            }
+            self.by_tenant
+                .entry(j.spec.tenant.clone())
+                .or_default()
+                .insert(key);
+        }
+        self.pending.insert(key);
+    }
+
+    fn dequeue(&mut self, key: &Key) {
+        if self.pending.remove(key)
+            && let Some(j) = self.jobs.get(&key.2)
+            && let Some(set) = self.by_tenant.get_mut(&j.spec.tenant)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_tenant.remove(&j.spec.tenant);
+            }
+        }
+    }
+
+    /// Adds (or removes) what a job holds to its tenant and every ancestor.
+    fn charge(&mut self, tenant: &str, r: &Resources, add: bool) {
+        for p in self.path(tenant).into_owned() {
+            let u = self.usage.entry(p).or_default();
+            *u = if add {
+                u.plus(r)
+            } else {
+                u.minus(r).unwrap_or_default()
+            };
+        }
+    }
+
+    /// Brings consumed dominant-share-seconds up to `now`.
+    fn accrue(&mut self, now: f64) {
+        let dt = now - self.accrued_at;
+        if dt > 0.0 {
+            for (t, u) in &self.usage {
+                *self.consumed.entry(t.clone()).or_default() += u.dominant_share(&self.total) * dt;
+            }
+            self.accrued_at = now;
+        }
+    }
+
+    /// Whether `tenant` holding one more `spec` stays within its guarantee.
+    fn within_guarantee(&self, tenant: &str, spec: &JobSpec) -> bool {
+        match self.tenants.get(tenant) {
+            Some(t) if !t.guaranteed.is_zero() => within(
+                &t.guaranteed,
+                &self.tenant_usage(tenant).plus(&spec.total()),
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether `tenant` holds more than its guarantee (everything it holds, if it has none).
+    fn borrowing(&self, tenant: &str) -> bool {
+        let u = self.tenant_usage(tenant);
+        match self.tenants.get(tenant) {
+            Some(t) if !t.guaranteed.is_zero() => !within(&t.guaranteed, &u),
+            _ => !u.is_zero(),
+        }
+    }
+
+    /// The first limit (tenant, resource, limit, what it would hold) `spec` would break now.
+    fn over_limit(&self, spec: &JobSpec) -> Option<(String, String, u64, u64)> {
+        if self.tenants.is_empty() {
+            return None;
+        }
+        for p in self.path(&spec.tenant).iter() {
+            if let Some(l) = self.tenants.get(p).and_then(|t| t.limit.as_ref())
+                && let Some((r, q, a)) = first_excess(l, &self.tenant_usage(p).plus(&spec.total()))
+            {
+                return Some((p.clone(), r, q, a));
+            }
+        }
+        None
+    }
+
+    /// A tenant's rank for its next job: within guarantee first, then the weighted shares
+    /// along its path (held now for DRF, consumed for fair share).
+    fn tenant_rank(&self, tenant: &str, spec: &JobSpec) -> (u8, Vec<f64>) {
+        let tier = u8::from(!self.within_guarantee(tenant, spec));
+        let shares = self
+            .path(tenant)
+            .iter()
+            .map(|p| {
+                let v = match self.policy {
+                    QueuePolicy::FairShare => self.tenant_consumed(p),
+                    _ => self.tenant_usage(p).dominant_share(&self.total),
+                };
+                v / self.tenants.weight(p)
+            })
+            .collect();
+        (tier, shares)
+    }
+
+    /// The next job under a tenant policy: each tenant's first job after its cursor (the last
+    /// one tried this pass), from the best-ranked tenant.
+    fn next_by_tenant(&self, cursors: &HashMap<String, Key>) -> Option<Key> {
+        let mut best: Option<((u8, Vec<f64>), Key)> = None;
+        for (t, set) in &self.by_tenant {
+            let next = match cursors.get(t) {
+                Some(c) => set
+                    .range((std::ops::Bound::Excluded(*c), std::ops::Bound::Unbounded))
+                    .next(),
+                None => set.iter().next(),
+            };
+            let Some(key) = next.copied() else {
+                continue;
+            };
+            let rank = self.tenant_rank(t, &self.jobs[&key.2].spec);
+            let better = match &best {
+                None => true,
+                Some((r, k)) => rank_cmp(&rank, r).then(key.cmp(k)).is_lt(),
+            };
+            if better {
+                best = Some((rank, key));
+            }
+        }
+        best.map(|b| b.1)
     }
 
     /// Sets the LAS queue boundaries in GPU-seconds (increasing; empty: one queue, i.e. FIFO
@@ -190,6 +414,7 @@ impl Core {
                 .runtime_estimate
                 .map_or(i64::MAX, |e| (e * 1000.0).round() as i64),
             QueuePolicy::LeastAttainedService => self.las_level(j.attained),
+            QueuePolicy::DominantResourceFairness | QueuePolicy::FairShare => 0,
         };
         (primary, j.seq, id)
     }
@@ -227,6 +452,15 @@ impl Core {
                     format!("job {:?}", spec.name),
                     format!("{what} {v} must be ≥ 0"),
                 ));
+            }
+        }
+        for p in self.tenants.path(&spec.tenant) {
+            if let Some(l) = self.tenants.get(&p).and_then(|t| t.limit.as_ref())
+                && let Some((r, q, a)) = first_excess(l, &spec.total())
+            {
+                return Err(never(format!(
+                    "tenant {p:?} may hold at most {q} {r}; the job needs {a}"
+                )));
             }
         }
         let mut slots: u64 = 0;
@@ -270,8 +504,9 @@ impl Core {
             placement: Vec::new(),
             attained: 0.0,
         };
-        self.pending.insert(self.key(id, &job));
+        let key = self.key(id, &job);
         self.jobs.insert(id, job);
+        self.enqueue(key);
         Ok(id)
     }
 
@@ -380,6 +615,9 @@ impl Core {
     /// One pass over the queue at time `now`: starts every job the policy lets start, and
     /// returns their ids in start order.
     pub fn schedule(&mut self, now: f64) -> Vec<JobId> {
+        self.accrue(now);
+        let tenant_mode = self.tenant_mode();
+        let mut cursors: HashMap<String, Key> = HashMap::new();
         let mut started = Vec::new();
         let mut last_needs: Option<Resources> = None;
         // Backfill: (shadow time, free resources then, the job reserved for).
@@ -389,6 +627,7 @@ impl Core {
         let mut cursor: Option<Key> = None;
         loop {
             let next = match cursor {
+                _ if tenant_mode => self.next_by_tenant(&cursors),
                 None => self.pending.iter().next().copied(),
                 Some(c) => self
                     .pending
@@ -403,6 +642,14 @@ impl Core {
                 Some(j) => j.spec.clone(),
                 None => continue,
             };
+            if tenant_mode {
+                // Tried once per pass: if it does not start now, its tenant's next job is next.
+                cursors.insert(spec.tenant.clone(), key);
+            }
+            // A tenant at its limit waits; it never blocks other tenants.
+            if self.over_limit(&spec).is_some() {
+                continue;
+            }
             // A job needing at least as much per task as one that just failed cannot fit either.
             if let Some(n) = &last_needs
                 && self.blocking == Blocking::Skip
@@ -435,12 +682,7 @@ impl Core {
                             *free_at = after;
                         }
                     }
-                    self.pending.remove(&key);
-                    if let Some(j) = self.jobs.get_mut(&id) {
-                        j.state = JobState::Running;
-                        j.started = Some(now);
-                        j.placement = placement;
-                    }
+                    self.start(key, placement, now);
                     started.push(id);
                 }
                 None => match self.blocking {
@@ -464,6 +706,114 @@ impl Core {
             }
         }
         started
+    }
+
+    /// Marks a placed job running and charges its tenant.
+    fn start(&mut self, key: Key, placement: Vec<(usize, u32)>, now: f64) {
+        self.dequeue(&key);
+        if let Some(j) = self.jobs.get_mut(&key.2) {
+            j.state = JobState::Running;
+            j.started = Some(now);
+            j.placement = placement;
+            let (tenant, total) = (j.spec.tenant.clone(), j.spec.total());
+            self.charge(&tenant, &total, true);
+        }
+    }
+
+    /// Preemption for the job at the head of the queue (the best-ranked tenant's next job under
+    /// DRF and fair share) when it does not fit: evicts the fewest running preemptible jobs
+    /// that let it start — jobs of lower priority, or, when its tenant is within its guarantee,
+    /// jobs of other tenants that borrow beyond theirs — lowest priority and most recently
+    /// started first. Whole gangs are evicted and requeued (none is lost), and the head job
+    /// starts at once. Returns the evicted jobs (empty when nothing is preempted) and the job
+    /// that started.
+    pub fn preempt_for(&mut self, now: f64) -> Result<(Vec<JobId>, Option<JobId>)> {
+        self.accrue(now);
+        let head = if self.tenant_mode() {
+            self.next_by_tenant(&HashMap::new())
+        } else {
+            self.pending.iter().next().copied()
+        };
+        let Some(key) = head else {
+            return Ok((Vec::new(), None));
+        };
+        let h = self.jobs[&key.2].spec.clone();
+        if self.over_limit(&h).is_some() {
+            return Ok((Vec::new(), None));
+        }
+        let mut free: Vec<Resources> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.health == NodeHealth::Unhealthy {
+                    Resources::zero()
+                } else {
+                    n.free.clone()
+                }
+            })
+            .collect();
+        if self.fits_gang(&h, &free) {
+            return Ok((Vec::new(), None));
+        }
+        let guaranteed = self.within_guarantee(&h.tenant, &h);
+        let mut candidates: Vec<(i64, std::cmp::Reverse<Time>, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running && j.spec.preemptible)
+            .filter(|(_, j)| {
+                j.spec.priority < h.priority
+                    || (guaranteed && j.spec.tenant != h.tenant && self.borrowing(&j.spec.tenant))
+            })
+            .map(|(id, j)| {
+                (
+                    j.spec.priority,
+                    std::cmp::Reverse(Time(j.started.unwrap_or(0.0))),
+                    *id,
+                )
+            })
+            .collect();
+        candidates.sort();
+        let mut victims = Vec::new();
+        for (_, _, v) in candidates {
+            let j = &self.jobs[&v];
+            for (i, c) in &j.placement {
+                free[*i] = free[*i].plus(&j.spec.per_task.times(u64::from(*c)));
+            }
+            victims.push(v);
+            if self.fits_gang(&h, &free) {
+                break;
+            }
+        }
+        if !self.fits_gang(&h, &free) {
+            return Ok((Vec::new(), None));
+        }
+        // Spare the victims that are not needed after all (latest chosen first).
+        for k in (0..victims.len()).rev() {
+            let j = &self.jobs[&victims[k]];
+            let mut without = free.clone();
+            for (i, c) in &j.placement {
+                without[*i] = without[*i]
+                    .minus(&j.spec.per_task.times(u64::from(*c)))
+                    .unwrap_or_default();
+            }
+            if self.fits_gang(&h, &without) {
+                free = without;
+                victims.remove(k);
+            }
+        }
+        self.accrue(now);
+        for v in &victims {
+            self.preempt(*v)?;
+        }
+        let started = match self.place(&h) {
+            Some(placement) => {
+                self.start(key, placement, now);
+                Some(key.2)
+            }
+            None => None,
+        };
+        victims.sort_unstable();
+        Ok((victims, started))
     }
 
     /// Whether every task of `spec` fits in `free` (first fit, eligible healthy nodes).
@@ -521,10 +871,16 @@ impl Core {
             return Ok(());
         }
         let key = self.key(id, job);
+        let was_running = job.state == JobState::Running;
         let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
-        self.pending.remove(&key);
+        let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
+        self.accrue(now);
+        self.dequeue(&key);
         for (i, c) in placement {
             self.give(i, &per_task.times(u64::from(c)));
+        }
+        if was_running {
+            self.charge(&tenant, &total, false);
         }
         if let Some(j) = self.jobs.get_mut(&id) {
             j.state = state;
@@ -586,15 +942,17 @@ impl Core {
             ));
         }
         let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
+        let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
         for (i, c) in placement {
             self.give(i, &per_task.times(u64::from(c)));
         }
+        self.charge(&tenant, &total, false);
         if let Some(j) = self.jobs.get_mut(&id) {
             j.state = JobState::Pending;
             j.placement.clear();
         }
         let key = self.key(id, &self.jobs[&id]);
-        self.pending.insert(key);
+        self.enqueue(key);
         Ok(())
     }
 
@@ -604,14 +962,14 @@ impl Core {
         let pending = job.state == JobState::Pending;
         if pending {
             let key = self.key(id, job);
-            self.pending.remove(&key);
+            self.dequeue(&key);
         }
         if let Some(j) = self.jobs.get_mut(&id) {
             j.attained += gpu_seconds;
         }
         if pending {
             let key = self.key(id, &self.jobs[&id]);
-            self.pending.insert(key);
+            self.enqueue(key);
         }
         Ok(())
     }
@@ -720,6 +1078,14 @@ impl Core {
     }
 
     fn reason(&self, id: JobId, j: &Job) -> PendingReason {
+        if let Some((tenant, resource, limit, would_hold)) = self.over_limit(&j.spec) {
+            return PendingReason::Quota {
+                tenant,
+                resource,
+                limit,
+                would_hold,
+            };
+        }
         let frees = self
             .nodes
             .iter()
@@ -729,7 +1095,27 @@ impl Core {
             return r;
         }
         let key = self.key(id, j);
-        let ahead = self.pending.range(..key).count();
+        let ahead = if self.tenant_mode() {
+            // Its own tenant's jobs before it, and the tenants ranked before its own.
+            let own = self
+                .by_tenant
+                .get(&j.spec.tenant)
+                .map_or(0, |s| s.range(..key).count());
+            let rank = self.tenant_rank(&j.spec.tenant, &j.spec);
+            let others = self
+                .by_tenant
+                .iter()
+                .filter(|(t, set)| {
+                    **t != j.spec.tenant
+                        && set.iter().next().is_some_and(|k| {
+                            rank_cmp(&self.tenant_rank(t, &self.jobs[&k.2].spec), &rank).is_lt()
+                        })
+                })
+                .count();
+            own + others
+        } else {
+            self.pending.range(..key).count()
+        };
         if ahead > 0 {
             PendingReason::BehindJobs { ahead }
         } else {

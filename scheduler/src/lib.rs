@@ -39,6 +39,7 @@ mod pool;
 pub mod resources;
 pub mod sim;
 pub mod slurm;
+pub mod tenants;
 pub mod trace;
 
 #[cfg(any(feature = "conformance", test))]

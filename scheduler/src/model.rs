@@ -200,6 +200,17 @@ pub enum PendingReason {
         /// How many.
         ahead: usize,
     },
+    /// Starting it would take its tenant (or an ancestor) past its limit.
+    Quota {
+        /// The tenant whose limit binds.
+        tenant: String,
+        /// Which resource.
+        resource: String,
+        /// The limit.
+        limit: u64,
+        /// What the tenant would hold with this job.
+        would_hold: u64,
+    },
     /// A reason the backend reports that has no closer equivalent here (for Slurm, its reason
     /// code: `Dependency`, `JobHeldUser`, `QOSMaxGRESPerUser`, …).
     Backend {
@@ -248,6 +259,17 @@ impl std::fmt::Display for PendingReason {
                 write!(f, "{ahead} job(s) ahead of it in the queue")
             }
             PendingReason::Backend { code } => write!(f, "the backend says {code}"),
+            PendingReason::Quota {
+                tenant,
+                resource,
+                limit,
+                would_hold,
+            } => write!(
+                f,
+                "quota: tenant {tenant} may hold {} and would hold {}",
+                amount(resource, *limit),
+                amount(resource, *would_hold)
+            ),
         }
     }
 }

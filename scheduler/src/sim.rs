@@ -371,11 +371,33 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
                 was_running.push(id);
             }
         }
-        let started = core.schedule(now);
+        let mut started = core.schedule(now);
         preemptions += was_running
             .iter()
             .filter(|id| !started.contains(id))
             .count() as u64;
+        if core.preemption() && !preemptive {
+            // Priority and fair-share preemption: evict for the head of the queue while that
+            // lets it start (each round starts one job, so this ends).
+            for _ in 0..=core.pending() {
+                let (victims, head) = core.preempt_for(now)?;
+                let Some(head) = head else { break };
+                for v in victims {
+                    let i = by_id[&v];
+                    let ran = now - segment[i].unwrap_or(now);
+                    let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0;
+                    gpu_seconds += g * ran;
+                    core.add_service(v, g * ran)?;
+                    remaining[i] -= ran;
+                    segment[i] = None;
+                    version[i] += 1;
+                    preemptions += 1;
+                }
+                started.push(head);
+            }
+            // A job started in this instant may have been evicted in it.
+            started.retain(|id| core.status(*id).is_ok_and(|s| s.state == JobState::Running));
+        }
         for id in started {
             let i = by_id[&id];
             if start[i].is_nan() {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use aistd_scheduler::core::Core;
 use aistd_scheduler::drf;
-use aistd_scheduler::sim::{SimReport, simulate};
+use aistd_scheduler::sim::{DEFAULT_LAS_THRESHOLDS, SimReport, replay};
+use aistd_scheduler::tenants::Tenants;
 use aistd_scheduler::trace::{
     Synthetic, generic_jobs, synthetic, tiresias_cluster, tiresias_jobs, write_generic,
 };
@@ -72,9 +73,18 @@ pub(crate) enum SchedCommand {
         /// GPUs per node with --nodes.
         #[arg(long, default_value_t = 8)]
         gpus_per_node: u64,
-        /// `fifo`, `priority`, `sjf` or `las` (Tiresias' 2D-LAS, preemptive).
+        /// `fifo`, `priority`, `sjf`, `las` (Tiresias' 2D-LAS, preemptive), `drf` (Dominant
+        /// Resource Fairness across tenants), `fairshare` (weighted fair share over time) or
+        /// `backfill` (FIFO with EASY backfill).
         #[arg(long, default_value = "fifo")]
         policy: String,
+        /// Tenants: weights, guarantees, limits, hierarchy (JSON; see docs/formats.md).
+        #[arg(long)]
+        tenants: Option<PathBuf>,
+        /// Preempt for the head of the queue: lower-priority jobs, and borrowers when a tenant
+        /// within its guarantee waits. Every trace job is taken as preemptible.
+        #[arg(long)]
+        preempt: bool,
         /// Let later jobs start when the head of the queue does not fit (else strict order).
         #[arg(long, conflicts_with = "backfill")]
         skip: bool,
@@ -134,8 +144,11 @@ fn policy(name: &str) -> Result<QueuePolicy> {
         "priority" => QueuePolicy::Priority,
         "sjf" => QueuePolicy::ShortestJobFirst,
         "las" => QueuePolicy::LeastAttainedService,
+        "drf" => QueuePolicy::DominantResourceFairness,
+        "fairshare" => QueuePolicy::FairShare,
+        "backfill" => QueuePolicy::Fifo,
         other => bail!(
-            "--policy must be fifo, priority, sjf or las (drf, fairshare and backfill are not built yet), not `{other}`"
+            "--policy must be fifo, priority, sjf, las, drf, fairshare or backfill, not `{other}`"
         ),
     })
 }
@@ -211,6 +224,8 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             nodes,
             gpus_per_node,
             policy: p,
+            tenants,
+            preempt,
             skip,
             backfill,
             json,
@@ -230,16 +245,29 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                     "--trace-format must be tiresias or generic (alibaba-v2023 is not built yet), not `{other}`"
                 ),
             };
-            let r = simulate(
-                nodes,
-                &jobs,
-                policy(&p)?,
-                match (skip, backfill) {
-                    (true, _) => Blocking::Skip,
-                    (_, true) => Blocking::Backfill,
-                    _ => Blocking::Strict,
-                },
-            )?;
+            let pol = policy(&p)?;
+            let blocking = match (skip, backfill || p == "backfill") {
+                (true, true) => bail!("--skip does not go with EASY backfill"),
+                (true, _) => Blocking::Skip,
+                (_, true) => Blocking::Backfill,
+                _ => Blocking::Strict,
+            };
+            let mut core = Core::new(nodes, pol, blocking)?;
+            if pol == QueuePolicy::LeastAttainedService {
+                core = core.with_las_thresholds(DEFAULT_LAS_THRESHOLDS.to_vec())?;
+            }
+            if let Some(t) = tenants {
+                core =
+                    core.with_tenants(Tenants::from_json(&t.display().to_string(), &read(&t)?)?)?;
+            }
+            let mut jobs = jobs;
+            if preempt {
+                core = core.with_preemption(true);
+                for j in &mut jobs {
+                    j.spec.preemptible = true;
+                }
+            }
+            let r = replay(core, &jobs)?;
             if json {
                 print_json(&r)?;
             } else {
