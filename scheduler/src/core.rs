@@ -55,11 +55,59 @@ pub enum Blocking {
     Backfill,
 }
 
+/// Where the tasks of a job go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Placement {
+    /// Best fit: the node with the least free GPU (then CPU) that holds the task, so whole
+    /// nodes stay free for large gangs. Gangs go on one node if one holds them all, else under
+    /// one switch if one switch holds them all (fewest nodes first), else anywhere.
+    #[default]
+    BestFit,
+    /// Spread: the node with the most free GPU (then CPU), one task after another — for
+    /// fault isolation and memory-bandwidth-bound tasks.
+    Spread,
+}
+
+/// One task's GPU grant: (device index, thousandths of it).
+type Grant = Vec<(usize, u64)>;
+
 #[derive(Debug, Clone)]
 struct NodeState {
     spec: NodeSpec,
     free: Resources,
     health: NodeHealth,
+    /// Thousandths of each GPU device still free: fractions pack on one device.
+    devices: Vec<u64>,
+}
+
+/// The GPU devices of a node with `gpu_milli` of GPU: whole devices, and a last partial one.
+fn devices_of(gpu_milli: u64) -> Vec<u64> {
+    let mut d = vec![1000; (gpu_milli / 1000) as usize];
+    if gpu_milli % 1000 > 0 {
+        d.push(gpu_milli % 1000);
+    }
+    d
+}
+
+/// How many tasks needing `need` thousandths of a GPU fit on `devices`: fractions of one GPU
+/// share a device; whole GPUs take whole free devices.
+fn gpu_tasks(devices: &[u64], need: u64) -> u64 {
+    if need == 0 {
+        u64::MAX
+    } else if need < 1000 {
+        devices.iter().map(|f| f / need).sum()
+    } else {
+        devices.iter().filter(|f| **f >= 1000).count() as u64 / need.div_ceil(1000)
+    }
+}
+
+/// How many tasks of `t` fit on a node with `free` and `devices`.
+fn node_tasks(t: &Resources, free: &Resources, devices: &[u64]) -> u64 {
+    let mut no_gpu = t.clone();
+    no_gpu.gpu_milli = 0;
+    max_tasks(&no_gpu, free).min(gpu_tasks(devices, t.gpu_milli))
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +120,8 @@ struct Job {
     finished: Option<f64>,
     /// (node index, tasks) while running.
     placement: Vec<(usize, u32)>,
+    /// Per task while running: its node and GPU grant.
+    grants: Vec<(usize, Grant)>,
     /// GPU-seconds (thousandths of a GPU × seconds / 1000) received so far.
     attained: f64,
 }
@@ -114,6 +164,9 @@ pub struct Core {
     total: Resources,
     /// Whether drivers should call [`Core::preempt_for`].
     preemption: bool,
+    placement: Placement,
+    /// Node indices under each switch (nodes that name one).
+    switches: Vec<(String, Vec<usize>)>,
     tenants: Tenants,
     /// What each tenant (and each ancestor) holds now.
     usage: HashMap<String, Resources>,
@@ -150,6 +203,7 @@ impl Core {
             .into_iter()
             .map(|spec| NodeState {
                 free: spec.capacity.clone(),
+                devices: devices_of(spec.capacity.gpu_milli),
                 spec,
                 health: NodeHealth::Healthy,
             })
@@ -172,6 +226,15 @@ impl Core {
         let total = nodes
             .iter()
             .fold(Resources::zero(), |a, n| a.plus(&n.spec.capacity));
+        let mut switches: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(sw) = &n.spec.switch {
+                match switches.iter_mut().find(|(s, _)| s == sw) {
+                    Some((_, v)) => v.push(i),
+                    None => switches.push((sw.clone(), vec![i])),
+                }
+            }
+        }
         Ok(Self {
             nodes,
             by_free,
@@ -184,6 +247,8 @@ impl Core {
             shapes,
             total,
             preemption: false,
+            placement: Placement::BestFit,
+            switches,
             tenants: Tenants::default(),
             usage: HashMap::new(),
             consumed: HashMap::new(),
@@ -201,6 +266,12 @@ impl Core {
         }
         self.tenants = tenants;
         Ok(self)
+    }
+
+    /// Sets the placement rule (default best fit).
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Turns preemption on for drivers (the simulator calls [`Core::preempt_for`] after each
@@ -454,6 +525,16 @@ impl Core {
                 ));
             }
         }
+        let g = spec.per_task.gpu_milli;
+        if g > 1000 && !g.is_multiple_of(1000) {
+            return Err(Error::invalid(
+                format!("job {:?}", spec.name),
+                format!(
+                    "{} GPUs per task: more than one GPU must be whole GPUs (fractions share one device)",
+                    g as f64 / 1000.0
+                ),
+            ));
+        }
         for p in self.tenants.path(&spec.tenant) {
             if let Some(l) = self.tenants.get(&p).and_then(|t| t.limit.as_ref())
                 && let Some((r, q, a)) = first_excess(l, &spec.total())
@@ -466,7 +547,8 @@ impl Core {
         let mut slots: u64 = 0;
         for (cap, model, count) in &self.shapes {
             if spec.gpu_model.is_none() || *model == spec.gpu_model {
-                slots = slots.saturating_add(max_tasks(&spec.per_task, cap).saturating_mul(*count));
+                let per_node = node_tasks(&spec.per_task, cap, &devices_of(cap.gpu_milli));
+                slots = slots.saturating_add(per_node.saturating_mul(*count));
             }
         }
         if slots == 0 {
@@ -502,6 +584,7 @@ impl Core {
             started: None,
             finished: None,
             placement: Vec::new(),
+            grants: Vec::new(),
             attained: 0.0,
         };
         let key = self.key(id, &job);
@@ -577,39 +660,149 @@ impl Core {
         self.by_free.insert((n.free.gpu_milli, n.free.cpu_milli, i));
     }
 
-    /// The best-fit node for one task: the least free GPU, then CPU, that holds it.
-    fn best_fit(&self, spec: &JobSpec) -> Option<usize> {
-        let t = &spec.per_task;
-        self.by_free
-            .range((t.gpu_milli, t.cpu_milli, 0)..)
-            .map(|(_, _, i)| *i)
-            .find(|i| {
-                let n = &self.nodes[*i];
-                t.fits_in(&n.free) && self.eligible(n, spec)
-            })
+    /// Takes one task's resources on node `i`, with its GPU devices.
+    fn take_task(&mut self, i: usize, t: &Resources) -> Grant {
+        self.take(i, t);
+        let need = t.gpu_milli;
+        let devs = &mut self.nodes[i].devices;
+        let mut got = Vec::new();
+        if need == 0 {
+        } else if need < 1000 {
+            // Best fit among devices: the fullest one that still holds the fraction.
+            if let Some(d) = (0..devs.len())
+                .filter(|&d| devs[d] >= need)
+                .min_by_key(|&d| (devs[d], d))
+            {
+                devs[d] -= need;
+                got.push((d, need));
+            }
+        } else {
+            let mut left = need.div_ceil(1000);
+            for (d, f) in devs.iter_mut().enumerate() {
+                if left == 0 {
+                    break;
+                }
+                if *f >= 1000 {
+                    *f -= 1000;
+                    got.push((d, 1000));
+                    left -= 1;
+                }
+            }
+        }
+        got
     }
 
-    /// Places every task of the gang, or none.
-    fn place(&mut self, spec: &JobSpec) -> Option<Vec<(usize, u32)>> {
-        let mut placed: Vec<(usize, u32)> = Vec::new();
-        for _ in 0..spec.tasks {
-            match self.best_fit(spec) {
-                Some(i) => {
-                    self.take(i, &spec.per_task);
-                    match placed.iter_mut().find(|(n, _)| *n == i) {
-                        Some((_, c)) => *c += 1,
-                        None => placed.push((i, 1)),
+    fn give_task(&mut self, i: usize, t: &Resources, grant: &Grant) {
+        self.give(i, t);
+        for (d, m) in grant {
+            self.nodes[i].devices[*d] += m;
+        }
+    }
+
+    fn give_all(&mut self, t: &Resources, grants: &[(usize, Grant)]) {
+        for (i, g) in grants {
+            self.give_task(*i, t, g);
+        }
+    }
+
+    fn holds(&self, i: usize, spec: &JobSpec, tasks: u64) -> bool {
+        let n = &self.nodes[i];
+        n.health != NodeHealth::Unhealthy
+            && self.eligible(n, spec)
+            && node_tasks(&spec.per_task, &n.free, &n.devices) >= tasks
+    }
+
+    /// The node for `tasks` tasks at once under the placement rule: best fit (least free GPU,
+    /// then CPU) or spread (most free).
+    fn pick(&self, spec: &JobSpec, tasks: u64) -> Option<usize> {
+        let t = &spec.per_task;
+        match self.placement {
+            Placement::BestFit => self
+                .by_free
+                .range((t.gpu_milli * tasks, t.cpu_milli * tasks, 0)..)
+                .map(|(_, _, i)| *i)
+                .find(|i| self.holds(*i, spec, tasks)),
+            Placement::Spread => self
+                .by_free
+                .iter()
+                .rev()
+                .map(|(_, _, i)| *i)
+                .find(|i| self.holds(*i, spec, tasks)),
+        }
+    }
+
+    /// Places every task of the gang, or none: on one node if one holds it, else under one
+    /// switch (the fullest that holds it, fewest nodes first), else task by task.
+    fn place(&mut self, spec: &JobSpec) -> Option<Vec<(usize, Grant)>> {
+        let tasks = u64::from(spec.tasks);
+        let mut grants: Vec<(usize, Grant)> = Vec::new();
+        if tasks > 1 && self.placement == Placement::BestFit {
+            if let Some(i) = self.pick(spec, tasks) {
+                for _ in 0..tasks {
+                    let g = self.take_task(i, &spec.per_task);
+                    grants.push((i, g));
+                }
+                return Some(grants);
+            }
+            if let Some(nodes) = self.switch_for(spec, tasks) {
+                for (i, k) in nodes {
+                    for _ in 0..k {
+                        let g = self.take_task(i, &spec.per_task);
+                        grants.push((i, g));
                     }
                 }
+                return Some(grants);
+            }
+        }
+        for _ in 0..tasks {
+            match self.pick(spec, 1) {
+                Some(i) => {
+                    let g = self.take_task(i, &spec.per_task);
+                    grants.push((i, g));
+                }
                 None => {
-                    for (i, c) in &placed {
-                        self.give(*i, &spec.per_task.times(u64::from(*c)));
-                    }
+                    self.give_all(&spec.per_task, &grants);
                     return None;
                 }
             }
         }
-        Some(placed)
+        Some(grants)
+    }
+
+    /// The switch that holds the whole gang with the least free GPU left over, and how many
+    /// tasks go on which of its nodes (the roomiest nodes first, so the gang spans few).
+    fn switch_for(&self, spec: &JobSpec, tasks: u64) -> Option<Vec<(usize, u64)>> {
+        let mut best: Option<(u64, Vec<(usize, u64)>)> = None;
+        for (_, members) in &self.switches {
+            let mut room: Vec<(u64, usize)> = members
+                .iter()
+                .filter(|i| self.holds(**i, spec, 1))
+                .map(|i| {
+                    let n = &self.nodes[*i];
+                    (node_tasks(&spec.per_task, &n.free, &n.devices), *i)
+                })
+                .collect();
+            if room.iter().map(|r| r.0).sum::<u64>() < tasks {
+                continue;
+            }
+            let free: u64 = members.iter().map(|i| self.nodes[*i].free.gpu_milli).sum();
+            if best.as_ref().is_some_and(|(f, _)| *f <= free) {
+                continue;
+            }
+            room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut left = tasks;
+            let mut plan = Vec::new();
+            for (cap, i) in room {
+                if left == 0 {
+                    break;
+                }
+                let k = cap.min(left);
+                plan.push((i, k));
+                left -= k;
+            }
+            best = Some((free, plan));
+        }
+        best.map(|b| b.1)
     }
 
     /// One pass over the queue at time `now`: starts every job the policy lets start, and
@@ -660,7 +853,8 @@ impl Core {
                 continue;
             }
             match self.place(&spec) {
-                Some(placement) => {
+                Some(grants) => {
+                    let placement = counts(&grants);
                     if let Some((shadow, free_at, head)) = &mut reservation {
                         // Backfilling: allowed if it ends before the reservation, or if the
                         // reservation still fits beside it.
@@ -674,15 +868,13 @@ impl Core {
                                     .unwrap_or_default();
                             }
                             if !self.fits_gang(head, &after) {
-                                for (i, c) in &placement {
-                                    self.give(*i, &spec.per_task.times(u64::from(*c)));
-                                }
+                                self.give_all(&spec.per_task, &grants);
                                 continue;
                             }
                             *free_at = after;
                         }
                     }
-                    self.start(key, placement, now);
+                    self.start(key, grants, now);
                     started.push(id);
                 }
                 None => match self.blocking {
@@ -709,12 +901,13 @@ impl Core {
     }
 
     /// Marks a placed job running and charges its tenant.
-    fn start(&mut self, key: Key, placement: Vec<(usize, u32)>, now: f64) {
+    fn start(&mut self, key: Key, grants: Vec<(usize, Grant)>, now: f64) {
         self.dequeue(&key);
         if let Some(j) = self.jobs.get_mut(&key.2) {
             j.state = JobState::Running;
             j.started = Some(now);
-            j.placement = placement;
+            j.placement = counts(&grants);
+            j.grants = grants;
             let (tenant, total) = (j.spec.tenant.clone(), j.spec.total());
             self.charge(&tenant, &total, true);
         }
@@ -806,8 +999,8 @@ impl Core {
             self.preempt(*v)?;
         }
         let started = match self.place(&h) {
-            Some(placement) => {
-                self.start(key, placement, now);
+            Some(grants) => {
+                self.start(key, grants, now);
                 Some(key.2)
             }
             None => None,
@@ -872,13 +1065,11 @@ impl Core {
         }
         let key = self.key(id, job);
         let was_running = job.state == JobState::Running;
-        let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
+        let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
         let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
         self.accrue(now);
         self.dequeue(&key);
-        for (i, c) in placement {
-            self.give(i, &per_task.times(u64::from(c)));
-        }
+        self.give_all(&per_task, &grants);
         if was_running {
             self.charge(&tenant, &total, false);
         }
@@ -886,6 +1077,7 @@ impl Core {
             j.state = state;
             j.finished = Some(now);
             j.placement.clear();
+            j.grants.clear();
         }
         Ok(())
     }
@@ -941,15 +1133,14 @@ impl Core {
                 format!("is {:?}, not running", job.state),
             ));
         }
-        let (per_task, placement) = (job.spec.per_task.clone(), job.placement.clone());
+        let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
         let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
-        for (i, c) in placement {
-            self.give(i, &per_task.times(u64::from(c)));
-        }
+        self.give_all(&per_task, &grants);
         self.charge(&tenant, &total, false);
         if let Some(j) = self.jobs.get_mut(&id) {
             j.state = JobState::Pending;
             j.placement.clear();
+            j.grants.clear();
         }
         let key = self.key(id, &self.jobs[&id]);
         self.enqueue(key);
@@ -1182,6 +1373,18 @@ fn shortfall<'a>(
         });
     }
     None
+}
+
+/// Tasks per node, in first-placed order.
+fn counts(grants: &[(usize, Grant)]) -> Vec<(usize, u32)> {
+    let mut out: Vec<(usize, u32)> = Vec::new();
+    for (i, _) in grants {
+        match out.iter_mut().find(|(n, _)| n == i) {
+            Some((_, c)) => *c += 1,
+            None => out.push((*i, 1)),
+        }
+    }
+    out
 }
 
 /// How many tasks of `t` fit in `free`.
