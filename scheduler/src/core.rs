@@ -85,7 +85,7 @@ struct NodeState {
 /// The GPU devices of a node with `gpu_milli` of GPU: whole devices, and a last partial one.
 fn devices_of(gpu_milli: u64) -> Vec<u64> {
     let mut d = vec![1000; (gpu_milli / 1000) as usize];
-    if gpu_milli % 1000 > 0 {
+    if !gpu_milli.is_multiple_of(1000) {
         d.push(gpu_milli % 1000);
     }
     d
