@@ -423,3 +423,68 @@ fn simulate_runs_the_tenant_policies_with_quotas_and_preemption() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"missing\" is not listed"));
 }
+
+#[test]
+fn simulate_reads_the_alibaba_v2023_format() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-alibaba");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let nodes = dir.join("nodes.csv");
+    let pods = dir.join("pods.csv");
+    // Two nodes of 2 GPUs; five pods: three share GPUs (0.5 + 0.5 on one device, 0.6 alone),
+    // one wants a whole V100 (only node-b has V100s), one is CPU-only.
+    std::fs::write(
+        &nodes,
+        "sn,cpu_milli,memory_mib,gpu,model\nnode-a,32000,131072,2,T4\nnode-b,32000,131072,2,V100M16\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &pods,
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+         p0,4000,8192,1,500,,LS,Running,0,100,0\n\
+         p1,4000,8192,1,500,,BE,Running,0,100,0\n\
+         p2,4000,8192,1,600,,BE,Running,0,100,0\n\
+         p3,4000,8192,2,1000,V100M16|V100M32,Burstable,Succeeded,0,100,0\n\
+         p4,8000,8192,0,0,,LS,Running,0,100,0\n",
+    )
+    .expect("write");
+    let out = ok(&aistd(&[
+        "sched",
+        "simulate",
+        "--trace",
+        pods.to_str().expect("utf-8"),
+        "--trace-format",
+        "alibaba-v2023",
+        "--cluster",
+        nodes.to_str().expect("utf-8"),
+        "--policy",
+        "priority",
+        "--skip",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["completed"], 5);
+    // Everything fits at once: p3 takes node-b's two V100s, the three shares fit node-a's two
+    // T4s (0.5 + 0.5 on one, 0.6 on the other), so no pod waits.
+    assert_eq!(v["avg_wait"], 0.0, "{v}");
+    assert_eq!(v["makespan"], 100.0, "{v}");
+    // A pod asking for a model no node has can never run: a typed error naming it.
+    std::fs::write(
+        &pods,
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+         bad,1000,1024,1,1000,A100,LS,Running,0,100,0\n",
+    )
+    .expect("write");
+    let out = aistd(&[
+        "sched",
+        "simulate",
+        "--trace",
+        pods.to_str().expect("utf-8"),
+        "--trace-format",
+        "alibaba-v2023",
+        "--cluster",
+        nodes.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad") && err.contains("A100"), "{err}");
+}

@@ -491,7 +491,7 @@ impl Core {
     }
 
     fn eligible(&self, n: &NodeState, spec: &JobSpec) -> bool {
-        spec.gpu_model.is_none() || n.spec.gpu_model == spec.gpu_model
+        model_ok(&spec.gpu_model, &n.spec.gpu_model)
     }
 
     /// Rejects jobs that could not run even on an empty cluster.
@@ -546,7 +546,7 @@ impl Core {
         }
         let mut slots: u64 = 0;
         for (cap, model, count) in &self.shapes {
-            if spec.gpu_model.is_none() || *model == spec.gpu_model {
+            if model_ok(&spec.gpu_model, model) {
                 let per_node = node_tasks(&spec.per_task, cap, &devices_of(cap.gpu_milli));
                 slots = slots.saturating_add(per_node.saturating_mul(*count));
             }
@@ -1322,7 +1322,7 @@ pub fn explain(spec: &JobSpec, nodes: &[NodeStatus]) -> Option<PendingReason> {
         spec,
         nodes
             .iter()
-            .filter(|n| spec.gpu_model.is_none() || n.spec.gpu_model == spec.gpu_model)
+            .filter(|n| model_ok(&spec.gpu_model, &n.spec.gpu_model))
             .map(|n| &n.free),
     )
 }
@@ -1373,6 +1373,16 @@ fn shortfall<'a>(
         });
     }
     None
+}
+
+/// Whether a node with GPU model `node` suits a job asking for `wanted`: any model when it asks
+/// for none; else one of the models it lists, separated by `|` (`V100M16|V100M32`).
+pub fn model_ok(wanted: &Option<String>, node: &Option<String>) -> bool {
+    match (wanted, node) {
+        (None, _) => true,
+        (Some(w), Some(n)) => w.split('|').any(|m| m.trim() == n),
+        (Some(_), None) => false,
+    }
 }
 
 /// Tasks per node, in first-placed order.

@@ -65,7 +65,7 @@ pub struct JobSpec {
     pub tasks: u32,
     /// Resources of each task.
     pub per_task: Resources,
-    /// Only nodes with this GPU model.
+    /// Only nodes with this GPU model (or one of several, separated by `|`).
     pub gpu_model: Option<String>,
     /// The user's estimate of the run time in seconds (SJF, backfill, start-time estimates).
     pub runtime_estimate: Option<f64>,

@@ -278,6 +278,14 @@ impl SlurmPool {
             format!("--output={}", self.workdir.join("aistd-%j.out").display()),
             format!("--error={}", self.workdir.join("aistd-%j.err").display()),
         ];
+        if let Some(m) = &job.gpu_model
+            && m.contains('|')
+        {
+            return Err(Error::invalid(
+                what,
+                format!("GPU model alternatives `{m}`: a Slurm request names one GPU type"),
+            ));
+        }
         if t.gpu_milli > 0 {
             let n = t.gpu_milli / 1000;
             a.push(match &job.gpu_model {

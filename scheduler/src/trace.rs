@@ -1,4 +1,5 @@
-//! Trace formats: the Tiresias simulator's job CSV and cluster spec.
+//! Trace formats: the Tiresias simulator's job CSV and cluster spec, Alibaba's
+//! cluster-trace-gpu-v2023 pod and node lists, and a documented generic CSV.
 
 use crate::error::{Error, Result};
 use crate::model::{JobSpec, NodeSpec};
@@ -282,6 +283,198 @@ pub fn generic_jobs(file: &str, text: &str) -> Result<Vec<TraceJob>> {
         out.push(TraceJob::new(submit, spec));
     }
     Ok(out)
+}
+
+/// The Alibaba cluster-trace-gpu-v2023 node list (`openb_node_list_*.csv`:
+/// `sn,cpu_milli,memory_mib,gpu,model`). An empty or `nan` model means no GPUs' model is known.
+pub fn alibaba_nodes(file: &str, text: &str) -> Result<Vec<NodeSpec>> {
+    let (h, data) = rows(
+        file,
+        text,
+        &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
+    )?;
+    let mut out = Vec::with_capacity(data.len());
+    for (line, row) in data {
+        let name: String = field(file, line, &h, &row, "sn")?;
+        let cpu: u64 = field(file, line, &h, &row, "cpu_milli")?;
+        let mem: u64 = field(file, line, &h, &row, "memory_mib")?;
+        let gpus: u64 = field(file, line, &h, &row, "gpu")?;
+        let model: String = field(file, line, &h, &row, "model")?;
+        let capacity = Resources {
+            cpu_milli: cpu,
+            memory_mib: mem,
+            gpu_milli: gpus * 1000,
+            ..Resources::zero()
+        };
+        let mut spec = NodeSpec::new(name, capacity);
+        if !model.is_empty() && model != "nan" {
+            spec.gpu_model = Some(model);
+        }
+        out.push(spec);
+    }
+    if out.is_empty() {
+        return Err(err(file, 1, "no nodes"));
+    }
+    Ok(out)
+}
+
+/// The Alibaba cluster-trace-gpu-v2023 pod list (`openb_pod_list_*.csv`:
+/// `name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,
+/// deletion_time,scheduled_time`). Each pod is a one-task job arriving at `creation_time` and
+/// running for `deletion_time − scheduled_time` (from creation when it was never scheduled).
+/// A pod with `num_gpu = 1` asks for `gpu_milli` thousandths of one GPU (GPU sharing); more
+/// GPUs are whole. `gpu_spec` lists the GPU models it accepts (`V100M16|V100M32`). The QoS
+/// class becomes the tenant, and sets priority (`LS`, `Guaranteed` 2; `Burstable` 1; `BE` 0,
+/// and preemptible).
+pub fn alibaba_jobs(file: &str, text: &str) -> Result<Vec<TraceJob>> {
+    let (h, data) = rows(
+        file,
+        text,
+        &[
+            "name",
+            "cpu_milli",
+            "memory_mib",
+            "num_gpu",
+            "gpu_milli",
+            "gpu_spec",
+            "qos",
+            "creation_time",
+            "deletion_time",
+            "scheduled_time",
+        ],
+    )?;
+    let text_field = |row: &[&str], name: &str| -> String {
+        h.iter()
+            .position(|c| *c == name)
+            .and_then(|i| row.get(i))
+            .map_or(String::new(), |v| v.to_string())
+    };
+    let mut out = Vec::with_capacity(data.len());
+    for (line, row) in data {
+        let name: String = field(file, line, &h, &row, "name")?;
+        let cpu: u64 = field(file, line, &h, &row, "cpu_milli")?;
+        let mem: u64 = field(file, line, &h, &row, "memory_mib")?;
+        let num_gpu: u64 = field(file, line, &h, &row, "num_gpu")?;
+        let gpu_milli: u64 = field(file, line, &h, &row, "gpu_milli")?;
+        let created: f64 = field(file, line, &h, &row, "creation_time")?;
+        let deleted: f64 = field(file, line, &h, &row, "deletion_time")?;
+        let scheduled = text_field(&row, "scheduled_time");
+        let began: f64 = if scheduled.is_empty() {
+            created
+        } else {
+            field(file, line, &h, &row, "scheduled_time")?
+        };
+        if created < 0.0 {
+            return Err(err(
+                file,
+                line,
+                format!("`creation_time` = {created} is negative"),
+            ));
+        }
+        let duration = deleted - began;
+        if !(duration.is_finite() && duration >= 0.0) {
+            return Err(err(
+                file,
+                line,
+                format!("negative run time: deleted at {deleted}, before it started at {began}"),
+            ));
+        }
+        let gpu = match num_gpu {
+            0 => 0,
+            1 if gpu_milli == 0 || gpu_milli > 1000 => {
+                return Err(err(
+                    file,
+                    line,
+                    format!("one GPU with `gpu_milli` = {gpu_milli}: expected 1 to 1000"),
+                ));
+            }
+            1 => gpu_milli,
+            n => n * 1000,
+        };
+        let per_task = Resources {
+            cpu_milli: cpu,
+            memory_mib: mem,
+            gpu_milli: gpu,
+            ..Resources::zero()
+        };
+        let qos = text_field(&row, "qos");
+        let priority = match qos.as_str() {
+            "LS" | "Guaranteed" => 2,
+            "Burstable" => 1,
+            _ => 0,
+        };
+        let mut spec = JobSpec::new(name, 1, per_task)
+            .duration(duration)
+            .priority(priority)
+            .preemptible(qos == "BE");
+        if !qos.is_empty() {
+            spec.tenant = qos;
+        }
+        let models = text_field(&row, "gpu_spec");
+        if !models.is_empty() && models != "nan" {
+            spec.gpu_model = Some(models);
+        }
+        out.push(TraceJob::new(created, spec));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod alibaba_tests {
+    use super::*;
+
+    const NODES: &str = "sn,cpu_milli,memory_mib,gpu,model\n\
+        node-a,64000,262144,2,P100\n\
+        node-b,96000,786432,8,V100M32\n\
+        node-c,32000,131072,0,\n";
+    const PODS: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n\
+        pod-0,12000,16384,1,1000,,LS,Running,0,500,0\n\
+        pod-1,6000,12288,1,460,,BE,Running,10,110,12\n\
+        pod-2,88000,327680,8,1000,,Burstable,Succeeded,20,1020,20\n\
+        pod-3,16000,32768,1,1000,V100M16|V100M32,LS,Pending,30,90,\n";
+
+    #[test]
+    fn nodes_and_pods_parse_with_shares_models_and_qos() {
+        let nodes = alibaba_nodes("n.csv", NODES).expect("nodes");
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[1].capacity, Resources::new(96, 786_432, 8));
+        assert_eq!(nodes[1].gpu_model.as_deref(), Some("V100M32"));
+        assert_eq!(nodes[2].gpu_model, None);
+        let jobs = alibaba_jobs("p.csv", PODS).expect("pods");
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[1].spec.per_task.gpu_milli, 460, "a shared GPU");
+        assert_eq!(jobs[1].spec.duration, Some(98.0), "deleted − scheduled");
+        assert!(jobs[1].spec.preemptible && jobs[1].spec.tenant == "BE");
+        assert_eq!(jobs[2].spec.per_task.gpu_milli, 8000);
+        assert_eq!(jobs[2].spec.priority, 1);
+        assert_eq!(jobs[3].spec.gpu_model.as_deref(), Some("V100M16|V100M32"));
+        assert_eq!(
+            jobs[3].spec.duration,
+            Some(60.0),
+            "never scheduled: from creation"
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_the_line() {
+        let header = PODS.lines().next().expect("header");
+        for (row, why) in [
+            (
+                "p,1000,10,1,1000,,LS,Running,100,50,100",
+                "negative run time",
+            ),
+            ("p,1000,10,1,0,,LS,Running,0,50,0", "gpu_milli"),
+            ("p,x,10,1,1000,,LS,Running,0,50,0", "cpu_milli"),
+            ("p,1000,10", "no value"),
+        ] {
+            let e = alibaba_jobs("p.csv", &format!("{header}\n{row}\n")).expect_err(row);
+            let msg = e.to_string();
+            assert!(msg.contains("p.csv, line 2") && msg.contains(why), "{msg}");
+        }
+        let e = alibaba_jobs("p.csv", "name,cpu_milli\np,1\n").expect_err("columns");
+        assert!(e.to_string().contains("missing column `memory_mib`"), "{e}");
+        assert!(alibaba_nodes("n.csv", "sn,cpu_milli,memory_mib,gpu,model\n").is_err());
+    }
 }
 
 /// Parameters of [`synthetic`].

@@ -8,7 +8,8 @@ use aistd_scheduler::drf;
 use aistd_scheduler::sim::{DEFAULT_LAS_THRESHOLDS, SimReport, replay};
 use aistd_scheduler::tenants::Tenants;
 use aistd_scheduler::trace::{
-    Synthetic, generic_jobs, synthetic, tiresias_cluster, tiresias_jobs, write_generic,
+    Synthetic, alibaba_jobs, alibaba_nodes, generic_jobs, synthetic, tiresias_cluster,
+    tiresias_jobs, write_generic,
 };
 use aistd_scheduler::{Blocking, QueuePolicy, Resources};
 use anyhow::{Context, Result, bail};
@@ -60,7 +61,8 @@ pub(crate) enum SchedCommand {
         /// The job trace.
         #[arg(long)]
         trace: PathBuf,
-        /// Trace format: `tiresias` or `generic` (see docs/formats.md).
+        /// Trace format: `tiresias`, `alibaba-v2023` (a pod list; --cluster is its node list) or
+        /// `generic` (see docs/formats.md).
         #[arg(long, default_value = "tiresias")]
         trace_format: String,
         /// Cluster spec (Tiresias: num_switch,num_node_p_switch,num_gpu_p_node,num_cpu_p_node,mem_p_node);
@@ -231,6 +233,9 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             json,
         } => {
             let nodes = match (cluster, nodes) {
+                (Some(c), None) if trace_format == "alibaba-v2023" => {
+                    alibaba_nodes(&c.display().to_string(), &read(&c)?)?
+                }
                 (Some(c), None) => tiresias_cluster(&c.display().to_string(), &read(&c)?)?,
                 (None, Some(n)) if n > 0 && gpus_per_node > 0 => uniform_nodes(n, gpus_per_node),
                 (None, Some(_)) => bail!("--nodes and --gpus-per-node must be > 0"),
@@ -241,8 +246,9 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             let jobs = match trace_format.as_str() {
                 "tiresias" => tiresias_jobs(&name, &read(&trace)?, &first)?,
                 "generic" => generic_jobs(&name, &read(&trace)?)?,
+                "alibaba-v2023" => alibaba_jobs(&name, &read(&trace)?)?,
                 other => bail!(
-                    "--trace-format must be tiresias or generic (alibaba-v2023 is not built yet), not `{other}`"
+                    "--trace-format must be tiresias, alibaba-v2023 or generic, not `{other}`"
                 ),
             };
             let pol = policy(&p)?;
