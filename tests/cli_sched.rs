@@ -488,3 +488,64 @@ fn simulate_reads_the_alibaba_v2023_format() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad") && err.contains("A100"), "{err}");
 }
+
+#[test]
+fn simulate_writes_utilization_cost_and_energy() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-report");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // One 4-GPU node; tenant a holds 4 GPUs for 3600 s, then tenant b 2 GPUs for 3600 s.
+    let trace = dir.join("t.csv");
+    std::fs::write(
+        &trace,
+        "name,submit,tasks,cpu,mem_mib,gpu,duration,tenant\n\
+         x,0,1,4,1024,4,3600,a\n\
+         y,0,1,4,1024,2,3600,b\n",
+    )
+    .expect("write");
+    let prices = dir.join("prices.json");
+    std::fs::write(
+        &prices,
+        r#"{"gpu_hour": {"default": 2.0}, "cpu_hour": 0.0, "mem_gib_hour": 0.0}"#,
+    )
+    .expect("write");
+    let out_dir = dir.join("report");
+    let text = ok(&aistd(&[
+        "sched",
+        "simulate",
+        "--trace",
+        trace.to_str().expect("utf-8"),
+        "--trace-format",
+        "generic",
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "4",
+        "--report",
+        out_dir.to_str().expect("utf-8"),
+        "--prices",
+        prices.to_str().expect("utf-8"),
+    ]));
+    assert!(
+        text.contains("a: 4.0 GPU-h") && text.contains("cost 8.00"),
+        "{text}"
+    );
+    assert!(
+        text.contains("b: 2.0 GPU-h") && text.contains("cost 4.00"),
+        "{text}"
+    );
+    let usage: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("usage.json")).expect("usage.json"),
+    )
+    .expect("json");
+    // 6 of 8 GPU-hours held over the 2 h span.
+    assert!((usage["gpu_utilization"].as_f64().expect("util") - 0.75).abs() < 1e-9);
+    assert_eq!(usage["series"].as_array().expect("series").len(), 100);
+    let prom = std::fs::read_to_string(out_dir.join("metrics.prom")).expect("prom");
+    assert!(
+        prom.contains("aistd_sched_tenant_cost{tenant=\"a\"} 8"),
+        "{prom}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("utilization.svg")).expect("svg");
+    assert!(svg.starts_with("<svg") && svg.contains("<title>a:"));
+}

@@ -28,6 +28,7 @@
 //! core, preemption outside the LAS replay, elasticity, topology-aware gang
 //! packing, start-time estimates, monitoring and cost, health signals other than Xid, the Alibaba trace format.
 
+pub mod accounting;
 pub mod core;
 pub mod drf;
 mod error;

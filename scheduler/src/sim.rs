@@ -12,6 +12,7 @@ use crate::core::{Blocking, Core, QueuePolicy};
 use crate::error::{Error, Result};
 use crate::model::{Event, JobId, JobSpec, JobState, JobStatus, NodeSpec, NodeStatus};
 use crate::pool::ResourcePool;
+use crate::resources::Resources;
 
 /// An f64 time ordered totally (times are finite and ≥ 0 here).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,7 +293,38 @@ pub const DEFAULT_LAS_THRESHOLDS: &[f64] = &[3250.0, 7200.0];
 /// a running job crosses a LAS threshold while others wait, running jobs are ranked afresh with
 /// the waiting ones and those that lose their place are preempted (free of cost, keeping their
 /// attained service and remaining time), as Tiresias' simulator does.
-pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
+pub fn replay(core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
+    replay_runs(core, jobs).map(|(r, _)| r)
+}
+
+/// One stretch of a job running: from start (or resumption) to completion (or preemption).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Run {
+    /// The job's name.
+    pub job: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// When it started, seconds.
+    pub start: f64,
+    /// When it stopped.
+    pub end: f64,
+    /// Resources of each task.
+    pub per_task: Resources,
+    /// Tasks per node.
+    pub placement: Vec<(String, u32)>,
+}
+
+/// [`replay`], also returning every run of every job, for utilization, cost and energy
+/// accounting ([`crate::accounting`]).
+pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<Run>)> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut open: Vec<Option<usize>> = vec![None; jobs.len()];
+    let close = |runs: &mut Vec<Run>, open: &mut Vec<Option<usize>>, i: usize, now: f64| {
+        if let Some(r) = open[i].take() {
+            runs[r].end = now;
+        }
+    };
     let wall = Instant::now();
     let (policy, blocking) = (core.policy(), core.blocking());
     let total_gpu = core.capacity_total().gpu_milli as f64 / 1000.0;
@@ -346,6 +378,7 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
                         gpu_seconds += jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran;
                         core.add_service(id, jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran)?;
                         segment[i] = None;
+                        close(&mut runs, &mut open, i, now);
                         remaining[i] = 0.0;
                         core.end(id, JobState::Completed, now)?;
                         finish[i] = now;
@@ -366,6 +399,7 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
                 core.add_service(id, g * ran)?;
                 remaining[i] -= ran;
                 segment[i] = None;
+                close(&mut runs, &mut open, i, now);
                 version[i] += 1;
                 core.preempt(id)?;
                 was_running.push(id);
@@ -390,6 +424,7 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
                     core.add_service(v, g * ran)?;
                     remaining[i] -= ran;
                     segment[i] = None;
+                    close(&mut runs, &mut open, i, now);
                     version[i] += 1;
                     preemptions += 1;
                 }
@@ -404,6 +439,16 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
                 start[i] = now;
             }
             segment[i] = Some(now);
+            close(&mut runs, &mut open, i, now);
+            open[i] = Some(runs.len());
+            runs.push(Run {
+                job: jobs[i].spec.name.clone(),
+                tenant: jobs[i].spec.tenant.clone(),
+                start: now,
+                end: f64::NAN,
+                per_task: jobs[i].spec.per_task.clone(),
+                placement: core.status(id)?.placement,
+            });
             version[i] += 1;
             evs.push(Ev::Done(id, version[i]));
             heap.push(Reverse((
@@ -451,7 +496,9 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
     let slowdowns: Vec<f64> = tenants.values().map(|(s, n)| s / *n as f64).collect();
     let avg_jct = jct.iter().sum::<f64>() / jct.len().max(1) as f64;
     jct.sort_by(f64::total_cmp);
-    Ok(SimReport {
+    // Zero-length runs (started and preempted in one instant) carry no usage.
+    runs.retain(|r| r.end > r.start);
+    let report = SimReport {
         policy,
         blocking,
         jobs: jobs.len(),
@@ -469,7 +516,8 @@ pub fn replay(mut core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
         jain_fairness: jain(&slowdowns),
         preemptions,
         wall_ms: wall.elapsed().as_secs_f64() * 1000.0,
-    })
+    };
+    Ok((report, runs))
 }
 
 #[cfg(test)]

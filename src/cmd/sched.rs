@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aistd_scheduler::accounting::{PowerModel, Prices, account};
 use aistd_scheduler::core::Core;
 use aistd_scheduler::drf;
-use aistd_scheduler::sim::{DEFAULT_LAS_THRESHOLDS, SimReport, replay};
+use aistd_scheduler::sim::{DEFAULT_LAS_THRESHOLDS, SimReport, replay_runs};
 use aistd_scheduler::tenants::Tenants;
 use aistd_scheduler::trace::{
     Synthetic, alibaba_jobs, alibaba_nodes, generic_jobs, synthetic, tiresias_cluster,
@@ -83,6 +84,15 @@ pub(crate) enum SchedCommand {
         /// Tenants: weights, guarantees, limits, hierarchy (JSON; see docs/formats.md).
         #[arg(long)]
         tenants: Option<PathBuf>,
+        /// Write utilization, cost and energy (usage.json, utilization.svg, metrics.prom) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Price table for the cost (JSON; default: round cloud list prices).
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        /// Idle seconds before a node counts as powered off, for the energy estimate.
+        #[arg(long, default_value_t = 600.0)]
+        idle_timeout: f64,
         /// Preempt for the head of the queue: lower-priority jobs, and borrowers when a tenant
         /// within its guarantee waits. Every trace job is taken as preemptible.
         #[arg(long)]
@@ -227,6 +237,9 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             gpus_per_node,
             policy: p,
             tenants,
+            report,
+            prices,
+            idle_timeout,
             preempt,
             skip,
             backfill,
@@ -258,7 +271,7 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                 (_, true) => Blocking::Backfill,
                 _ => Blocking::Strict,
             };
-            let mut core = Core::new(nodes, pol, blocking)?;
+            let mut core = Core::new(nodes.clone(), pol, blocking)?;
             if pol == QueuePolicy::LeastAttainedService {
                 core = core.with_las_thresholds(DEFAULT_LAS_THRESHOLDS.to_vec())?;
             }
@@ -273,11 +286,59 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                     j.spec.preemptible = true;
                 }
             }
-            let r = replay(core, &jobs)?;
+            let (r, runs) = replay_runs(core, &jobs)?;
             if json {
                 print_json(&r)?;
             } else {
                 print_report(&r);
+            }
+            if let Some(dir) = report {
+                let prices = match prices {
+                    Some(p) => Prices::from_json(&p.display().to_string(), &read(&p)?)?,
+                    None => Prices::default(),
+                };
+                let usage = account(
+                    &nodes,
+                    &runs,
+                    &prices,
+                    &PowerModel::default(),
+                    idle_timeout,
+                    100,
+                )?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let write = |name: &str, text: String| -> Result<()> {
+                    let path = dir.join(name);
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))
+                };
+                write("usage.json", serde_json::to_string_pretty(&usage)?)?;
+                write("metrics.prom", usage.openmetrics())?;
+                write(
+                    "utilization.svg",
+                    usage.svg(&format!(
+                        "GPU utilization by tenant — {} ({:?})",
+                        trace.display(),
+                        r.policy
+                    )),
+                )?;
+                if !json {
+                    for t in &usage.tenants {
+                        println!(
+                            "  {}: {:.1} GPU-h, {:.1} core-h, cost {:.2}",
+                            t.tenant, t.gpu_hours, t.cpu_hours, t.cost
+                        );
+                    }
+                    println!(
+                        "  energy {:.1} kWh always on, {:.1} kWh powering nodes off after {:.0} s idle (saves {:.1} kWh, {:.1} node-h off); report in {}",
+                        usage.energy.always_on_kwh,
+                        usage.energy.with_power_off_kwh,
+                        idle_timeout,
+                        usage.energy.saved_kwh,
+                        usage.energy.node_hours_off,
+                        dir.display()
+                    );
+                }
             }
         }
         SchedCommand::Generate {
