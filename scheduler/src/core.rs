@@ -525,6 +525,14 @@ impl Core {
                 ));
             }
         }
+        if let Some(m) = spec.max_tasks
+            && m < spec.tasks
+        {
+            return Err(Error::invalid(
+                format!("job {:?}", spec.name),
+                format!("elastic maximum {m} is below its {} tasks", spec.tasks),
+            ));
+        }
         let g = spec.per_task.gpu_milli;
         if g > 1000 && !g.is_multiple_of(1000) {
             return Err(Error::invalid(
@@ -1066,7 +1074,10 @@ impl Core {
         let key = self.key(id, job);
         let was_running = job.state == JobState::Running;
         let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
-        let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
+        let (tenant, total) = (
+            job.spec.tenant.clone(),
+            job.spec.per_task.times(grants.len() as u64),
+        );
         self.accrue(now);
         self.dequeue(&key);
         self.give_all(&per_task, &grants);
@@ -1134,7 +1145,10 @@ impl Core {
             ));
         }
         let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
-        let (tenant, total) = (job.spec.tenant.clone(), job.spec.total());
+        let (tenant, total) = (
+            job.spec.tenant.clone(),
+            job.spec.per_task.times(grants.len() as u64),
+        );
         self.give_all(&per_task, &grants);
         self.charge(&tenant, &total, false);
         if let Some(j) = self.jobs.get_mut(&id) {
@@ -1213,6 +1227,134 @@ impl Core {
     /// Pending jobs.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Pending jobs in queue order (under DRF and fair share: grouped by tenant, in each
+    /// tenant's order).
+    pub fn pending_ids(&self) -> Vec<JobId> {
+        self.pending.iter().map(|k| k.2).collect()
+    }
+
+    /// How many tasks a job runs now (elastic jobs vary; 0 while pending).
+    pub fn tasks_now(&self, id: JobId) -> Result<u32> {
+        self.jobs
+            .get(&id)
+            .map(|j| j.grants.len() as u32)
+            .ok_or(Error::NotFound(id))
+    }
+
+    /// Elasticity at `now`: when the head of the queue cannot start but would if running
+    /// elastic jobs gave back their extra tasks, they shrink (the most-grown first, only as far
+    /// as needed) and the queue is scheduled again; when nothing waits for resources, running
+    /// elastic jobs grow into idle capacity, a task at a time, oldest job first. Returns the
+    /// jobs whose size changed (id, tasks before, after) and those started.
+    pub fn resize(&mut self, now: f64) -> Result<(Vec<(JobId, u32, u32)>, Vec<JobId>)> {
+        let mut before: HashMap<JobId, u32> = HashMap::new();
+        let mut elastic: Vec<(f64, JobId)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running && j.spec.max_tasks.is_some())
+            .map(|(id, j)| (j.started.unwrap_or(0.0), *id))
+            .collect();
+        elastic.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut started = Vec::new();
+        // Shrink for the head of the queue.
+        let head = if self.tenant_mode() {
+            self.next_by_tenant(&HashMap::new())
+        } else {
+            self.pending.iter().next().copied()
+        };
+        if let Some(key) = head {
+            let h = self.jobs[&key.2].spec.clone();
+            let mut free: Vec<Resources> = self.nodes.iter().map(|n| n.free.clone()).collect();
+            let extras: Vec<(JobId, usize, Grant)> = elastic
+                .iter()
+                .flat_map(|(_, id)| {
+                    let j = &self.jobs[id];
+                    j.grants
+                        .iter()
+                        .skip(j.spec.tasks as usize)
+                        .map(|(i, g)| (*id, *i, g.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if self.over_limit(&h).is_none() && !self.fits_gang(&h, &free) && !extras.is_empty() {
+                let mut all = free.clone();
+                for (id, i, _) in &extras {
+                    all[*i] = all[*i].plus(&self.jobs[id].spec.per_task);
+                }
+                if self.fits_gang(&h, &all) {
+                    // Give back the newest extra tasks until the head fits.
+                    let mut order = extras;
+                    order.reverse();
+                    for (id, i, grant) in order {
+                        let per = self.jobs[&id].spec.per_task.clone();
+                        before
+                            .entry(id)
+                            .or_insert(self.jobs[&id].grants.len() as u32);
+                        if let Some(j) = self.jobs.get_mut(&id)
+                            && let Some(pos) =
+                                j.grants.iter().rposition(|(n, g)| *n == i && *g == grant)
+                        {
+                            j.grants.remove(pos);
+                            j.placement = counts(&j.grants);
+                        }
+                        let tenant = self.jobs[&id].spec.tenant.clone();
+                        self.give_task(i, &per, &grant);
+                        self.charge(&tenant, &per, false);
+                        free[i] = free[i].plus(&per);
+                        if self.fits_gang(&h, &free) {
+                            break;
+                        }
+                    }
+                    started = self.schedule(now);
+                }
+            }
+        }
+        // Grow when nothing waits for resources (only quota-bound jobs, or none).
+        let waiting = self.pending.iter().any(|k| {
+            self.jobs
+                .get(&k.2)
+                .is_some_and(|j| self.over_limit(&j.spec).is_none())
+        });
+        if !waiting {
+            for (_, id) in &elastic {
+                loop {
+                    let j = &self.jobs[id];
+                    let (max, now_tasks) = (j.spec.max_tasks.unwrap_or(0), j.grants.len() as u32);
+                    if now_tasks >= max {
+                        break;
+                    }
+                    let spec = j.spec.clone();
+                    let mut one = spec.clone();
+                    one.tasks = 1;
+                    if self.over_limit(&one).is_some() {
+                        break;
+                    }
+                    // Prefer nodes the job is on, then best fit.
+                    let on: Vec<usize> = j.placement.iter().map(|(i, _)| *i).collect();
+                    let node = on
+                        .into_iter()
+                        .find(|i| self.holds(*i, &spec, 1))
+                        .or_else(|| self.pick(&spec, 1));
+                    let Some(i) = node else { break };
+                    let grant = self.take_task(i, &spec.per_task);
+                    self.charge(&spec.tenant, &spec.per_task, true);
+                    before.entry(*id).or_insert(now_tasks);
+                    if let Some(j) = self.jobs.get_mut(id) {
+                        j.grants.push((i, grant));
+                        j.placement = counts(&j.grants);
+                    }
+                }
+            }
+        }
+        let mut changed: Vec<(JobId, u32, u32)> = before
+            .into_iter()
+            .map(|(id, b)| (id, b, self.jobs[&id].grants.len() as u32))
+            .filter(|(_, b, a)| b != a)
+            .collect();
+        changed.sort_unstable();
+        Ok((changed, started))
     }
 
     /// A job's spec.

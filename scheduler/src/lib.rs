@@ -29,6 +29,7 @@
 //! packing, start-time estimates, monitoring and cost, health signals other than Xid, the Alibaba trace format.
 
 pub mod accounting;
+pub mod autoscale;
 pub mod core;
 pub mod drf;
 mod error;

@@ -77,6 +77,10 @@ pub struct JobSpec {
     /// its resources for `duration` seconds, or until cancelled when that is unset too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Elastic: it starts with `tasks` and may grow to this many tasks in idle capacity, and
+    /// shrink back to `tasks` when others wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<u32>,
 }
 
 impl JobSpec {
@@ -93,7 +97,14 @@ impl JobSpec {
             duration: None,
             preemptible: false,
             command: None,
+            max_tasks: None,
         }
+    }
+
+    /// Elastic between `tasks` and `max` tasks.
+    pub fn elastic(mut self, max: u32) -> Self {
+        self.max_tasks = Some(max);
+        self
     }
 
     /// Running `argv` (program first) in each task, on a real pool.

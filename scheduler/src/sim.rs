@@ -360,6 +360,10 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
     let mut gpu_seconds = 0.0;
     let mut preemptions = 0u64;
     let preemptive = policy == QueuePolicy::LeastAttainedService;
+    // Speed of each job relative to its minimum gang: an elastic job with k of its `tasks`
+    // minimum runs k / tasks times as fast (its duration is at the minimum).
+    let mut rate: Vec<f64> = vec![1.0; jobs.len()];
+    let elastic = jobs.iter().any(|j| j.spec.max_tasks.is_some());
     while let Some(Reverse((T(now), _, _))) = heap.peek().copied() {
         while let Some(Reverse((T(t), _, e))) = heap.peek().copied() {
             if t != now {
@@ -375,8 +379,9 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
                     let i = by_id[&id];
                     if v == version[i] && segment[i].is_some() {
                         let ran = now - segment[i].unwrap_or(now);
-                        gpu_seconds += jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran;
-                        core.add_service(id, jobs[i].spec.total().gpu_milli as f64 / 1000.0 * ran)?;
+                        let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
+                        gpu_seconds += g * ran;
+                        core.add_service(id, g * ran)?;
                         segment[i] = None;
                         close(&mut runs, &mut open, i, now);
                         remaining[i] = 0.0;
@@ -394,10 +399,10 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
             for id in core.running() {
                 let i = by_id[&id];
                 let ran = now - segment[i].unwrap_or(now);
-                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0;
+                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                 gpu_seconds += g * ran;
                 core.add_service(id, g * ran)?;
-                remaining[i] -= ran;
+                remaining[i] -= ran * rate[i];
                 segment[i] = None;
                 close(&mut runs, &mut open, i, now);
                 version[i] += 1;
@@ -419,10 +424,10 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
                 for v in victims {
                     let i = by_id[&v];
                     let ran = now - segment[i].unwrap_or(now);
-                    let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0;
+                    let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                     gpu_seconds += g * ran;
                     core.add_service(v, g * ran)?;
-                    remaining[i] -= ran;
+                    remaining[i] -= ran * rate[i];
                     segment[i] = None;
                     close(&mut runs, &mut open, i, now);
                     version[i] += 1;
@@ -433,12 +438,48 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
             // A job started in this instant may have been evicted in it.
             started.retain(|id| core.status(*id).is_ok_and(|s| s.state == JobState::Running));
         }
+        if elastic {
+            let (changed, more) = core.resize(now)?;
+            started.extend(more);
+            for (id, _, after) in changed {
+                let i = by_id[&id];
+                if started.contains(&id) || segment[i].is_none() {
+                    continue;
+                }
+                // Account the stretch at the old size, then go on at the new one.
+                let ran = now - segment[i].unwrap_or(now);
+                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
+                gpu_seconds += g * ran;
+                core.add_service(id, g * ran)?;
+                remaining[i] -= ran * rate[i];
+                rate[i] = f64::from(after) / f64::from(jobs[i].spec.tasks);
+                segment[i] = Some(now);
+                close(&mut runs, &mut open, i, now);
+                open[i] = Some(runs.len());
+                runs.push(Run {
+                    job: jobs[i].spec.name.clone(),
+                    tenant: jobs[i].spec.tenant.clone(),
+                    start: now,
+                    end: f64::NAN,
+                    per_task: jobs[i].spec.per_task.clone(),
+                    placement: core.status(id)?.placement,
+                });
+                version[i] += 1;
+                evs.push(Ev::Done(id, version[i]));
+                heap.push(Reverse((
+                    T(now + remaining[i].max(0.0) / rate[i]),
+                    0,
+                    evs.len() as u64 - 1,
+                )));
+            }
+        }
         for id in started {
             let i = by_id[&id];
             if start[i].is_nan() {
                 start[i] = now;
             }
             segment[i] = Some(now);
+            rate[i] = f64::from(core.tasks_now(id)?) / f64::from(jobs[i].spec.tasks);
             close(&mut runs, &mut open, i, now);
             open[i] = Some(runs.len());
             runs.push(Run {
@@ -452,7 +493,7 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
             version[i] += 1;
             evs.push(Ev::Done(id, version[i]));
             heap.push(Reverse((
-                T(now + remaining[i].max(0.0)),
+                T(now + remaining[i].max(0.0) / rate[i]),
                 0,
                 evs.len() as u64 - 1,
             )));

@@ -214,8 +214,8 @@ mod tests {
 }
 
 /// The generic trace format (CSV with a header; columns in any order):
-/// `name,submit,tasks,cpu,mem_mib,gpu,duration` required, `tenant,priority,estimate,gpu_model`
-/// optional. `cpu` and `gpu` are per task and may be fractional; times are seconds.
+/// `name,submit,tasks,cpu,mem_mib,gpu,duration` required, `tenant,priority,estimate,gpu_model,
+/// max_tasks` optional (`max_tasks`: an elastic job may grow to that many tasks). `cpu` and `gpu` are per task and may be fractional; times are seconds.
 pub fn generic_jobs(file: &str, text: &str) -> Result<Vec<TraceJob>> {
     let (h, data) = rows(
         file,
@@ -280,6 +280,19 @@ pub fn generic_jobs(file: &str, text: &str) -> Result<Vec<TraceJob>> {
             );
         }
         spec.gpu_model = opt(&row, "gpu_model");
+        if let Some(m) = opt(&row, "max_tasks") {
+            let m: u32 = m
+                .parse()
+                .map_err(|_| err(file, line, format!("`max_tasks` = {m:?} is not an integer")))?;
+            if m < tasks {
+                return Err(err(
+                    file,
+                    line,
+                    format!("`max_tasks` = {m} is below `tasks` = {tasks}"),
+                ));
+            }
+            spec.max_tasks = Some(m);
+        }
         out.push(TraceJob::new(submit, spec));
     }
     Ok(out)
