@@ -126,6 +126,9 @@ struct Job {
     attained: f64,
 }
 
+/// An elastic job's change of size: (job, tasks before, tasks after).
+pub type Resized = (JobId, u32, u32);
+
 /// A totally ordered time, for heaps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Time(f64);
@@ -1248,7 +1251,7 @@ impl Core {
     /// as needed) and the queue is scheduled again; when nothing waits for resources, running
     /// elastic jobs grow into idle capacity, a task at a time, oldest job first. Returns the
     /// jobs whose size changed (id, tasks before, after) and those started.
-    pub fn resize(&mut self, now: f64) -> Result<(Vec<(JobId, u32, u32)>, Vec<JobId>)> {
+    pub fn resize(&mut self, now: f64) -> Result<(Vec<Resized>, Vec<JobId>)> {
         let mut before: HashMap<JobId, u32> = HashMap::new();
         let mut elastic: Vec<(f64, JobId)> = self
             .jobs
@@ -1348,7 +1351,7 @@ impl Core {
                 }
             }
         }
-        let mut changed: Vec<(JobId, u32, u32)> = before
+        let mut changed: Vec<Resized> = before
             .into_iter()
             .map(|(id, b)| (id, b, self.jobs[&id].grants.len() as u32))
             .filter(|(_, b, a)| b != a)
