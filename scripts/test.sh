@@ -9,12 +9,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__)'
@@ -28,6 +28,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # A single-node Slurm cluster (Debian's slurm-wlm + munge, two fake GPUs) for the SlurmPool
 # integration tests in scheduler/tests/slurm.rs; stopped when this script exits. AISTD_NO_SLURM=1
 # skips it (those tests then say they were skipped).
+if [ "${AISTD_NO_SLURM:-0}" != 1 ] && [ "$(id -u)" != 0 ] && ! command -v slurmctld >/dev/null; then
+  echo "WARNING: not root and Slurm is not installed: the SlurmPool integration tests will be skipped" >&2
+  AISTD_NO_SLURM=1
+fi
 if [ "${AISTD_NO_SLURM:-0}" != 1 ]; then
   step "Slurm: single-node cluster on loopback (scripts/slurm.sh)"
   slurm_started=$(date +%s)
@@ -52,10 +56,11 @@ for ex in examples/*.rs; do
   cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client)"
 cargo build --quiet --all-features --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
+"$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
 
 step "all green in $(( $(date +%s) - started ))s"

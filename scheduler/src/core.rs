@@ -105,9 +105,15 @@ fn gpu_tasks(devices: &[u64], need: u64) -> u64 {
 
 /// How many tasks of `t` fit on a node with `free` and `devices`.
 fn node_tasks(t: &Resources, free: &Resources, devices: &[u64]) -> u64 {
-    let mut no_gpu = t.clone();
-    no_gpu.gpu_milli = 0;
-    max_tasks(&no_gpu, free).min(gpu_tasks(devices, t.gpu_milli))
+    let fit = |need: u64, have: u64| have.checked_div(need).unwrap_or(u64::MAX);
+    let mut n = fit(t.cpu_milli, free.cpu_milli).min(fit(t.memory_mib, free.memory_mib));
+    if n == 0 {
+        return 0;
+    }
+    for (k, v) in &t.custom {
+        n = n.min(fit(*v, free.custom.get(k).copied().unwrap_or(0)));
+    }
+    n.min(gpu_tasks(devices, t.gpu_milli))
 }
 
 #[derive(Debug, Clone)]
@@ -342,13 +348,27 @@ impl Core {
 
     /// Adds (or removes) what a job holds to its tenant and every ancestor.
     fn charge(&mut self, tenant: &str, r: &Resources, add: bool) {
-        for p in self.path(tenant).into_owned() {
-            let u = self.usage.entry(p).or_default();
-            *u = if add {
-                u.plus(r)
-            } else {
-                u.minus(r).unwrap_or_default()
+        let owned;
+        let path: &[String] = match self.paths.get(tenant) {
+            Some(p) => p,
+            None => {
+                owned = self.tenants.path(tenant);
+                &owned
+            }
+        };
+        for p in path {
+            let next = match self.usage.get(p.as_str()) {
+                Some(u) if add => u.plus(r),
+                Some(u) => u.minus(r).unwrap_or_default(),
+                None if add => r.clone(),
+                None => Resources::zero(),
             };
+            match self.usage.get_mut(p.as_str()) {
+                Some(u) => *u = next,
+                None => {
+                    self.usage.insert(p.clone(), next);
+                }
+            }
         }
     }
 

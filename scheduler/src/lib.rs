@@ -3,14 +3,16 @@
 //! - [`Resources`]: CPU millicores, memory, GPUs in thousandths (fractions pack), custom resources.
 //! - [`ResourcePool`]: where jobs run, with a `# Contract` and a conformance kit
 //!   (module `conformance`, feature `conformance`). [`SimulatedPool`] runs in virtual time.
-//! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first and 2D-LAS queues, strict, skipping
-//!   or EASY-backfill head-of-line handling, best-fit placement indexed by free GPUs, all-or-nothing gangs,
-//!   machine-readable pending reasons, and rejection of jobs that can never fit.
+//! - [`core::Core`]: the scheduling core — FIFO, priority, shortest-job-first, 2D-LAS, DRF and
+//!   weighted fair-share queues; strict, skipping or EASY-backfill head-of-line handling; best-fit
+//!   or spread placement with GPU devices shared by fractions and gangs kept on one node, then one
+//!   switch; all-or-nothing gangs; quotas; preemption; elastic jobs; start-time estimates;
+//!   machine-readable pending reasons; rejection of jobs that can never fit.
 //! - [`drf`]: Dominant Resource Fairness; [`fairshare`]: Slurm's classic fair-share factor.
-//! - [`health`]: node health from NVIDIA Xid kernel-log events; [`core::Core::set_health`] drains
-//!   unhealthy nodes and requeues their jobs.
-//! - [`sim::simulate`]: discrete-event replay of a trace ([`trace`]: Tiresias' formats) with JCT,
-//!   waiting, makespan, utilization and fairness.
+//! - [`health`]: node health from NVIDIA Xid, kernel, `nvidia-smi` and heartbeat signals;
+//!   [`core::Core::set_health`] drains unhealthy nodes and requeues their jobs.
+//! - [`sim::simulate`]: discrete-event replay of a trace ([`trace`]: Tiresias, Alibaba v2023,
+//!   generic) with JCT, waiting, makespan, utilization and fairness.
 //!
 //! ```
 //! use aistd_scheduler::{Blocking, JobSpec, JobState, NodeSpec, QueuePolicy, ResourcePool, Resources, SimulatedPool};
@@ -24,9 +26,13 @@
 //! # Ok::<(), aistd_scheduler::Error>(())
 //! ```
 //!
-//! Not built yet (issue #5): the local and Slurm pools, DRF/fair-share queue policies in the
-//! core, preemption outside the LAS replay, elasticity, topology-aware gang
-//! packing, start-time estimates, monitoring and cost, health signals other than Xid, the Alibaba trace format.
+//! - [`LocalPool`] runs real work on this machine; [`SlurmPool`] drives a Slurm cluster.
+//! - [`tenants`]: weights, guarantees and limits in a hierarchy for the DRF and fair-share
+//!   policies; [`accounting`]: utilization, cost and energy; [`autoscale`]: nodes to add and to
+//!   power off.
+//!
+//! Not built yet (issue #5): a scheduler daemon serving pools over the network, and placement
+//! that uses a topology deeper than node and switch.
 
 pub mod accounting;
 pub mod autoscale;

@@ -294,7 +294,7 @@ pub const DEFAULT_LAS_THRESHOLDS: &[f64] = &[3250.0, 7200.0];
 /// the waiting ones and those that lose their place are preempted (free of cost, keeping their
 /// attained service and remaining time), as Tiresias' simulator does.
 pub fn replay(core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
-    replay_runs(core, jobs).map(|(r, _)| r)
+    replay_inner(core, jobs, false).map(|(r, _)| r)
 }
 
 /// One stretch of a job running: from start (or resumption) to completion (or preemption).
@@ -317,7 +317,11 @@ pub struct Run {
 
 /// [`replay`], also returning every run of every job, for utilization, cost and energy
 /// accounting ([`crate::accounting`]).
-pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<Run>)> {
+pub fn replay_runs(core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<Run>)> {
+    replay_inner(core, jobs, true)
+}
+
+fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimReport, Vec<Run>)> {
     let mut runs: Vec<Run> = Vec::new();
     let mut open: Vec<Option<usize>> = vec![None; jobs.len()];
     let close = |runs: &mut Vec<Run>, open: &mut Vec<Option<usize>>, i: usize, now: f64| {
@@ -455,15 +459,17 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
                 rate[i] = f64::from(after) / f64::from(jobs[i].spec.tasks);
                 segment[i] = Some(now);
                 close(&mut runs, &mut open, i, now);
-                open[i] = Some(runs.len());
-                runs.push(Run {
-                    job: jobs[i].spec.name.clone(),
-                    tenant: jobs[i].spec.tenant.clone(),
-                    start: now,
-                    end: f64::NAN,
-                    per_task: jobs[i].spec.per_task.clone(),
-                    placement: core.status(id)?.placement,
-                });
+                if record {
+                    open[i] = Some(runs.len());
+                    runs.push(Run {
+                        job: jobs[i].spec.name.clone(),
+                        tenant: jobs[i].spec.tenant.clone(),
+                        start: now,
+                        end: f64::NAN,
+                        per_task: jobs[i].spec.per_task.clone(),
+                        placement: core.status(id)?.placement,
+                    });
+                }
                 version[i] += 1;
                 evs.push(Ev::Done(id, version[i]));
                 heap.push(Reverse((
@@ -481,15 +487,17 @@ pub fn replay_runs(mut core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<
             segment[i] = Some(now);
             rate[i] = f64::from(core.tasks_now(id)?) / f64::from(jobs[i].spec.tasks);
             close(&mut runs, &mut open, i, now);
-            open[i] = Some(runs.len());
-            runs.push(Run {
-                job: jobs[i].spec.name.clone(),
-                tenant: jobs[i].spec.tenant.clone(),
-                start: now,
-                end: f64::NAN,
-                per_task: jobs[i].spec.per_task.clone(),
-                placement: core.status(id)?.placement,
-            });
+            if record {
+                open[i] = Some(runs.len());
+                runs.push(Run {
+                    job: jobs[i].spec.name.clone(),
+                    tenant: jobs[i].spec.tenant.clone(),
+                    start: now,
+                    end: f64::NAN,
+                    per_task: jobs[i].spec.per_task.clone(),
+                    placement: core.status(id)?.placement,
+                });
+            }
             version[i] += 1;
             evs.push(Ev::Done(id, version[i]));
             heap.push(Reverse((
