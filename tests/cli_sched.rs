@@ -100,9 +100,13 @@ fn simulate_replays_a_trace_and_names_bad_lines() {
         "--cluster",
         &cluster,
         "--policy",
-        "drf",
+        "round-robin",
     ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--policy must be") && err.contains("round-robin"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -548,4 +552,54 @@ fn simulate_writes_utilization_cost_and_energy() {
     );
     let svg = std::fs::read_to_string(out_dir.join("utilization.svg")).expect("svg");
     assert!(svg.starts_with("<svg") && svg.contains("<title>a:"));
+}
+
+#[test]
+fn simulate_replays_node_failures_from_a_file_or_seeded_at_random() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-failures");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let trace = dir.join("t.csv");
+    std::fs::write(
+        &trace,
+        "name,submit,tasks,cpu,mem_mib,gpu,duration\nx,0,1,4,1024,8,1000\n",
+    )
+    .expect("write");
+    let failures = dir.join("f.csv");
+    std::fs::write(&failures, "node,at,repair\nn0,100,50\n").expect("write");
+    let t = trace.to_str().expect("utf-8");
+    let base = [
+        "sched",
+        "simulate",
+        "--trace",
+        t,
+        "--trace-format",
+        "generic",
+        "--nodes",
+        "1",
+        "--json",
+    ];
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--failures", failures.to_str().expect("utf-8")]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&args))).expect("json");
+    assert_eq!(
+        (v["node_failures"].as_u64(), v["failure_requeues"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["makespan"], 1050.0);
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--mtbf", "300", "--repair", "60", "--seed", "5"]);
+    let run = |args: &[&str]| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(&ok(&aistd(args))).expect("json");
+        v["wall_ms"] = serde_json::Value::Null;
+        v
+    };
+    let v = run(&args);
+    assert_eq!(v, run(&args), "the same seed, the same replay");
+    assert!(v["node_failures"].as_u64().expect("n") > 0);
+    assert_eq!(v["completed"], 1);
+    std::fs::write(&failures, "node,at,repair\nn0,soon,50\n").expect("write");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--failures", failures.to_str().expect("utf-8")]);
+    let out = aistd(&args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
 }

@@ -172,6 +172,8 @@ pub struct UsageReport {
     pub cpu_utilization: f64,
     /// The series.
     pub series: Vec<Sample>,
+    /// GPU fraction held per node, per bucket of the series (nodes with GPUs).
+    pub node_series: BTreeMap<String, Vec<f64>>,
     /// Per node.
     pub nodes: Vec<NodeUsage>,
     /// Per tenant, most GPU-hours first.
@@ -336,6 +338,11 @@ pub fn account(
             gpu_by_tenant: BTreeMap::new(),
         })
         .collect();
+    let mut node_series: BTreeMap<String, Vec<f64>> = nodes
+        .iter()
+        .filter(|n| n.capacity.gpu_milli > 0)
+        .map(|n| (n.name.clone(), vec![0.0; buckets]))
+        .collect();
     if span > 0.0 {
         for r in runs {
             let tasks: f64 = r.placement.iter().map(|(_, k)| f64::from(*k)).sum();
@@ -352,6 +359,12 @@ pub fn account(
                 s.memory += ratio(m, cap_mem) * overlap;
                 *s.gpu_by_tenant.entry(r.tenant.clone()).or_default() +=
                     ratio(g, cap_gpu) * overlap;
+                for (n, k) in &r.placement {
+                    if let Some(v) = node_series.get_mut(n) {
+                        let cap = nodes[index[n.as_str()]].capacity.gpu_milli as f64;
+                        v[b] += ratio(r.per_task.gpu_milli as f64 * f64::from(*k), cap) * overlap;
+                    }
+                }
             }
         }
     }
@@ -361,6 +374,7 @@ pub fn account(
         gpu_utilization: ratio(gpu_s, cap_gpu * span),
         cpu_utilization: ratio(cpu_s, cap_cpu * span),
         series,
+        node_series,
         nodes: node_usage,
         tenants,
         total_cost,
@@ -586,6 +600,8 @@ mod tests {
         assert!((r.series[0].gpu - 0.75).abs() < 1e-9, "{:?}", r.series[0]);
         assert!((r.series[1].gpu - 0.5).abs() < 1e-9);
         assert!((r.series[0].gpu_by_tenant["b"] - 0.25).abs() < 1e-9);
+        assert_eq!(r.node_series["n0"], vec![1.0, 1.0]);
+        assert!((r.node_series["n1"][0] - 0.5).abs() < 1e-9 && r.node_series["n1"][1] == 0.0);
         // Energy, always on: base (100 + 4·10) W × 2 nodes × 1 h = 280 Wh, plus busy extra
         // 100 W × 5 GPU-h = 500 Wh: 0.78 kWh. n1 idles 1800 s; off after 600 s: 1200 s × 140 W
         // = 46.67 Wh saved.

@@ -295,6 +295,11 @@ impl Core {
         self.preemption
     }
 
+    /// A tenant's weight (1 when not configured).
+    pub fn tenant_weight(&self, tenant: &str) -> f64 {
+        self.tenants.weight(tenant)
+    }
+
     /// What a tenant (or an ancestor: its teams' sum) holds now.
     pub fn tenant_usage(&self, tenant: &str) -> Resources {
         self.usage.get(tenant).cloned().unwrap_or_default()

@@ -231,8 +231,16 @@ pub struct SimReport {
     pub gpu_utilization: f64,
     /// Jain's index over tenants' mean slowdown (JCT / duration): 1 is perfectly even.
     pub jain_fairness: f64,
-    /// Times a running job was put back in the queue.
+    /// Times a running job was put back in the queue by the policy.
     pub preemptions: u64,
+    /// The largest gap between a tenant's share of the GPU-seconds used and its fair share
+    /// (its weight over the weights of the tenants in the trace; equal without tenants). It
+    /// ignores that a tenant may want less than its share.
+    pub max_share_deviation: f64,
+    /// Node failures replayed.
+    pub node_failures: u64,
+    /// Jobs requeued because their node failed.
+    pub failure_requeues: u64,
     /// Wall-clock time of the simulation, milliseconds.
     pub wall_ms: f64,
 }
@@ -262,6 +270,9 @@ enum Ev {
     /// version tells a completion from one made stale by a preemption.
     Done(JobId, u64),
     Arrive(usize),
+    /// A node fails / is repaired (index into the failures).
+    Fail(usize),
+    Repair(usize),
     /// A moment to re-rank (a running job crosses a LAS threshold).
     Tick,
 }
@@ -294,7 +305,55 @@ pub const DEFAULT_LAS_THRESHOLDS: &[f64] = &[3250.0, 7200.0];
 /// the waiting ones and those that lose their place are preempted (free of cost, keeping their
 /// attained service and remaining time), as Tiresias' simulator does.
 pub fn replay(core: Core, jobs: &[TraceJob]) -> Result<SimReport> {
-    replay_inner(core, jobs, false).map(|(r, _)| r)
+    replay_with(core, jobs, &ReplayOptions::default()).map(|(r, _)| r)
+}
+
+/// A node failure in a replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The node.
+    pub node: String,
+    /// When it fails, seconds.
+    pub at: f64,
+    /// Seconds until it is repaired.
+    pub repair: f64,
+}
+
+impl Failure {
+    /// `node` fails at `at` and is back `repair` seconds later.
+    pub fn new(node: impl Into<String>, at: f64, repair: f64) -> Self {
+        Self {
+            node: node.into(),
+            at,
+            repair,
+        }
+    }
+}
+
+/// What else a replay does.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ReplayOptions {
+    /// Node failures: the node is drained (Unhealthy) and the jobs on it requeued, whole gangs,
+    /// keeping the progress they made (as if checkpointed); it comes back after its repair time.
+    pub failures: Vec<Failure>,
+    /// Whether to return every run (for [`crate::accounting`]).
+    pub record_runs: bool,
+}
+
+impl ReplayOptions {
+    /// With these failures.
+    pub fn failures(mut self, failures: Vec<Failure>) -> Self {
+        self.failures = failures;
+        self
+    }
+
+    /// Returning the runs.
+    pub fn record_runs(mut self, yes: bool) -> Self {
+        self.record_runs = yes;
+        self
+    }
 }
 
 /// One stretch of a job running: from start (or resumption) to completion (or preemption).
@@ -318,10 +377,16 @@ pub struct Run {
 /// [`replay`], also returning every run of every job, for utilization, cost and energy
 /// accounting ([`crate::accounting`]).
 pub fn replay_runs(core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<Run>)> {
-    replay_inner(core, jobs, true)
+    replay_with(core, jobs, &ReplayOptions::default().record_runs(true))
 }
 
-fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimReport, Vec<Run>)> {
+/// [`replay`] with node failures and, if asked, the runs.
+pub fn replay_with(
+    mut core: Core,
+    jobs: &[TraceJob],
+    options: &ReplayOptions,
+) -> Result<(SimReport, Vec<Run>)> {
+    let record = options.record_runs;
     let mut runs: Vec<Run> = Vec::new();
     let mut open: Vec<Option<usize>> = vec![None; jobs.len()];
     let close = |runs: &mut Vec<Run>, open: &mut Vec<Option<usize>>, i: usize, now: f64| {
@@ -351,6 +416,29 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
         evs.push(Ev::Arrive(i));
         heap.push(Reverse((T(j.submit), 1, evs.len() as u64 - 1)));
     }
+    let known: std::collections::HashSet<String> =
+        core.nodes().into_iter().map(|n| n.spec.name).collect();
+    for (k, f) in options.failures.iter().enumerate() {
+        if !known.contains(&f.node) {
+            return Err(Error::invalid(
+                format!("failure {k}"),
+                format!("node {:?} is not in the cluster", f.node),
+            ));
+        }
+        if !(f.at.is_finite() && f.at >= 0.0 && f.repair.is_finite() && f.repair >= 0.0) {
+            return Err(Error::invalid(
+                format!("failure {k} of {:?}", f.node),
+                format!("time {} and repair {} must be ≥ 0", f.at, f.repair),
+            ));
+        }
+        evs.push(Ev::Fail(k));
+        heap.push(Reverse((T(f.at), 0, evs.len() as u64 - 1)));
+        evs.push(Ev::Repair(k));
+        heap.push(Reverse((T(f.at + f.repair), 0, evs.len() as u64 - 1)));
+    }
+    let (mut node_failures, mut failure_requeues) = (0u64, 0u64);
+    let mut tenant_gpu: std::collections::BTreeMap<&str, f64> =
+        jobs.iter().map(|j| (j.spec.tenant.as_str(), 0.0)).collect();
     let mut by_id: std::collections::HashMap<JobId, usize> = std::collections::HashMap::new();
     let mut start = vec![f64::NAN; jobs.len()];
     let mut finish = vec![f64::NAN; jobs.len()];
@@ -385,6 +473,7 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
                         let ran = now - segment[i].unwrap_or(now);
                         let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                         gpu_seconds += g * ran;
+                        *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
                         core.add_service(id, g * ran)?;
                         segment[i] = None;
                         close(&mut runs, &mut open, i, now);
@@ -392,6 +481,29 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
                         core.end(id, JobState::Completed, now)?;
                         finish[i] = now;
                     }
+                }
+                Ev::Fail(k) => {
+                    node_failures += 1;
+                    let node = &options.failures[k].node;
+                    for v in core.set_health(node, crate::health::NodeHealth::Unhealthy)? {
+                        let i = by_id[&v];
+                        let ran = now - segment[i].unwrap_or(now);
+                        let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
+                        gpu_seconds += g * ran;
+                        *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
+                        core.add_service(v, g * ran)?;
+                        remaining[i] -= ran * rate[i];
+                        segment[i] = None;
+                        close(&mut runs, &mut open, i, now);
+                        version[i] += 1;
+                        failure_requeues += 1;
+                    }
+                }
+                Ev::Repair(k) => {
+                    core.set_health(
+                        &options.failures[k].node,
+                        crate::health::NodeHealth::Healthy,
+                    )?;
                 }
                 Ev::Tick => {}
             }
@@ -405,6 +517,7 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
                 let ran = now - segment[i].unwrap_or(now);
                 let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                 gpu_seconds += g * ran;
+                *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
                 core.add_service(id, g * ran)?;
                 remaining[i] -= ran * rate[i];
                 segment[i] = None;
@@ -430,6 +543,7 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
                     let ran = now - segment[i].unwrap_or(now);
                     let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                     gpu_seconds += g * ran;
+                    *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
                     core.add_service(v, g * ran)?;
                     remaining[i] -= ran * rate[i];
                     segment[i] = None;
@@ -454,6 +568,7 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
                 let ran = now - segment[i].unwrap_or(now);
                 let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
                 gpu_seconds += g * ran;
+                *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
                 core.add_service(id, g * ran)?;
                 remaining[i] -= ran * rate[i];
                 rate[i] = f64::from(after) / f64::from(jobs[i].spec.tasks);
@@ -564,6 +679,19 @@ fn replay_inner(mut core: Core, jobs: &[TraceJob], record: bool) -> Result<(SimR
         },
         jain_fairness: jain(&slowdowns),
         preemptions,
+        max_share_deviation: {
+            let used: f64 = tenant_gpu.values().sum();
+            let weights: f64 = tenant_gpu.keys().map(|t| core.tenant_weight(t)).sum();
+            tenant_gpu
+                .iter()
+                .map(|(t, g)| {
+                    let share = if used > 0.0 { g / used } else { 0.0 };
+                    (share - core.tenant_weight(t) / weights).abs()
+                })
+                .fold(0.0, f64::max)
+        },
+        node_failures,
+        failure_requeues,
         wall_ms: wall.elapsed().as_secs_f64() * 1000.0,
     };
     Ok((report, runs))

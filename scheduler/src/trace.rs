@@ -490,6 +490,51 @@ mod alibaba_tests {
     }
 }
 
+/// SplitMix64 as uniform draws in [0, 1): deterministic for a seed.
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Random node failures for a replay: each node fails after exponentially distributed times
+/// with mean `mtbf` seconds of being up, and is repaired `repair` seconds later, until
+/// `horizon`. Deterministic for a seed.
+pub fn random_failures(
+    nodes: &[NodeSpec],
+    horizon: f64,
+    mtbf: f64,
+    repair: f64,
+    seed: u64,
+) -> Result<Vec<crate::sim::Failure>> {
+    if !(mtbf > 0.0 && mtbf.is_finite() && repair >= 0.0 && repair.is_finite() && horizon >= 0.0) {
+        return Err(Error::invalid(
+            "node failures",
+            "MTBF must be > 0, repair time ≥ 0 and the horizon ≥ 0",
+        ));
+    }
+    let mut next = uniform(seed);
+    let mut out = Vec::new();
+    for n in nodes {
+        let mut t = 0.0;
+        loop {
+            t += -mtbf * (1.0 - next()).ln();
+            if t >= horizon {
+                break;
+            }
+            out.push(crate::sim::Failure::new(n.name.clone(), t, repair));
+            t += repair;
+        }
+    }
+    out.sort_by(|a, b| a.at.total_cmp(&b.at).then(a.node.cmp(&b.node)));
+    Ok(out)
+}
+
 /// Parameters of [`synthetic`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -537,14 +582,7 @@ pub fn synthetic(p: &Synthetic) -> Result<Vec<TraceJob>> {
             "needs a GPU mix with weight, GPUs per node and tenants",
         ));
     }
-    let mut state = p.seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = uniform(p.seed);
     let total: u32 = p.gpu_mix.iter().map(|(_, w)| w).sum();
     let mut t = 0.0;
     let mut out = Vec::with_capacity(p.jobs);

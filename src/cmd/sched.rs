@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use aistd_scheduler::accounting::{PowerModel, Prices, account};
 use aistd_scheduler::core::Core;
 use aistd_scheduler::drf;
-use aistd_scheduler::sim::{DEFAULT_LAS_THRESHOLDS, SimReport, replay_runs};
+use aistd_scheduler::sim::{
+    DEFAULT_LAS_THRESHOLDS, Failure, ReplayOptions, SimReport, replay_with,
+};
 use aistd_scheduler::tenants::Tenants;
 use aistd_scheduler::trace::{
-    Synthetic, alibaba_jobs, alibaba_nodes, generic_jobs, synthetic, tiresias_cluster,
-    tiresias_jobs, write_generic,
+    Synthetic, alibaba_jobs, alibaba_nodes, generic_jobs, random_failures, synthetic,
+    tiresias_cluster, tiresias_jobs, write_generic,
 };
 use aistd_scheduler::{Blocking, QueuePolicy, Resources};
 use anyhow::{Context, Result, bail};
@@ -93,6 +95,18 @@ pub(crate) enum SchedCommand {
         /// Idle seconds before a node counts as powered off, for the energy estimate.
         #[arg(long, default_value_t = 600.0)]
         idle_timeout: f64,
+        /// Node failures: a CSV `node,at,repair` (seconds).
+        #[arg(long, conflicts_with = "mtbf")]
+        failures: Option<PathBuf>,
+        /// Random node failures: mean seconds between failures of each node.
+        #[arg(long)]
+        mtbf: Option<f64>,
+        /// Seconds a failed node takes to come back (with --mtbf).
+        #[arg(long, default_value_t = 3600.0)]
+        repair: f64,
+        /// Seed of the random failures (the replay itself has no randomness).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Preempt for the head of the queue: lower-priority jobs, and borrowers when a tenant
         /// within its guarantee waits. Every trace job is taken as preemptible.
         #[arg(long)]
@@ -165,13 +179,33 @@ fn policy(name: &str) -> Result<QueuePolicy> {
     })
 }
 
+/// `node,at,repair` rows (a header first).
+fn read_failures(file: &str, text: &str) -> Result<Vec<Failure>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let num = |v: &str| -> Result<f64> {
+            v.parse()
+                .with_context(|| format!("{file}, line {}: {v:?} is not a number", n + 1))
+        };
+        if f.len() != 3 {
+            bail!("{file}, line {}: expected node,at,repair", n + 1);
+        }
+        out.push(Failure::new(f[0], num(f[1])?, num(f[2])?));
+    }
+    Ok(out)
+}
+
 fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn print_report(r: &SimReport) {
     println!(
-        "{:?} ({:?}): {} jobs, {} completed; JCT avg {:.1} s, p50 {:.1} s, p99 {:.1} s; wait avg {:.1} s; makespan {:.1} s; GPU utilization {:.3}; Jain {:.3}; simulated in {:.2} ms",
+        "{:?} ({:?}): {} jobs, {} completed; JCT avg {:.1} s, p50 {:.1} s, p99 {:.1} s; wait avg {:.1} s; makespan {:.1} s; GPU utilization {:.3}; Jain {:.3}, max share deviation {:.3}; {} preemptions, {} node failures ({} jobs requeued); simulated in {:.2} ms",
         r.policy,
         r.blocking,
         r.jobs,
@@ -183,6 +217,10 @@ fn print_report(r: &SimReport) {
         r.makespan,
         r.gpu_utilization,
         r.jain_fairness,
+        r.max_share_deviation,
+        r.preemptions,
+        r.node_failures,
+        r.failure_requeues,
         r.wall_ms
     );
 }
@@ -237,6 +275,10 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
             gpus_per_node,
             policy: p,
             tenants,
+            failures,
+            mtbf,
+            repair,
+            seed,
             report,
             prices,
             idle_timeout,
@@ -286,7 +328,22 @@ pub(crate) fn run(cmd: SchedCommand) -> Result<ExitCode> {
                     j.spec.preemptible = true;
                 }
             }
-            let (r, runs) = replay_runs(core, &jobs)?;
+            let failures = match (failures, mtbf) {
+                (Some(f), _) => read_failures(&f.display().to_string(), &read(&f)?)?,
+                (None, Some(m)) => {
+                    let horizon = jobs.iter().map(|j| j.submit).fold(0.0, f64::max)
+                        + jobs.iter().filter_map(|j| j.spec.duration).sum::<f64>();
+                    random_failures(&nodes, horizon, m, repair, seed)?
+                }
+                (None, None) => Vec::new(),
+            };
+            let (r, runs) = replay_with(
+                core,
+                &jobs,
+                &ReplayOptions::default()
+                    .failures(failures)
+                    .record_runs(report.is_some()),
+            )?;
             if json {
                 print_json(&r)?;
             } else {
