@@ -380,26 +380,104 @@ pub fn replay_runs(core: Core, jobs: &[TraceJob]) -> Result<(SimReport, Vec<Run>
     replay_with(core, jobs, &ReplayOptions::default().record_runs(true))
 }
 
+/// Per-job bookkeeping of a replay: run segments, remaining work, speed, and the events queue.
+struct Book<'a> {
+    jobs: &'a [TraceJob],
+    record: bool,
+    runs: Vec<Run>,
+    open: Vec<Option<usize>>,
+    remaining: Vec<f64>,
+    /// The start of the current run segment, and a version that invalidates stale completions.
+    segment: Vec<Option<f64>>,
+    version: Vec<u64>,
+    /// Speed relative to the minimum gang: an elastic job with k of its `tasks` minimum runs
+    /// k / tasks times as fast (its duration is at the minimum).
+    rate: Vec<f64>,
+    gpu_seconds: f64,
+    tenant_gpu: std::collections::BTreeMap<&'a str, f64>,
+    // (time, kind: 0 done or node event / 1 arrive / 2 tick, seq) → event.
+    heap: BinaryHeap<Reverse<(T, u8, u64)>>,
+    evs: Vec<Ev>,
+}
+
+impl<'a> Book<'a> {
+    fn push(&mut self, t: f64, kind: u8, ev: Ev) {
+        self.evs.push(ev);
+        self.heap
+            .push(Reverse((T(t), kind, self.evs.len() as u64 - 1)));
+    }
+
+    /// Ends job `i`'s current segment at `now`: its service, GPU-seconds and remaining work are
+    /// accounted, its run closed, its pending completion invalidated.
+    fn stop(&mut self, core: &mut Core, i: usize, id: JobId, now: f64) -> Result<()> {
+        let ran = now - self.segment[i].unwrap_or(now);
+        let g = self.jobs[i].spec.total().gpu_milli as f64 / 1000.0 * self.rate[i];
+        self.gpu_seconds += g * ran;
+        *self
+            .tenant_gpu
+            .entry(self.jobs[i].spec.tenant.as_str())
+            .or_default() += g * ran;
+        core.add_service(id, g * ran)?;
+        self.remaining[i] -= ran * self.rate[i];
+        self.segment[i] = None;
+        if let Some(r) = self.open[i].take() {
+            self.runs[r].end = now;
+        }
+        self.version[i] += 1;
+        Ok(())
+    }
+
+    /// Starts a segment of job `i` at `now` at its current size, and schedules its completion.
+    fn go(&mut self, core: &Core, i: usize, id: JobId, now: f64) -> Result<()> {
+        if let Some(r) = self.open[i].take() {
+            self.runs[r].end = now;
+        }
+        self.segment[i] = Some(now);
+        self.rate[i] = f64::from(core.tasks_now(id)?) / f64::from(self.jobs[i].spec.tasks);
+        if self.record {
+            self.open[i] = Some(self.runs.len());
+            self.runs.push(Run {
+                job: self.jobs[i].spec.name.clone(),
+                tenant: self.jobs[i].spec.tenant.clone(),
+                start: now,
+                end: f64::NAN,
+                per_task: self.jobs[i].spec.per_task.clone(),
+                placement: core.status(id)?.placement,
+            });
+        }
+        self.version[i] += 1;
+        let end = now + self.remaining[i].max(0.0) / self.rate[i];
+        self.push(end, 0, Ev::Done(id, self.version[i]));
+        Ok(())
+    }
+}
+
 /// [`replay`] with node failures and, if asked, the runs.
 pub fn replay_with(
     mut core: Core,
     jobs: &[TraceJob],
     options: &ReplayOptions,
 ) -> Result<(SimReport, Vec<Run>)> {
-    let record = options.record_runs;
-    let mut runs: Vec<Run> = Vec::new();
-    let mut open: Vec<Option<usize>> = vec![None; jobs.len()];
-    let close = |runs: &mut Vec<Run>, open: &mut Vec<Option<usize>>, i: usize, now: f64| {
-        if let Some(r) = open[i].take() {
-            runs[r].end = now;
-        }
-    };
     let wall = Instant::now();
     let (policy, blocking) = (core.policy(), core.blocking());
     let total_gpu = core.capacity_total().gpu_milli as f64 / 1000.0;
-    // (time, kind: 0 done / 1 arrive, seq) → event.
-    let mut heap: BinaryHeap<Reverse<(T, u8, u64)>> = BinaryHeap::new();
-    let mut evs: Vec<Ev> = Vec::new();
+    let mut b = Book {
+        jobs,
+        record: options.record_runs,
+        runs: Vec::new(),
+        open: vec![None; jobs.len()],
+        remaining: jobs
+            .iter()
+            .map(|j| j.spec.duration.unwrap_or(0.0))
+            .collect(),
+        segment: vec![None; jobs.len()],
+        version: vec![0; jobs.len()],
+        rate: vec![1.0; jobs.len()],
+        gpu_seconds: 0.0,
+        tenant_gpu: jobs.iter().map(|j| (j.spec.tenant.as_str(), 0.0)).collect(),
+        heap: BinaryHeap::new(),
+        evs: Vec::new(),
+    };
     for (i, j) in jobs.iter().enumerate() {
         if j.spec.duration.is_none() {
             return Err(Error::invalid(
@@ -413,8 +491,7 @@ pub fn replay_with(
                 format!("submit time {} must be ≥ 0", j.submit),
             ));
         }
-        evs.push(Ev::Arrive(i));
-        heap.push(Reverse((T(j.submit), 1, evs.len() as u64 - 1)));
+        b.push(j.submit, 1, Ev::Arrive(i));
     }
     let known: std::collections::HashSet<String> =
         core.nodes().into_iter().map(|n| n.spec.name).collect();
@@ -431,53 +508,31 @@ pub fn replay_with(
                 format!("time {} and repair {} must be ≥ 0", f.at, f.repair),
             ));
         }
-        evs.push(Ev::Fail(k));
-        heap.push(Reverse((T(f.at), 0, evs.len() as u64 - 1)));
-        evs.push(Ev::Repair(k));
-        heap.push(Reverse((T(f.at + f.repair), 0, evs.len() as u64 - 1)));
+        b.push(f.at, 0, Ev::Fail(k));
+        b.push(f.at + f.repair, 0, Ev::Repair(k));
     }
-    let (mut node_failures, mut failure_requeues) = (0u64, 0u64);
-    let mut tenant_gpu: std::collections::BTreeMap<&str, f64> =
-        jobs.iter().map(|j| (j.spec.tenant.as_str(), 0.0)).collect();
+    let (mut node_failures, mut failure_requeues, mut preemptions) = (0u64, 0u64, 0u64);
     let mut by_id: std::collections::HashMap<JobId, usize> = std::collections::HashMap::new();
     let mut start = vec![f64::NAN; jobs.len()];
     let mut finish = vec![f64::NAN; jobs.len()];
-    let mut remaining: Vec<f64> = jobs
-        .iter()
-        .map(|j| j.spec.duration.unwrap_or(0.0))
-        .collect();
-    // The start of the current run segment, and a version that invalidates stale completions.
-    let mut segment: Vec<Option<f64>> = vec![None; jobs.len()];
-    let mut version: Vec<u64> = vec![0; jobs.len()];
-    let mut gpu_seconds = 0.0;
-    let mut preemptions = 0u64;
     let preemptive = policy == QueuePolicy::LeastAttainedService;
-    // Speed of each job relative to its minimum gang: an elastic job with k of its `tasks`
-    // minimum runs k / tasks times as fast (its duration is at the minimum).
-    let mut rate: Vec<f64> = vec![1.0; jobs.len()];
     let elastic = jobs.iter().any(|j| j.spec.max_tasks.is_some());
-    while let Some(Reverse((T(now), _, _))) = heap.peek().copied() {
-        while let Some(Reverse((T(t), _, e))) = heap.peek().copied() {
+    while let Some(Reverse((T(now), _, _))) = b.heap.peek().copied() {
+        while let Some(Reverse((T(t), _, e))) = b.heap.peek().copied() {
             if t != now {
                 break;
             }
-            heap.pop();
-            match evs[e as usize] {
+            b.heap.pop();
+            match b.evs[e as usize] {
                 Ev::Arrive(i) => {
                     let id = core.submit(jobs[i].spec.clone(), now)?;
                     by_id.insert(id, i);
                 }
                 Ev::Done(id, v) => {
                     let i = by_id[&id];
-                    if v == version[i] && segment[i].is_some() {
-                        let ran = now - segment[i].unwrap_or(now);
-                        let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
-                        gpu_seconds += g * ran;
-                        *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
-                        core.add_service(id, g * ran)?;
-                        segment[i] = None;
-                        close(&mut runs, &mut open, i, now);
-                        remaining[i] = 0.0;
+                    if v == b.version[i] && b.segment[i].is_some() {
+                        b.stop(&mut core, i, id, now)?;
+                        b.remaining[i] = 0.0;
                         core.end(id, JobState::Completed, now)?;
                         finish[i] = now;
                     }
@@ -486,16 +541,7 @@ pub fn replay_with(
                     node_failures += 1;
                     let node = &options.failures[k].node;
                     for v in core.set_health(node, crate::health::NodeHealth::Unhealthy)? {
-                        let i = by_id[&v];
-                        let ran = now - segment[i].unwrap_or(now);
-                        let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
-                        gpu_seconds += g * ran;
-                        *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
-                        core.add_service(v, g * ran)?;
-                        remaining[i] -= ran * rate[i];
-                        segment[i] = None;
-                        close(&mut runs, &mut open, i, now);
-                        version[i] += 1;
+                        b.stop(&mut core, by_id[&v], v, now)?;
                         failure_requeues += 1;
                     }
                 }
@@ -513,16 +559,7 @@ pub fn replay_with(
             // Account the service of every running job, then rank everything afresh: put all
             // running jobs back and let one pass choose (Tiresias' priority walk).
             for id in core.running() {
-                let i = by_id[&id];
-                let ran = now - segment[i].unwrap_or(now);
-                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
-                gpu_seconds += g * ran;
-                *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
-                core.add_service(id, g * ran)?;
-                remaining[i] -= ran * rate[i];
-                segment[i] = None;
-                close(&mut runs, &mut open, i, now);
-                version[i] += 1;
+                b.stop(&mut core, by_id[&id], id, now)?;
                 core.preempt(id)?;
                 was_running.push(id);
             }
@@ -539,16 +576,7 @@ pub fn replay_with(
                 let (victims, head) = core.preempt_for(now)?;
                 let Some(head) = head else { break };
                 for v in victims {
-                    let i = by_id[&v];
-                    let ran = now - segment[i].unwrap_or(now);
-                    let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
-                    gpu_seconds += g * ran;
-                    *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
-                    core.add_service(v, g * ran)?;
-                    remaining[i] -= ran * rate[i];
-                    segment[i] = None;
-                    close(&mut runs, &mut open, i, now);
-                    version[i] += 1;
+                    b.stop(&mut core, by_id[&v], v, now)?;
                     preemptions += 1;
                 }
                 started.push(head);
@@ -559,39 +587,14 @@ pub fn replay_with(
         if elastic {
             let (changed, more) = core.resize(now)?;
             started.extend(more);
-            for (id, _, after) in changed {
+            for (id, _, _) in changed {
                 let i = by_id[&id];
-                if started.contains(&id) || segment[i].is_none() {
+                if started.contains(&id) || b.segment[i].is_none() {
                     continue;
                 }
                 // Account the stretch at the old size, then go on at the new one.
-                let ran = now - segment[i].unwrap_or(now);
-                let g = jobs[i].spec.total().gpu_milli as f64 / 1000.0 * rate[i];
-                gpu_seconds += g * ran;
-                *tenant_gpu.entry(jobs[i].spec.tenant.as_str()).or_default() += g * ran;
-                core.add_service(id, g * ran)?;
-                remaining[i] -= ran * rate[i];
-                rate[i] = f64::from(after) / f64::from(jobs[i].spec.tasks);
-                segment[i] = Some(now);
-                close(&mut runs, &mut open, i, now);
-                if record {
-                    open[i] = Some(runs.len());
-                    runs.push(Run {
-                        job: jobs[i].spec.name.clone(),
-                        tenant: jobs[i].spec.tenant.clone(),
-                        start: now,
-                        end: f64::NAN,
-                        per_task: jobs[i].spec.per_task.clone(),
-                        placement: core.status(id)?.placement,
-                    });
-                }
-                version[i] += 1;
-                evs.push(Ev::Done(id, version[i]));
-                heap.push(Reverse((
-                    T(now + remaining[i].max(0.0) / rate[i]),
-                    0,
-                    evs.len() as u64 - 1,
-                )));
+                b.stop(&mut core, i, id, now)?;
+                b.go(&core, i, id, now)?;
             }
         }
         for id in started {
@@ -599,27 +602,7 @@ pub fn replay_with(
             if start[i].is_nan() {
                 start[i] = now;
             }
-            segment[i] = Some(now);
-            rate[i] = f64::from(core.tasks_now(id)?) / f64::from(jobs[i].spec.tasks);
-            close(&mut runs, &mut open, i, now);
-            if record {
-                open[i] = Some(runs.len());
-                runs.push(Run {
-                    job: jobs[i].spec.name.clone(),
-                    tenant: jobs[i].spec.tenant.clone(),
-                    start: now,
-                    end: f64::NAN,
-                    per_task: jobs[i].spec.per_task.clone(),
-                    placement: core.status(id)?.placement,
-                });
-            }
-            version[i] += 1;
-            evs.push(Ev::Done(id, version[i]));
-            heap.push(Reverse((
-                T(now + remaining[i].max(0.0) / rate[i]),
-                0,
-                evs.len() as u64 - 1,
-            )));
+            b.go(&core, i, id, now)?;
         }
         if preemptive && core.pending() > 0 {
             // Re-rank when the next running job crosses into a lower-priority queue.
@@ -635,8 +618,7 @@ pub fn replay_with(
                 })
                 .fold(f64::INFINITY, f64::min);
             if next.is_finite() && next > now {
-                evs.push(Ev::Tick);
-                heap.push(Reverse((T(next), 2, evs.len() as u64 - 1)));
+                b.push(next, 2, Ev::Tick);
             }
         }
     }
@@ -661,6 +643,7 @@ pub fn replay_with(
     let avg_jct = jct.iter().sum::<f64>() / jct.len().max(1) as f64;
     jct.sort_by(f64::total_cmp);
     // Zero-length runs (started and preempted in one instant) carry no usage.
+    let mut runs = b.runs;
     runs.retain(|r| r.end > r.start);
     let report = SimReport {
         policy,
@@ -673,16 +656,16 @@ pub fn replay_with(
         avg_wait,
         makespan,
         gpu_utilization: if makespan > 0.0 && total_gpu > 0.0 {
-            gpu_seconds / (total_gpu * makespan)
+            b.gpu_seconds / (total_gpu * makespan)
         } else {
             0.0
         },
         jain_fairness: jain(&slowdowns),
         preemptions,
         max_share_deviation: {
-            let used: f64 = tenant_gpu.values().sum();
-            let weights: f64 = tenant_gpu.keys().map(|t| core.tenant_weight(t)).sum();
-            tenant_gpu
+            let used: f64 = b.tenant_gpu.values().sum();
+            let weights: f64 = b.tenant_gpu.keys().map(|t| core.tenant_weight(t)).sum();
+            b.tenant_gpu
                 .iter()
                 .map(|(t, g)| {
                     let share = if used > 0.0 { g / used } else { 0.0 };

@@ -430,13 +430,7 @@ pub(crate) fn cancel(a: JobArgs) -> Result<()> {
         }
         other => bail!("--pool must be local or slurm, not `{other}`"),
     }
-    let s = snapshot(&a.pool, a.id)?;
-    if a.json {
-        print_json(&s)
-    } else {
-        println!("job {}: {}", a.id, line(&s));
-        Ok(())
-    }
+    status(a)
 }
 
 /// `aistd sched local-runner`: serves the local pool's spool directory.
