@@ -331,10 +331,15 @@ impl Core {
                 self.paths
                     .insert(j.spec.tenant.clone(), self.tenants.path(&j.spec.tenant));
             }
-            self.by_tenant
-                .entry(j.spec.tenant.clone())
-                .or_default()
-                .insert(key);
+            match self.by_tenant.get_mut(&j.spec.tenant) {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None => {
+                    self.by_tenant
+                        .insert(j.spec.tenant.clone(), BTreeSet::from([key]));
+                }
+            }
         }
         self.pending.insert(key);
     }
@@ -1101,12 +1106,15 @@ impl Core {
         }
         let key = self.key(id, job);
         let was_running = job.state == JobState::Running;
-        let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
-        let (tenant, total) = (
-            job.spec.tenant.clone(),
-            job.spec.per_task.times(grants.len() as u64),
-        );
+        let per_task = job.spec.per_task.clone();
+        let tenant = job.spec.tenant.clone();
         self.accrue(now);
+        let grants = self
+            .jobs
+            .get_mut(&id)
+            .map(|j| std::mem::take(&mut j.grants))
+            .unwrap_or_default();
+        let total = per_task.times(grants.len() as u64);
         self.dequeue(&key);
         self.give_all(&per_task, &grants);
         if was_running {
@@ -1172,11 +1180,14 @@ impl Core {
                 format!("is {:?}, not running", job.state),
             ));
         }
-        let (per_task, grants) = (job.spec.per_task.clone(), job.grants.clone());
-        let (tenant, total) = (
-            job.spec.tenant.clone(),
-            job.spec.per_task.times(grants.len() as u64),
-        );
+        let per_task = job.spec.per_task.clone();
+        let tenant = job.spec.tenant.clone();
+        let grants = self
+            .jobs
+            .get_mut(&id)
+            .map(|j| std::mem::take(&mut j.grants))
+            .unwrap_or_default();
+        let total = per_task.times(grants.len() as u64);
         self.give_all(&per_task, &grants);
         self.charge(&tenant, &total, false);
         if let Some(j) = self.jobs.get_mut(&id) {

@@ -394,7 +394,10 @@ struct Book<'a> {
     /// k / tasks times as fast (its duration is at the minimum).
     rate: Vec<f64>,
     gpu_seconds: f64,
-    tenant_gpu: std::collections::BTreeMap<&'a str, f64>,
+    /// Each job's tenant, as an index into `tenants` / `tenant_gpu`.
+    tenant_of: Vec<usize>,
+    tenants: Vec<&'a str>,
+    tenant_gpu: Vec<f64>,
     // (time, kind: 0 done or node event / 1 arrive / 2 tick, seq) → event.
     heap: BinaryHeap<Reverse<(T, u8, u64)>>,
     evs: Vec<Ev>,
@@ -413,10 +416,7 @@ impl<'a> Book<'a> {
         let ran = now - self.segment[i].unwrap_or(now);
         let g = self.jobs[i].spec.total().gpu_milli as f64 / 1000.0 * self.rate[i];
         self.gpu_seconds += g * ran;
-        *self
-            .tenant_gpu
-            .entry(self.jobs[i].spec.tenant.as_str())
-            .or_default() += g * ran;
+        self.tenant_gpu[self.tenant_of[i]] += g * ran;
         core.add_service(id, g * ran)?;
         self.remaining[i] -= ran * self.rate[i];
         self.segment[i] = None;
@@ -461,6 +461,13 @@ pub fn replay_with(
     let wall = Instant::now();
     let (policy, blocking) = (core.policy(), core.blocking());
     let total_gpu = core.capacity_total().gpu_milli as f64 / 1000.0;
+    let mut tenants: Vec<&str> = jobs.iter().map(|j| j.spec.tenant.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let tenant_of = jobs
+        .iter()
+        .map(|j| tenants.binary_search(&j.spec.tenant.as_str()).unwrap_or(0))
+        .collect();
     let mut b = Book {
         jobs,
         record: options.record_runs,
@@ -474,7 +481,9 @@ pub fn replay_with(
         version: vec![0; jobs.len()],
         rate: vec![1.0; jobs.len()],
         gpu_seconds: 0.0,
-        tenant_gpu: jobs.iter().map(|j| (j.spec.tenant.as_str(), 0.0)).collect(),
+        tenant_gpu: vec![0.0; tenants.len()],
+        tenant_of,
+        tenants,
         heap: BinaryHeap::new(),
         evs: Vec::new(),
     };
@@ -663,10 +672,11 @@ pub fn replay_with(
         jain_fairness: jain(&slowdowns),
         preemptions,
         max_share_deviation: {
-            let used: f64 = b.tenant_gpu.values().sum();
-            let weights: f64 = b.tenant_gpu.keys().map(|t| core.tenant_weight(t)).sum();
-            b.tenant_gpu
+            let used: f64 = b.tenant_gpu.iter().sum();
+            let weights: f64 = b.tenants.iter().map(|t| core.tenant_weight(t)).sum();
+            b.tenants
                 .iter()
+                .zip(&b.tenant_gpu)
                 .map(|(t, g)| {
                     let share = if used > 0.0 { g / used } else { 0.0 };
                     (share - core.tenant_weight(t) / weights).abs()
