@@ -7,9 +7,10 @@
 //! |---|---|---|
 //! | `governance` (default) | [`aistd-governance`](governance) | [`DataSource`](governance::DataSource): sources, profiling, expectations, cleaning, protection, audit, lineage |
 //! | `compliance` (default) | [`aistd-compliance`](compliance) | [`Policy`](compliance::Policy) with Cedar, differential privacy, fairness, the compliance report |
-//! | `scheduler` (default) | [`aistd-scheduler`](scheduler) | [`ResourcePool`](scheduler::ResourcePool): the scheduling core, DRF, fair share, trace simulation |
+//! | `scheduler` (default) | [`aistd-scheduler`](scheduler) | [`ResourcePool`](scheduler::ResourcePool): local, simulated and Slurm pools, the scheduling core, trace simulation, accounting |
+//! | `training` (default) | [`aistd-training`](training) | [`Trainer`](training::Trainer) and [`Model`](training::Model): MLPs on ndarray + rayon, optimizers, metrics |
 //!
-//! The training and deploy crates follow (see the README's status table).
+//! The deploy crate follows (see the README's status table).
 //!
 //! ```
 //! # #[cfg(feature = "governance")] {
@@ -34,3 +35,5 @@ pub mod glue;
 pub use aistd_governance as governance;
 #[cfg(feature = "scheduler")]
 pub use aistd_scheduler as scheduler;
+#[cfg(feature = "training")]
+pub use aistd_training as training;

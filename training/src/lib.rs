@@ -1,0 +1,47 @@
+//! Training for AI platforms: the [`Trainer`] and [`Model`] traits, and a pure-Rust backend.
+//!
+//! - [`data`]: datasets (features + classes or values), seeded stratified splits,
+//!   standardization, CSV, and the bundled scikit-learn datasets ([`data::digits`],
+//!   [`data::breast_cancer`]).
+//! - [`nn`]: MLPs (linear and logistic/softmax regression without hidden layers) with ReLU,
+//!   GELU, tanh or sigmoid, and squared-error, cross-entropy, binary cross-entropy and Huber
+//!   losses, with explicit backpropagation over flat parameters.
+//! - [`optim`]: SGD, momentum/Nesterov, Adam, AdamW, Adagrad, RMSprop with PyTorch's update
+//!   rules; step and cosine schedules with warm-up; clipping; L1 and weight decay.
+//! - [`metrics`]: accuracy, precision/recall/F1, ROC AUC, log-loss, MSE/MAE/R².
+//! - [`NdarrayTrainer`]: mini-batch training, data-parallel across threads (rayon) with
+//!   results independent of the thread count, dropout, early stopping with best-weights
+//!   restore, cancellation; models saved as safetensors + a manifest with SHA-256s.
+//!
+//! ```
+//! use aistd_training::{NdarrayTrainer, Silent, TrainConfig, Trainer, data};
+//!
+//! let parts = data::breast_cancer()?.split(&[0.8, 0.2], 7)?;
+//! let mut config = TrainConfig::default();
+//! config.epochs = 30;
+//! let fitted = NdarrayTrainer.fit(&parts[0], Some(&parts[1]), &config, &mut Silent)?;
+//! let accuracy = fitted.history.epochs.last().and_then(|e| e.valid_metric).unwrap_or(0.0);
+//! assert!(accuracy > 0.9, "{accuracy}");
+//! # Ok::<(), aistd_training::Error>(())
+//! ```
+//!
+//! Not built yet (issue #6): preprocessing inferred from an Arrow schema (categoricals,
+//! imputation), resuming from checkpoints, TensorBoard event files, the libtorch backend,
+//! hyperparameter search, the CLI, and the comparisons with PyTorch and scikit-learn.
+
+pub mod data;
+mod error;
+pub mod metrics;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+mod trainer;
+
+#[cfg(any(feature = "conformance", test))]
+pub mod conformance;
+
+pub use error::{Error, Result};
+pub use trainer::{
+    EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
+    Task, TrainConfig, Trainer,
+};

@@ -1,0 +1,738 @@
+//! The [`Trainer`] and [`Model`] traits, and the ndarray + rayon backend ([`NdarrayTrainer`]).
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::data::{Dataset, Standardizer, Target};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::nn::{Activation, Architecture, Loss, Mlp, Reduction, Targets, rows, sigmoid, softmax};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::rng::Rng;
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrainConfig {
+    /// Hidden layer widths (empty: linear / logistic / softmax regression).
+    pub hidden: Vec<usize>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// The loss (default: cross-entropy for several classes, binary cross-entropy for two,
+    /// squared error for values).
+    pub loss: Option<Loss>,
+    /// Mean (default) or summed loss over a batch.
+    pub reduction: Reduction,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Optimizer, learning rate, schedule, regularization.
+    pub optimizer: OptimizerConfig,
+    /// Probability of dropping a hidden unit while training.
+    pub dropout: f32,
+    /// Stop after this many epochs without a better validation loss, and keep the best
+    /// weights (needs a validation set).
+    pub early_stopping: Option<usize>,
+    /// Threads for data-parallel training (1: single-threaded).
+    pub threads: usize,
+    /// Seed of the initial weights, shuffling and dropout.
+    pub seed: u64,
+    /// Standardize features with statistics of the training data (saved with the model).
+    pub standardize: bool,
+    /// Shuffle the training data every epoch.
+    pub shuffle: bool,
+}
+
+impl Default for TrainConfig {
+    /// An MLP with one hidden layer of 64 ReLUs, Adam at 1e-3, 20 epochs of batches of 64,
+    /// standardized features, one thread, seed 0.
+    fn default() -> Self {
+        Self {
+            hidden: vec![64],
+            activation: Activation::Relu,
+            loss: None,
+            reduction: Reduction::Mean,
+            epochs: 20,
+            batch_size: 64,
+            optimizer: OptimizerConfig::new(OptimizerKind::adam(), 1e-3),
+            dropout: 0.0,
+            early_stopping: None,
+            threads: 1,
+            seed: 0,
+            standardize: true,
+            shuffle: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 || self.threads == 0 {
+            return Err(Error::invalid(
+                "training config",
+                "epochs, batch size and threads must be ≥ 1",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::invalid(
+                "training config",
+                format!("dropout {} must be in [0, 1)", self.dropout),
+            ));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub train_loss: f64,
+    /// Validation loss after the epoch.
+    pub valid_loss: Option<f64>,
+    /// Validation accuracy (classification) or R² (regression) after the epoch.
+    pub valid_metric: Option<f64>,
+    /// Learning rate at the epoch's end.
+    pub lr: f32,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// Training examples per second.
+    pub samples_per_second: f64,
+}
+
+/// What training did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct History {
+    /// Every epoch.
+    pub epochs: Vec<EpochRecord>,
+    /// The epoch whose weights the model has (the best by validation loss with early
+    /// stopping, else the last).
+    pub best_epoch: usize,
+    /// Whether early stopping ended it.
+    pub stopped_early: bool,
+}
+
+/// Told about training as it goes; may cancel it.
+pub trait Observer {
+    /// After each epoch.
+    fn on_epoch(&mut self, _record: &EpochRecord) {}
+    /// Asked before every step; `true` stops training with [`Error::Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// What a model takes and gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Signature {
+    /// Input feature names, in order.
+    pub inputs: Vec<String>,
+    /// Output names: class names (probabilities) or the predicted value.
+    pub outputs: Vec<String>,
+}
+
+/// A trained model.
+pub trait Model: Send + Sync + std::fmt::Debug {
+    /// Predictions for rows of raw features: class probabilities (rows × classes) or values
+    /// (rows × 1).
+    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
+    /// Inputs and outputs.
+    fn signature(&self) -> Signature;
+    /// Writes the model's files into `dir` (created if needed).
+    fn save(&self, dir: &Path) -> Result<()>;
+}
+
+/// Something that trains models.
+///
+/// # Contract
+///
+/// Every implementation guarantees (and the `conformance` module checks):
+/// 1. `fit` on a separable problem reduces the training loss and predicts it well.
+/// 2. Save, then load, gives identical predictions.
+/// 3. The same data, config and seed give the same model.
+/// 4. An observer's cancellation stops training with [`Error::Cancelled`].
+pub trait Trainer: Send + Sync + std::fmt::Debug {
+    /// The backend's name.
+    fn name(&self) -> &str;
+    /// Trains on `train`, watching `valid` if given.
+    fn fit(
+        &self,
+        train: &Dataset,
+        valid: Option<&Dataset>,
+        config: &TrainConfig,
+        observer: &mut dyn Observer,
+    ) -> Result<Fitted>;
+    /// Loads a model this backend saved.
+    fn load(&self, dir: &Path) -> Result<Box<dyn Model>>;
+}
+
+/// A trained model and how training went.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Fitted {
+    /// The model.
+    pub model: Box<dyn Model>,
+    /// The history.
+    pub history: History,
+}
+
+/// Classification or regression, as saved with the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Task {
+    /// Classes, by name.
+    Classification {
+        /// Index → name.
+        classes: Vec<String>,
+    },
+    /// One value.
+    Regression,
+}
+
+/// An MLP with its preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpModel {
+    net: Mlp,
+    loss: Loss,
+    task: Task,
+    standardizer: Option<Standardizer>,
+    features: Vec<String>,
+}
+
+/// `manifest.json` of a saved [`MlpModel`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    version: u32,
+    architecture: Architecture,
+    loss: Loss,
+    #[serde(flatten)]
+    task: Task,
+    features: Vec<String>,
+    standardizer: Option<Standardizer>,
+    /// File name → SHA-256 (hex).
+    files: std::collections::BTreeMap<String, String>,
+}
+
+const FORMAT: &str = "aistd-mlp";
+
+impl MlpModel {
+    /// The network.
+    pub fn network(&self) -> &Mlp {
+        &self.net
+    }
+
+    /// The task.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// Predicted class per row (classification).
+    pub fn predict_labels(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
+        let p = self.predict(x)?;
+        Ok(p.outer_iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i as u32)
+            })
+            .collect())
+    }
+
+    /// Reads a model saved by [`Model::save`], checking every file's SHA-256.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mpath = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
+        if m.format != FORMAT || m.version != 1 {
+            return Err(Error::io(
+                &mpath,
+                format!(
+                    "format {} version {} is not {FORMAT} 1",
+                    m.format, m.version
+                ),
+            ));
+        }
+        let wpath = dir.join("model.safetensors");
+        let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        if m.files.get("model.safetensors") != Some(&digest) {
+            return Err(Error::io(
+                &wpath,
+                "its SHA-256 does not match the manifest: the file is corrupt or truncated",
+            ));
+        }
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::io(&wpath, format!("not safetensors: {e}")))?;
+        let mut params = Vec::with_capacity(m.architecture.parameters());
+        for (l, (i, o)) in m.architecture.layers().into_iter().enumerate() {
+            let w = read_f32(&st, &format!("layers.{l}.weight"), &[o, i], &wpath)?;
+            // Stored [out, in] as PyTorch's nn.Linear; ours is [in, out].
+            for r in 0..i {
+                for c in 0..o {
+                    params.push(w[c * i + r]);
+                }
+            }
+            params.extend(read_f32(&st, &format!("layers.{l}.bias"), &[o], &wpath)?);
+        }
+        Ok(Self {
+            net: Mlp::from_parameters(m.architecture, params)?,
+            loss: m.loss,
+            task: m.task,
+            standardizer: m.standardizer,
+            features: m.features,
+        })
+    }
+}
+
+fn read_f32(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+    path: &Path,
+) -> Result<Vec<f32>> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| Error::io(path, format!("tensor {name}: {e}")))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+        return Err(Error::io(
+            path,
+            format!(
+                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file, synced, then renamed).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl Model for MlpModel {
+    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.features.len() {
+            return Err(Error::invalid(
+                "predict",
+                format!(
+                    "{} features per row, the model takes {} ({})",
+                    x.ncols(),
+                    self.features.len(),
+                    self.features.join(", ")
+                ),
+            ));
+        }
+        let x = match &self.standardizer {
+            Some(s) => s.transform(&x.to_owned())?,
+            None => x.to_owned(),
+        };
+        let out = self.net.forward(x.view())?;
+        Ok(match (&self.task, self.loss) {
+            (Task::Classification { .. }, Loss::BinaryCrossEntropy) => {
+                let mut p = Array2::zeros((out.nrows(), 2));
+                for (i, z) in out.column(0).iter().enumerate() {
+                    let s = sigmoid(*z);
+                    p[[i, 0]] = 1.0 - s;
+                    p[[i, 1]] = s;
+                }
+                p
+            }
+            (Task::Classification { .. }, _) => softmax(&out),
+            (Task::Regression, _) => out,
+        })
+    }
+
+    fn signature(&self) -> Signature {
+        Signature {
+            inputs: self.features.clone(),
+            outputs: match &self.task {
+                Task::Classification { classes } => classes.clone(),
+                Task::Regression => vec!["value".into()],
+            },
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let params = self.net.parameters();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut off = 0;
+        for (l, (i, o)) in self.net.architecture().layers().into_iter().enumerate() {
+            let mut w = Vec::with_capacity(i * o * 4);
+            for c in 0..o {
+                for r in 0..i {
+                    w.extend_from_slice(&params[off + r * o + c].to_le_bytes());
+                }
+            }
+            tensors.push((format!("layers.{l}.weight"), vec![o, i], w));
+            let b: Vec<u8> = params[off + i * o..off + i * o + o]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            tensors.push((format!("layers.{l}.bias"), vec![o], b));
+            off += i * o + o;
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, s, d)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::invalid("safetensors", e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let bytes = safetensors::serialize(views, &None)
+            .map_err(|e| Error::invalid("safetensors", e.to_string()))?;
+        let wpath = dir.join("model.safetensors");
+        write_atomic(&wpath, &bytes)?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: 1,
+            architecture: self.net.architecture().clone(),
+            loss: self.loss,
+            task: self.task.clone(),
+            features: self.features.clone(),
+            standardizer: self.standardizer.clone(),
+            files: [(
+                "model.safetensors".to_string(),
+                hex::encode(sha2::Sha256::digest(&bytes)),
+            )]
+            .into(),
+        };
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        write_atomic(&dir.join("manifest.json"), text.as_bytes())
+    }
+}
+
+/// The pure-Rust backend: ndarray for the arithmetic, rayon for data parallelism.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NdarrayTrainer;
+
+/// Targets of a dataset as the loss wants them.
+enum Owned {
+    Classes(Vec<u32>),
+    Values(Array2<f32>),
+}
+
+impl Owned {
+    fn of(d: &Dataset) -> Self {
+        match &d.y {
+            Target::Classes { labels, .. } => Owned::Classes(labels.clone()),
+            Target::Values(v) => Owned::Values(
+                Array2::from_shape_vec((v.len(), 1), v.clone())
+                    .unwrap_or_else(|_| unreachable!("one value per row")),
+            ),
+        }
+    }
+
+    fn pick(&self, idx: &[usize]) -> Owned {
+        match self {
+            Owned::Classes(c) => Owned::Classes(idx.iter().map(|i| c[*i]).collect()),
+            Owned::Values(v) => Owned::Values(rows(v.view(), idx)),
+        }
+    }
+
+    fn view(&self) -> Targets<'_> {
+        match self {
+            Owned::Classes(c) => Targets::Classes(c),
+            Owned::Values(v) => Targets::Values(v.view()),
+        }
+    }
+}
+
+impl NdarrayTrainer {
+    /// Trains and returns the concrete model (the trait's `fit` boxes it).
+    pub fn fit_mlp(
+        &self,
+        train: &Dataset,
+        valid: Option<&Dataset>,
+        config: &TrainConfig,
+        observer: &mut dyn Observer,
+    ) -> Result<(MlpModel, History)> {
+        config.validate()?;
+        if train.is_empty() {
+            return Err(Error::invalid("training data", "has no rows"));
+        }
+        if let Some(v) = valid
+            && (v.x.ncols() != train.x.ncols() || v.classes() != train.classes())
+        {
+            return Err(Error::invalid(
+                "validation data",
+                "has other features or classes than the training data",
+            ));
+        }
+        let (task, outputs, default_loss) = match &train.y {
+            Target::Classes { labels, names } => {
+                let mut seen: Vec<u32> = labels.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() < 2 {
+                    return Err(Error::invalid(
+                        "training data",
+                        format!(
+                            "has a single class ({:?}): nothing to learn",
+                            names.get(seen[0] as usize)
+                        ),
+                    ));
+                }
+                let task = Task::Classification {
+                    classes: names.clone(),
+                };
+                if names.len() == 2 {
+                    (task, 1, Loss::BinaryCrossEntropy)
+                } else {
+                    (task, names.len(), Loss::CrossEntropy)
+                }
+            }
+            Target::Values(_) => (Task::Regression, 1, Loss::Mse),
+        };
+        let loss = config.loss.unwrap_or(default_loss);
+        let outputs = match loss {
+            Loss::CrossEntropy => train.classes().max(outputs),
+            _ => outputs,
+        };
+        let standardizer = if config.standardize {
+            Some(Standardizer::fit(&train.x)?)
+        } else {
+            None
+        };
+        let prep = |x: &Array2<f32>| -> Result<Array2<f32>> {
+            match &standardizer {
+                Some(s) => s.transform(x),
+                None => Ok(x.clone()),
+            }
+        };
+        let x = prep(&train.x)?;
+        let y = Owned::of(train);
+        let valid_xy = match valid {
+            Some(v) => Some((prep(&v.x)?, Owned::of(v), v)),
+            None => None,
+        };
+        let arch = Architecture::new(x.ncols(), config.hidden.clone(), outputs, config.activation);
+        let mut net = Mlp::new(arch, config.seed)?;
+        let mut opt = Optimizer::new(config.optimizer, net.parameters().len())?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build()
+            .map_err(|e| Error::invalid("threads", e.to_string()))?;
+        let root = Rng::new(config.seed);
+        let n = x.nrows();
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut history = History::default();
+        let mut best: Option<(f64, Vec<f32>, usize)> = None;
+        let mut since_best = 0;
+        for epoch in 0..config.epochs {
+            let t0 = Instant::now();
+            let mut erng = root.fork(epoch as u64 + 1);
+            if config.shuffle {
+                erng.shuffle(&mut order);
+            }
+            let mut loss_sum = 0.0f64;
+            let mut steps = 0usize;
+            for (step, batch) in order.chunks(config.batch_size).enumerate() {
+                if observer.cancelled() {
+                    return Err(Error::Cancelled(epoch + 1));
+                }
+                let (l, mut grads) =
+                    batch_gradient(&net, x.view(), &y, batch, loss, config, &root, epoch, &pool)?;
+                if !l.is_finite() || grads.iter().any(|g| !g.is_finite()) {
+                    return Err(Error::Diverged {
+                        epoch: epoch + 1,
+                        step,
+                        loss: l as f32,
+                    });
+                }
+                let lr = config.optimizer.lr_at(epoch, opt.steps());
+                opt.step(net.parameters_mut(), &mut grads, lr);
+                loss_sum += l;
+                steps += 1;
+            }
+            let seconds = t0.elapsed().as_secs_f64();
+            let (valid_loss, valid_metric) = match &valid_xy {
+                Some((vx, vy, _)) => {
+                    let out = net.forward(vx.view())?;
+                    let (vl, _) = loss.evaluate(out.view(), vy.view(), Reduction::Mean)?;
+                    let metric = match vy {
+                        Owned::Classes(c) => {
+                            let pred: Vec<u32> = if loss == Loss::BinaryCrossEntropy {
+                                out.column(0).iter().map(|z| u32::from(*z > 0.0)).collect()
+                            } else {
+                                out.outer_iter()
+                                    .map(|r| {
+                                        r.iter()
+                                            .enumerate()
+                                            .max_by(|a, b| a.1.total_cmp(b.1))
+                                            .map_or(0, |(i, _)| i as u32)
+                                    })
+                                    .collect()
+                            };
+                            metrics::accuracy(c, &pred)?
+                        }
+                        Owned::Values(v) => {
+                            metrics::r2(v.as_slice().unwrap_or(&[]), &out.column(0).to_vec())?
+                        }
+                    };
+                    (Some(f64::from(vl)), Some(metric))
+                }
+                None => (None, None),
+            };
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: loss_sum / steps.max(1) as f64,
+                valid_loss,
+                valid_metric,
+                lr: config.optimizer.lr_at(epoch, opt.steps()),
+                seconds,
+                samples_per_second: n as f64 / seconds.max(1e-12),
+            };
+            observer.on_epoch(&record);
+            history.epochs.push(record);
+            history.best_epoch = epoch + 1;
+            if let (Some(patience), Some(vl)) = (config.early_stopping, valid_loss) {
+                let better = best.as_ref().is_none_or(|(b, _, _)| vl < *b);
+                if better {
+                    best = Some((vl, net.parameters().to_vec(), epoch + 1));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= patience {
+                        history.stopped_early = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some((_, params, epoch)) = best {
+            net.parameters_mut().copy_from_slice(&params);
+            history.best_epoch = epoch;
+        }
+        Ok((
+            MlpModel {
+                net,
+                loss,
+                task,
+                standardizer,
+                features: train.features.clone(),
+            },
+            history,
+        ))
+    }
+}
+
+/// The loss and gradient of one batch: split into one shard per thread, each summing its
+/// examples' gradients, then added and divided as the reduction says. Dropout masks come from
+/// per-example generators, so the result does not depend on the number of threads (up to the
+/// order of float additions).
+#[allow(clippy::too_many_arguments)]
+fn batch_gradient(
+    net: &Mlp,
+    x: ArrayView2<f32>,
+    y: &Owned,
+    batch: &[usize],
+    loss: Loss,
+    config: &TrainConfig,
+    root: &Rng,
+    epoch: usize,
+    pool: &rayon::ThreadPool,
+) -> Result<(f64, Vec<f32>)> {
+    let shards = config.threads.min(batch.len()).max(1);
+    let per = batch.len().div_ceil(shards);
+    let chunks: Vec<&[usize]> = batch.chunks(per).collect();
+    let results: Vec<Result<(f64, Vec<f32>)>> = pool.install(|| {
+        chunks
+            .par_iter()
+            .map(|idx| {
+                let bx = rows(x, idx);
+                let by = y.pick(idx);
+                let mut rngs: Vec<Rng> = idx
+                    .iter()
+                    .map(|i| root.fork(((epoch as u64 + 1) << 32) ^ (*i as u64 + 1)))
+                    .collect();
+                let mut grads = vec![0.0f32; net.parameters().len()];
+                let l = net.loss_and_grad(
+                    bx.view(),
+                    by.view(),
+                    loss,
+                    Reduction::Sum,
+                    config.dropout,
+                    &mut rngs,
+                    &mut grads,
+                )?;
+                Ok((f64::from(l), grads))
+            })
+            .collect()
+    });
+    let mut total = 0.0;
+    let mut grads = vec![0.0f32; net.parameters().len()];
+    for r in results {
+        let (l, g) = r?;
+        total += l;
+        for (a, b) in grads.iter_mut().zip(&g) {
+            *a += b;
+        }
+    }
+    if config.reduction == Reduction::Mean {
+        let denom = match (loss, y) {
+            (Loss::Mse | Loss::Huber { .. }, Owned::Values(v)) => (batch.len() * v.ncols()) as f32,
+            _ => batch.len() as f32,
+        };
+        grads.iter_mut().for_each(|g| *g /= denom);
+        total /= f64::from(denom);
+    }
+    Ok((total, grads))
+}
+
+impl Trainer for NdarrayTrainer {
+    fn name(&self) -> &str {
+        "ndarray"
+    }
+
+    fn fit(
+        &self,
+        train: &Dataset,
+        valid: Option<&Dataset>,
+        config: &TrainConfig,
+        observer: &mut dyn Observer,
+    ) -> Result<Fitted> {
+        let (model, history) = self.fit_mlp(train, valid, config, observer)?;
+        Ok(Fitted {
+            model: Box::new(model),
+            history,
+        })
+    }
+
+    fn load(&self, dir: &Path) -> Result<Box<dyn Model>> {
+        Ok(Box::new(MlpModel::load(dir)?))
+    }
+}

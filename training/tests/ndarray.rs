@@ -1,0 +1,208 @@
+//! The ndarray backend: conformance, candle's test vector, digits, data parallelism, early
+//! stopping, divergence, model files.
+
+use aistd_training::data::{self, Dataset, Target};
+use aistd_training::nn::{Activation, Architecture, Loss, Mlp, Reduction, Targets};
+use aistd_training::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use aistd_training::{
+    Error, MlpModel, Model, NdarrayTrainer, Silent, TrainConfig, conformance, metrics,
+};
+use ndarray::{Array2, array};
+
+#[test]
+fn the_conformance_kit_passes() {
+    let dir = tempfile::tempdir().expect("dir");
+    conformance::run_all(&NdarrayTrainer, dir.path());
+}
+
+/// candle-nn/tests/optim.rs `sgd_linear_regression`: y = 3x₁ + x₂ − 2 on four points, SGD at
+/// 0.004, 1000 steps of summed squared error from zero weights.
+#[test]
+fn candles_sgd_linear_regression_vector() {
+    let xs = array![[2f32, 1.], [7., 4.], [-4., 12.], [5., 8.]];
+    let ys = xs.map_axis(ndarray::Axis(1), |r| 3.0 * r[0] + r[1] - 2.0);
+    let ys = ys.insert_axis(ndarray::Axis(1));
+    let arch = Architecture::new(2, vec![], 1, Activation::Relu);
+    let mut net = Mlp::from_parameters(arch, vec![0.0; 3]).expect("net");
+    let mut opt = Optimizer::new(OptimizerConfig::new(OptimizerKind::Sgd, 0.004), 3).expect("sgd");
+    for _ in 0..1000 {
+        let out = net.forward(xs.view()).expect("forward");
+        let (_, d) = Loss::Mse
+            .evaluate(out.view(), Targets::Values(ys.view()), Reduction::Sum)
+            .expect("loss");
+        let (_, trace) = net.forward_train(xs.view(), 0.0, &mut []).expect("forward");
+        let mut grads = vec![0.0; 3];
+        net.backward(&trace, d, &mut grads);
+        opt.step(net.parameters_mut(), &mut grads, 0.004);
+    }
+    let p = net.parameters();
+    for (got, want) in p.iter().zip([2.9983196f32, 0.99790204, -1.9796902]) {
+        assert!((got - want).abs() < 1e-5, "{p:?}");
+    }
+}
+
+fn digits_split() -> Vec<Dataset> {
+    data::digits()
+        .expect("digits")
+        .split(&[0.75, 0.25], 42)
+        .expect("split")
+}
+
+fn labels(d: &Dataset) -> Vec<u32> {
+    d.labels().expect("classes").to_vec()
+}
+
+#[test]
+fn an_mlp_reaches_97_percent_on_digits() {
+    let parts = digits_split();
+    let mut c = TrainConfig::default();
+    c.hidden = vec![128];
+    c.epochs = 40;
+    c.batch_size = 64;
+    let (model, history) = NdarrayTrainer
+        .fit_mlp(&parts[0], None, &c, &mut Silent)
+        .expect("fit");
+    let pred = model.predict_labels(parts[1].x.view()).expect("predict");
+    let acc = metrics::accuracy(&labels(&parts[1]), &pred).expect("accuracy");
+    eprintln!(
+        "digits test accuracy {acc:.4} after {} epochs",
+        history.epochs.len()
+    );
+    assert!(acc >= 0.97, "test accuracy {acc}");
+    // Softmax regression (no hidden layer) is a weaker but sound baseline.
+    c.hidden = vec![];
+    let (lin, _) = NdarrayTrainer
+        .fit_mlp(&parts[0], None, &c, &mut Silent)
+        .expect("fit");
+    let acc = metrics::accuracy(
+        &labels(&parts[1]),
+        &lin.predict_labels(parts[1].x.view()).expect("p"),
+    )
+    .expect("accuracy");
+    assert!(acc >= 0.93, "softmax regression {acc}");
+}
+
+#[test]
+fn data_parallel_training_matches_single_threaded() {
+    let parts = digits_split();
+    let mut c = TrainConfig::default();
+    c.hidden = vec![32];
+    c.epochs = 3;
+    c.dropout = 0.2;
+    let one = NdarrayTrainer
+        .fit_mlp(&parts[0], None, &c, &mut Silent)
+        .expect("fit")
+        .0;
+    c.threads = 2;
+    let two = NdarrayTrainer
+        .fit_mlp(&parts[0], None, &c, &mut Silent)
+        .expect("fit")
+        .0;
+    let (a, b) = (one.network().parameters(), two.network().parameters());
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "largest parameter difference {worst}");
+}
+
+#[test]
+fn early_stopping_keeps_the_best_weights() {
+    let parts = data::breast_cancer()
+        .expect("data")
+        .split(&[0.6, 0.2, 0.2], 5)
+        .expect("split");
+    let mut c = TrainConfig::default();
+    c.hidden = vec![256, 256];
+    c.epochs = 200;
+    c.optimizer.lr = 0.01;
+    c.early_stopping = Some(3);
+    let (model, h) = NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut Silent)
+        .expect("fit");
+    assert!(
+        h.stopped_early,
+        "an over-sized network overfits: {} epochs",
+        h.epochs.len()
+    );
+    let best = h
+        .epochs
+        .iter()
+        .map(|e| e.valid_loss.expect("valid"))
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(h.epochs[h.best_epoch - 1].valid_loss, Some(best));
+    assert_eq!(h.epochs.len(), h.best_epoch + 3);
+    // The model has the best epoch's weights: its validation loss is the best one.
+    let p = model.predict(parts[1].x.view()).expect("predict");
+    let ll = metrics::log_loss(
+        &labels(&parts[1]),
+        &p.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+    )
+    .expect("log loss");
+    assert!((ll - best).abs() < 1e-4, "{ll} vs {best}");
+}
+
+#[test]
+fn regression_divergence_and_bad_input() {
+    // y = 2a − b + 1 + small noise: R² > 0.99.
+    let mut rng = aistd_training::rng::Rng::new(3);
+    let x = Array2::from_shape_fn((300, 2), |_| (rng.uniform() * 4.0 - 2.0) as f32);
+    let y: Vec<f32> = x
+        .outer_iter()
+        .map(|r| 2.0 * r[0] - r[1] + 1.0 + (rng.uniform() as f32 - 0.5) * 0.05)
+        .collect();
+    let d = Dataset::new(x, Target::Values(y.clone()), vec!["a".into(), "b".into()]).expect("d");
+    let mut c = TrainConfig::default();
+    c.hidden = vec![16];
+    c.epochs = 60;
+    c.optimizer.lr = 0.01;
+    let (m, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &c, &mut Silent)
+        .expect("fit");
+    let pred = m.predict(d.x.view()).expect("predict");
+    let r2 = metrics::r2(&y, &pred.column(0).to_vec()).expect("r2");
+    assert!(r2 > 0.99, "R² {r2}");
+    // A learning rate far too large: a typed error naming epoch and step.
+    c.optimizer = OptimizerConfig::new(OptimizerKind::Sgd, 1e6);
+    match NdarrayTrainer.fit_mlp(&d, None, &c, &mut Silent) {
+        Err(Error::Diverged { epoch, .. }) => assert_eq!(epoch, 1),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    // Bad input.
+    assert!(m.predict(Array2::zeros((1, 3)).view()).is_err());
+    let one = Dataset::new(
+        Array2::zeros((3, 1)),
+        Target::Classes {
+            labels: vec![0, 0, 0],
+            names: vec!["x".into(), "y".into()],
+        },
+        vec!["f".into()],
+    )
+    .expect("d");
+    let e = NdarrayTrainer
+        .fit_mlp(&one, None, &TrainConfig::default(), &mut Silent)
+        .expect_err("one class");
+    assert!(e.to_string().contains("single class"), "{e}");
+    let mut bad = TrainConfig::default();
+    bad.batch_size = 0;
+    assert!(NdarrayTrainer.fit_mlp(&d, None, &bad, &mut Silent).is_err());
+}
+
+#[test]
+fn model_files_detect_corruption() {
+    let d = conformance::separable(9);
+    let dir = tempfile::tempdir().expect("dir");
+    let (m, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &TrainConfig::default(), &mut Silent)
+        .expect("fit");
+    m.save(dir.path()).expect("save");
+    assert_eq!(MlpModel::load(dir.path()).expect("load"), m);
+    let w = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&w).expect("read");
+    std::fs::write(&w, &bytes[..bytes.len() - 10]).expect("truncate");
+    let e = MlpModel::load(dir.path()).expect_err("truncated");
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+    std::fs::write(dir.path().join("manifest.json"), "{}").expect("write");
+    assert!(MlpModel::load(dir.path()).is_err());
+}
