@@ -56,11 +56,12 @@ for ex in examples/*.rs; do
   cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn)"
 cargo build --quiet --all-features --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
+"$VENV/bin/python" scripts/peers/check_training.py target/debug/aistd target/peer-checks/training
 
 step "all green in $(( $(date +%s) - started ))s"

@@ -58,9 +58,13 @@ enum Command {
     /// The compliance report (JSON, Markdown, HTML) from a run's artifacts; exits 1 when a
     /// requested deployment gate denies.
     Report(cmd::report::ReportArgs),
-    /// Scheduling: DRF allocation, trace simulation.
+    /// Scheduling: pools (local, Slurm), DRF allocation, trace simulation.
     #[command(subcommand)]
     Sched(cmd::sched::SchedCommand),
+    /// Train a model on a CSV file (numeric features); writes the model files.
+    Train(Box<cmd::train::TrainArgs>),
+    /// Evaluate a trained model on a CSV file.
+    Evaluate(cmd::train::EvaluateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +409,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(cmd) => return cmd::compliance::run_policy(cmd),
         Command::Report(a) => return cmd::report::run(&a),
         Command::Sched(cmd) => return cmd::sched::run(cmd),
+        Command::Train(a) => return cmd::train::train(*a),
+        Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
     };
     match cmd {
         DataCommand::Generate {

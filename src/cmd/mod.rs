@@ -7,3 +7,4 @@ pub(crate) mod keys;
 pub(crate) mod pii;
 pub(crate) mod report;
 pub(crate) mod sched;
+pub(crate) mod train;

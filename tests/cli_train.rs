@@ -1,0 +1,113 @@
+//! `aistd train` and `aistd evaluate`.
+
+use std::process::{Command, Output};
+
+fn aistd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aistd"))
+        .args(args)
+        .output()
+        .expect("run aistd")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn train_then_evaluate_a_string_target_with_a_held_out_split() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Two informative features and a noise column; the class is a string.
+    let mut csv = String::from("a,b,noise,label\n");
+    let mut s = 1u64;
+    for i in 0..400 {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = (s >> 33) as f64 / (1u64 << 31) as f64;
+        let (a, b) = ((i % 20) as f64 / 10.0 - 1.0, u * 2.0 - 1.0);
+        let label = if a + 0.5 * b > 0.0 { "yes" } else { "no" };
+        csv.push_str(&format!("{a},{b},{},{label}\n", (i * 7 % 13) as f64));
+    }
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, csv).expect("write");
+    let model = dir.path().join("model");
+    let d = data.to_str().expect("utf-8");
+    let m = model.to_str().expect("utf-8");
+    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "train",
+        "--data",
+        d,
+        "--target",
+        "label",
+        "--drop",
+        "noise",
+        "--model",
+        "logreg",
+        "--epochs",
+        "60",
+        "--lr",
+        "0.05",
+        "--validation-fraction",
+        "0.2",
+        "--early-stopping",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        m,
+        "--json",
+    ])))
+    .expect("json");
+    assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.9, "{v}");
+    assert_eq!(v["rows"]["test"], 100);
+    assert!(!v["history"].as_array().expect("history").is_empty());
+    assert!(model.join("model.safetensors").exists() && model.join("manifest.json").exists());
+    // The model takes a and b only.
+    let mut sub = String::from("a,b,label\n");
+    for line in std::fs::read_to_string(&data)
+        .expect("read")
+        .lines()
+        .skip(1)
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        sub.push_str(&format!("{},{},{}\n", f[0], f[1], f[3]));
+    }
+    let sub_path = dir.path().join("sub.csv");
+    std::fs::write(&sub_path, sub).expect("write");
+    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "evaluate",
+        "--model",
+        m,
+        "--data",
+        sub_path.to_str().expect("utf-8"),
+        "--target",
+        "label",
+        "--json",
+    ])))
+    .expect("json");
+    assert!(
+        e["accuracy"].as_f64().expect("acc") > 0.9 && e["roc_auc"].as_f64().is_some(),
+        "{e}"
+    );
+    // Data with other columns is refused, naming both.
+    let out = aistd(&["evaluate", "--model", m, "--data", d, "--target", "label"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the model takes"));
+    // Bad options are refused.
+    for bad in [
+        vec!["--optimizer", "lbfgs"],
+        vec!["--backend", "tch"],
+        vec!["--early-stopping", "3"],
+    ] {
+        let mut args = vec!["train", "--data", d, "--target", "label", "--out", m];
+        args.extend(bad.iter());
+        let out = aistd(&args);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+}
