@@ -9,12 +9,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__)'
@@ -56,7 +56,7 @@ for ex in examples/*.rs; do
   cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard)"
 cargo build --quiet --all-features --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect

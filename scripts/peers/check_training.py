@@ -6,6 +6,8 @@
   standardized for both).
 - breast_cancer: `aistd train --model logreg` is no more than 2 points below scikit-learn's
   LogisticRegression on the same split.
+- TensorBoard's own event reader loads `aistd train --logdir` files and finds every epoch's
+  scalars, equal to `metrics.jsonl`.
 
 Usage: check_training.py AISTD_BINARY WORK_DIR
 """
@@ -75,7 +77,8 @@ xtr, xte, ytr, yte = train_test_split(b.data, b.target_names[b.target], test_siz
                                       stratify=b.target, random_state=0)
 ours = aistd_train(write("bc-train.csv", xtr, ytr, names, "diagnosis"),
                    write("bc-test.csv", xte, yte, names, "diagnosis"), "diagnosis",
-                   "--model", "logreg", "--epochs", "100", "--batch-size", "32", "--lr", "0.01")
+                   "--model", "logreg", "--epochs", "100", "--batch-size", "32", "--lr", "0.01",
+                   "--validation-fraction", "0.1", "--logdir", str(WORK / "logs"))
 ours_acc = ours["test"]["accuracy"]
 sk = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 sk.fit(xtr, ytr)
@@ -83,3 +86,19 @@ sk_acc = float((sk.predict(xte) == yte).mean())
 print(f"breast_cancer logistic regression: aistd {ours_acc:.4f}, scikit-learn {sk_acc:.4f}")
 assert ours_acc >= sk_acc - 0.02, (ours_acc, sk_acc)
 assert 0.9 < ours["test"]["roc_auc"] <= 1.0, ours["test"]
+
+# 3. TensorBoard reads our event files.
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ea = EventAccumulator(str(WORK / "logs"))
+ea.Reload()
+tags = set(ea.Tags()["scalars"])
+assert {"train/loss", "validation/loss", "validation/metric", "lr", "samples_per_second"} <= tags, tags
+lines = [json.loads(l) for l in (WORK / "logs" / "metrics.jsonl").read_text().splitlines()]
+for tag, key in [("train/loss", "train_loss"), ("validation/loss", "valid_loss"), ("validation/metric", "valid_metric")]:
+    got = [(s.step, s.value) for s in ea.Scalars(tag)]
+    want = [(l["epoch"], l[key]) for l in lines]
+    assert len(got) == len(want) == 100, (tag, len(got), len(want))
+    for (gs, gv), (ws, wv) in zip(got, want):
+        assert gs == ws and abs(gv - wv) <= 1e-6 * max(1.0, abs(wv)), (tag, gs, gv, wv)
+print(f"tensorboard reads {len(tags)} scalar tags × {len(lines)} epochs, equal to metrics.jsonl")

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use aistd_training::data::Dataset;
 use aistd_training::nn::Activation;
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
+use aistd_training::tensorboard::TrainingLog;
 use aistd_training::{
     EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, Task, TrainConfig, metrics,
 };
@@ -88,6 +89,9 @@ pub(crate) struct TrainArgs {
     /// Where to write the model files.
     #[arg(long)]
     out: PathBuf,
+    /// Log every epoch here as TensorBoard event files and `metrics.jsonl`.
+    #[arg(long)]
+    logdir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -220,10 +224,13 @@ fn evaluate(model: &MlpModel, d: &Dataset) -> Result<serde_json::Value> {
     })
 }
 
-struct Bar(ProgressBar, usize);
+struct Bar(ProgressBar, Option<TrainingLog>);
 
 impl Observer for Bar {
     fn on_epoch(&mut self, r: &EpochRecord) {
+        if let Some(log) = &mut self.1 {
+            log.on_epoch(r);
+        }
         self.0.set_position(r.epoch as u64);
         let valid = r
             .valid_metric
@@ -232,7 +239,6 @@ impl Observer for Bar {
         self.0
             .set_message(format!("loss {:.4}{valid}", r.train_loss));
         tracing::debug!(epoch = r.epoch, loss = r.train_loss, valid = ?r.valid_metric, "epoch");
-        let _ = self.1;
     }
 }
 
@@ -317,12 +323,19 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     if let Ok(style) = ProgressStyle::with_template("epoch {pos}/{len} {bar:30} {elapsed} {msg}") {
         bar.set_style(style);
     }
-    let mut observer = Bar(bar.clone(), 0);
+    let log = match &a.logdir {
+        Some(d) => Some(TrainingLog::create(d)?),
+        None => None,
+    };
+    let mut observer = Bar(bar.clone(), log);
     let t = std::time::Instant::now();
     let (model, history) =
         NdarrayTrainer.fit_mlp(&train, valid.as_ref(), &config, &mut observer)?;
     let seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    if let Some(log) = observer.1.take() {
+        log.finish()?;
+    }
     model.save(&a.out)?;
     let test_metrics = evaluate(&model, &test)?;
     let train_metrics = evaluate(&model, &train)?;

@@ -25,8 +25,10 @@
 //! # Ok::<(), aistd_training::Error>(())
 //! ```
 //!
+//! - [`tensorboard`]: per-epoch metrics as TensorBoard event files and JSON Lines.
+//!
 //! Not built yet (issue #6): preprocessing inferred from an Arrow schema (categoricals,
-//! imputation), resuming from checkpoints, TensorBoard event files, the libtorch backend,
+//! imputation), resuming from checkpoints, the libtorch backend,
 //! hyperparameter search, the CLI, and the comparisons with PyTorch and scikit-learn.
 
 pub mod data;
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod tensorboard;
 mod trainer;
 
 #[cfg(any(feature = "conformance", test))]
