@@ -1,13 +1,10 @@
 //! `aistd sched`: the DRF paper's example, a trace replay, and bad traces.
 
-use std::process::{Command, Output};
+mod common;
 
-fn aistd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aistd"))
-        .args(args)
-        .output()
-        .expect("run aistd")
-}
+use std::process::Command;
+
+use common::{aistd, ok};
 
 #[test]
 fn allocate_reproduces_the_drf_paper() {
@@ -176,16 +173,6 @@ fn generate_simulate_generic_and_bench() {
         "generic",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster and --nodes"));
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -1,23 +1,8 @@
 //! `aistd train` and `aistd evaluate`.
 
-use std::process::{Command, Output};
+mod common;
 
-fn aistd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aistd"))
-        .args(args)
-        .output()
-        .expect("run aistd")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{aistd, ok};
 
 #[test]
 fn train_then_evaluate_a_string_target_with_a_held_out_split() {
