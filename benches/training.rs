@@ -22,14 +22,19 @@ fn synthetic(rows: usize) -> Dataset {
         .outer_iter()
         .map(|r| r.iter().take(10).sum::<f32>())
         .collect();
-    Dataset::new(x, Target::Values(y), (0..100).map(|i| format!("f{i}")).collect())
-        .expect("dataset")
+    Dataset::new(
+        x,
+        Target::Values(y),
+        (0..100).map(|i| format!("f{i}")).collect(),
+    )
+    .expect("dataset")
 }
 
 fn benches(c: &mut Criterion) {
     let digits = data::digits().expect("digits");
     let mut g = c.benchmark_group("epoch");
-    g.sample_size(10).throughput(Throughput::Elements(digits.len() as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(digits.len() as u64));
     for threads in [1, 2] {
         let cfg = config(vec![128], 64, threads);
         g.bench_function(format!("digits_mlp128_batch64_threads{threads}"), |b| {
@@ -47,16 +52,19 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(big.len() as u64));
     for threads in [1, 2] {
         let cfg = config(vec![256, 256], 256, threads);
-        g.bench_function(format!("synthetic20k_mlp256x2_batch256_threads{threads}"), |b| {
-            b.iter(|| {
-                NdarrayTrainer
-                    .fit_mlp(&big, None, &cfg, &mut Silent)
-                    .expect("fit")
-                    .1
-                    .epochs
-                    .len()
-            })
-        });
+        g.bench_function(
+            format!("synthetic20k_mlp256x2_batch256_threads{threads}"),
+            |b| {
+                b.iter(|| {
+                    NdarrayTrainer
+                        .fit_mlp(&big, None, &cfg, &mut Silent)
+                        .expect("fit")
+                        .1
+                        .epochs
+                        .len()
+                })
+            },
+        );
     }
     g.finish();
 }
