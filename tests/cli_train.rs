@@ -53,19 +53,28 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     assert_eq!(v["rows"]["test"], 100);
     assert!(!v["history"].as_array().expect("history").is_empty());
     assert!(model.join("model.safetensors").exists() && model.join("manifest.json").exists());
-    // The model takes a and b only.
-    let mut sub = String::from("a,b,label\n");
+    // Evaluation reads the columns the model needs by name (the dropped one is ignored)…
+    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "evaluate", "--model", m, "--data", d, "--target", "label", "--json",
+    ])))
+    .expect("json");
+    assert!(
+        e["accuracy"].as_f64().expect("acc") > 0.9 && e["roc_auc"].as_f64().is_some(),
+        "{e}"
+    );
+    // …and names a missing one.
+    let mut sub = String::from("a,label\n");
     for line in std::fs::read_to_string(&data)
         .expect("read")
         .lines()
         .skip(1)
     {
         let f: Vec<&str> = line.split(',').collect();
-        sub.push_str(&format!("{},{},{}\n", f[0], f[1], f[3]));
+        sub.push_str(&format!("{},{}\n", f[0], f[3]));
     }
     let sub_path = dir.path().join("sub.csv");
     std::fs::write(&sub_path, sub).expect("write");
-    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let out = aistd(&[
         "evaluate",
         "--model",
         m,
@@ -73,17 +82,13 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
         sub_path.to_str().expect("utf-8"),
         "--target",
         "label",
-        "--json",
-    ])))
-    .expect("json");
-    assert!(
-        e["accuracy"].as_f64().expect("acc") > 0.9 && e["roc_auc"].as_f64().is_some(),
-        "{e}"
-    );
-    // Data with other columns is refused, naming both.
-    let out = aistd(&["evaluate", "--model", m, "--data", d, "--target", "label"]);
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the model takes"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"b\"") && err.contains("not in the data"),
+        "{err}"
+    );
     // Bad options are refused.
     for bad in [
         vec!["--optimizer", "lbfgs"],
@@ -95,4 +100,71 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
         let out = aistd(&args);
         assert!(!out.status.success(), "{bad:?}");
     }
+}
+
+#[test]
+fn train_encodes_categoricals_and_missing_values_from_the_csv_types() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The class depends on a categorical column and a numeric one with gaps.
+    let mut csv = String::from("city,income,owner,approved\n");
+    for i in 0..600 {
+        let city = ["paris", "lyon", "nice", "lille"][i % 4];
+        let income = if i % 9 == 0 {
+            String::new()
+        } else {
+            format!("{}", (i * 37) % 100)
+        };
+        let score = (if city == "paris" || city == "nice" {
+            60
+        } else {
+            0
+        }) + (i * 37) % 100;
+        let approved = if score > 80 { "yes" } else { "no" };
+        csv.push_str(&format!("{city},{income},{},{approved}\n", i % 2 == 0));
+    }
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, csv).expect("write");
+    let model = dir.path().join("model");
+    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "train",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--target",
+        "approved",
+        "--hidden",
+        "16",
+        "--epochs",
+        "80",
+        "--lr",
+        "0.01",
+        "--seed",
+        "1",
+        "--out",
+        model.to_str().expect("utf-8"),
+        "--json",
+    ])))
+    .expect("json");
+    assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.85, "{v}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let features: Vec<&str> = manifest["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert_eq!(
+        features,
+        vec![
+            "city=lille",
+            "city=lyon",
+            "city=nice",
+            "city=paris",
+            "income",
+            "owner"
+        ]
+    );
+    assert_eq!(manifest["preprocessor"]["target"], "approved");
 }

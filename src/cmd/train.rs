@@ -1,17 +1,22 @@
-//! `aistd train` and `aistd evaluate` on numeric CSV files (a header; every column but the
-//! target numeric).
+//! `aistd train` and `aistd evaluate` on CSV files: types inferred, preprocessing inferred from
+//! them (imputation, standardization, one-hot encoding, class targets) and saved with the model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aistd_governance::{CsvOptions, DataSourceExt, open_path};
 use aistd_training::data::Dataset;
 use aistd_training::nn::Activation;
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
+use aistd_training::preprocess::{PrepOptions, Preprocessor};
 use aistd_training::tensorboard::TrainingLog;
 use aistd_training::{
     EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, Task, TrainConfig, metrics,
 };
 use anyhow::{Context, Result, bail};
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,6 +43,9 @@ pub(crate) struct TrainArgs {
     /// Share of the training part held out for validation (early stopping, per-epoch metrics).
     #[arg(long, default_value_t = 0.0)]
     validation_fraction: f64,
+    /// Categories in fewer than this share of the training rows are folded into `__other__`.
+    #[arg(long, default_value_t = 0.01)]
+    min_frequency: f64,
     /// Treat a numeric target as classes (integer targets with at most 20 distinct values
     /// are classes anyway, unless --regression).
     #[arg(long, conflicts_with = "regression")]
@@ -114,66 +122,18 @@ pub(crate) struct EvaluateArgs {
     json: bool,
 }
 
-/// Whether the target column holds integers with at most 20 distinct values.
-fn looks_like_classes(text: &str, target: &str) -> bool {
-    let mut lines = text.lines();
-    let Some(i) = lines
-        .next()
-        .and_then(|h| h.split(',').position(|c| c.trim() == target))
-    else {
-        return false;
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for l in lines.filter(|l| !l.trim().is_empty()) {
-        match l.split(',').nth(i).map(|v| v.trim().parse::<i64>()) {
-            Some(Ok(v)) => {
-                seen.insert(v);
-                if seen.len() > 20 {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-    !seen.is_empty()
+/// The rows of a CSV file (types inferred: numbers, booleans, strings; empty fields are nulls).
+fn read_batch(path: &Path) -> Result<RecordBatch> {
+    let source = open_path(path, CsvOptions::default())
+        .with_context(|| format!("opening {}", path.display()))?;
+    let batches = source.collect()?;
+    let schema = source.schema();
+    Ok(concat_batches(&schema, &batches)?)
 }
 
-fn read(path: &PathBuf, target: &str, drop: &[String], classify: Option<bool>) -> Result<Dataset> {
-    let mut text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let classify = classify.unwrap_or_else(|| looks_like_classes(&text, target));
-    if !drop.is_empty() {
-        let header: Vec<String> = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .split(',')
-            .map(|c| c.trim().to_string())
-            .collect();
-        let keep: Vec<usize> = (0..header.len())
-            .filter(|i| !drop.contains(&header[*i]))
-            .collect();
-        if let Some(d) = drop.iter().find(|d| !header.contains(d)) {
-            bail!("--drop {d}: no such column in {}", path.display());
-        }
-        text = text
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                keep.iter()
-                    .filter_map(|i| f.get(*i).copied())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    Ok(Dataset::read_csv(
-        &path.display().to_string(),
-        &text,
-        target,
-        classify,
-    )?)
+fn take(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch> {
+    let idx = UInt32Array::from(rows.iter().map(|r| *r as u32).collect::<Vec<_>>());
+    Ok(take_record_batch(batch, &idx)?)
 }
 
 /// Test metrics of `model` on `d` (its class names mapped by name).
@@ -250,33 +210,48 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
             a.backend
         );
     }
-    let mode = match (a.classify, a.regression) {
-        (true, _) => Some(true),
-        (_, true) => Some(false),
-        _ => None,
+    let all = read_batch(&a.data)?;
+    let mut opts = PrepOptions::default();
+    opts.min_frequency = a.min_frequency;
+    // Held-out parts are cut first (stratified by the target), so that the preprocessing is
+    // fitted on the training rows only.
+    let strata = |b: &RecordBatch| -> Result<Dataset> {
+        let mut p = Preprocessor::fit(std::slice::from_ref(b), &a.target, &a.drop, &opts)?;
+        force_task(&mut p, b, a.classify, a.regression)?;
+        Ok(p.dataset(std::slice::from_ref(b))?)
     };
-    let all = read(&a.data, &a.target, &a.drop, mode)?;
-    let mode = Some(all.classes() > 0);
-    let (train_all, test) = match &a.test_data {
-        Some(t) => {
-            let test = read(t, &a.target, &a.drop, mode)?;
-            (all, test)
-        }
+    let (train_rows, test_batch) = match &a.test_data {
+        Some(t) => (all, read_batch(t)?),
         None => {
-            let mut parts = all.split(&[1.0 - a.test_fraction, a.test_fraction], a.seed)?;
-            let test = parts.pop().context("split")?;
-            (parts.pop().context("split")?, test)
+            let parts =
+                strata(&all)?.split_indices(&[1.0 - a.test_fraction, a.test_fraction], a.seed)?;
+            (take(&all, &parts[0])?, take(&all, &parts[1])?)
         }
     };
-    let (train, valid) = if a.validation_fraction > 0.0 {
-        let mut p = train_all.split(
+    let (train_batch, valid_batch) = if a.validation_fraction > 0.0 {
+        let parts = strata(&train_rows)?.split_indices(
             &[1.0 - a.validation_fraction, a.validation_fraction],
             a.seed ^ 0x5eed,
         )?;
-        let v = p.pop().context("split")?;
-        (p.pop().context("split")?, Some(v))
+        (
+            take(&train_rows, &parts[0])?,
+            Some(take(&train_rows, &parts[1])?),
+        )
     } else {
-        (train_all, None)
+        (train_rows, None)
+    };
+    let mut prep = Preprocessor::fit(
+        std::slice::from_ref(&train_batch),
+        &a.target,
+        &a.drop,
+        &opts,
+    )?;
+    force_task(&mut prep, &train_batch, a.classify, a.regression)?;
+    let train = prep.dataset(std::slice::from_ref(&train_batch))?;
+    let test = prep.dataset(std::slice::from_ref(&test_batch))?;
+    let valid = match &valid_batch {
+        Some(v) => Some(prep.dataset(std::slice::from_ref(v))?),
+        None => None,
     };
     let mut config = TrainConfig::default();
     config.hidden = match a.model.as_str() {
@@ -312,6 +287,8 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     config.early_stopping = a.early_stopping;
     config.threads = a.threads;
     config.seed = a.seed;
+    // The preprocessing already standardized the numeric columns.
+    config.standardize = false;
     if a.early_stopping.is_some() && valid.is_none() {
         bail!("--early-stopping needs --validation-fraction > 0");
     }
@@ -331,6 +308,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     let t = std::time::Instant::now();
     let (model, history) =
         NdarrayTrainer.fit_mlp(&train, valid.as_ref(), &config, &mut observer)?;
+    let model = model.with_preprocessor(prep)?;
     let seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     if let Some(log) = observer.1.take() {
@@ -373,17 +351,18 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
 /// `aistd evaluate`.
 pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
     let model = MlpModel::load(&a.model)?;
-    let classify = matches!(model.task(), Task::Classification { .. });
-    let d = read(&a.data, &a.target, &[], Some(classify))?;
-    let features = model.signature().inputs;
-    if d.features != features {
+    let prep = model
+        .preprocessor()
+        .context("the model has no saved preprocessing; retrain it with `aistd train`")?;
+    if prep.target != a.target {
         bail!(
-            "{} has the features {:?}; the model takes {:?}",
-            a.data.display(),
-            d.features,
-            features
+            "--target {}: the model predicts `{}`",
+            a.target,
+            prep.target
         );
     }
+    let batch = read_batch(&a.data)?;
+    let d = prep.dataset(std::slice::from_ref(&batch))?;
     let v = evaluate(&model, &d)?;
     if a.json {
         print_json(&v)?;
@@ -391,4 +370,32 @@ pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
         println!("{v}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies --classify / --regression to the inferred target plan.
+fn force_task(
+    p: &mut Preprocessor,
+    b: &RecordBatch,
+    classify: bool,
+    regression: bool,
+) -> Result<()> {
+    use aistd_training::preprocess::TargetPlan;
+    if regression {
+        p.target_plan = TargetPlan::Values;
+    } else if classify && p.target_plan == TargetPlan::Values {
+        let col = b.column_by_name(&p.target).context("the target column")?;
+        let s = arrow_cast::cast(col, &arrow_schema::DataType::Utf8)?;
+        let s = s
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .context("the target as text")?;
+        let mut names: Vec<String> = s.iter().flatten().map(str::to_string).collect();
+        names.sort_by(|x, y| match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => x.cmp(y),
+        });
+        names.dedup();
+        p.target_plan = TargetPlan::Classes { names };
+    }
+    Ok(())
 }

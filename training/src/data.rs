@@ -142,6 +142,15 @@ impl Dataset {
     /// by class for classification (each part keeps the class proportions, as scikit-learn's
     /// `train_test_split(stratify=y)`). Every part must get rows.
     pub fn split(&self, fractions: &[f64], seed: u64) -> Result<Vec<Dataset>> {
+        Ok(self
+            .split_indices(fractions, seed)?
+            .iter()
+            .map(|p| self.subset(p))
+            .collect())
+    }
+
+    /// The row indices of each part of [`Dataset::split`].
+    pub fn split_indices(&self, fractions: &[f64], seed: u64) -> Result<Vec<Vec<usize>>> {
         let total: f64 = fractions.iter().sum();
         if fractions.iter().any(|f| f.is_nan() || *f <= 0.0) || (total - 1.0).abs() > 1e-9 {
             return Err(Error::invalid(
@@ -186,7 +195,7 @@ impl Dataset {
                 ));
             }
             rng.shuffle(&mut p);
-            out.push(self.subset(&p));
+            out.push(p);
         }
         Ok(out)
     }

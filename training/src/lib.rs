@@ -25,10 +25,11 @@
 //! # Ok::<(), aistd_training::Error>(())
 //! ```
 //!
+//! - [`preprocess`]: preprocessing inferred from an Arrow schema (imputation, standardization,
+//!   one-hot with rare categories folded, class targets), saved with the model.
 //! - [`tensorboard`]: per-epoch metrics as TensorBoard event files and JSON Lines.
 //!
-//! Not built yet (issue #6): preprocessing inferred from an Arrow schema (categoricals,
-//! imputation), resuming from checkpoints, the libtorch backend,
+//! Not built yet (issue #6): resuming from checkpoints, the libtorch backend,
 //! hyperparameter search, the CLI, and the comparisons with PyTorch and scikit-learn.
 
 pub mod data;
@@ -36,6 +37,7 @@ mod error;
 pub mod metrics;
 pub mod nn;
 pub mod optim;
+pub mod preprocess;
 pub mod rng;
 pub mod tensorboard;
 mod trainer;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::nn::{Activation, Architecture, Loss, Mlp, Reduction, Targets, rows, sigmoid, softmax};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+use crate::preprocess::Preprocessor;
 use crate::rng::Rng;
 
 /// How to train.
@@ -215,6 +216,7 @@ pub struct MlpModel {
     task: Task,
     standardizer: Option<Standardizer>,
     features: Vec<String>,
+    preprocessor: Option<Preprocessor>,
 }
 
 /// `manifest.json` of a saved [`MlpModel`].
@@ -228,6 +230,9 @@ struct Manifest {
     task: Task,
     features: Vec<String>,
     standardizer: Option<Standardizer>,
+    /// Preprocessing of Arrow input, when the model was trained from Arrow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preprocessor: Option<Preprocessor>,
     /// File name → SHA-256 (hex).
     files: std::collections::BTreeMap<String, String>,
 }
@@ -243,6 +248,31 @@ impl MlpModel {
     /// The task.
     pub fn task(&self) -> &Task {
         &self.task
+    }
+
+    /// Attaches the Arrow preprocessing the features came from (saved with the model).
+    pub fn with_preprocessor(mut self, p: Preprocessor) -> Result<Self> {
+        if p.feature_names() != self.features {
+            return Err(Error::invalid(
+                "preprocessor",
+                "its features are not the ones the model was trained on",
+            ));
+        }
+        self.preprocessor = Some(p);
+        Ok(self)
+    }
+
+    /// The Arrow preprocessing, if any.
+    pub fn preprocessor(&self) -> Option<&Preprocessor> {
+        self.preprocessor.as_ref()
+    }
+
+    /// Predictions for Arrow record batches, through the saved preprocessing.
+    pub fn predict_batches(&self, batches: &[arrow_array::RecordBatch]) -> Result<Array2<f32>> {
+        let p = self.preprocessor.as_ref().ok_or_else(|| {
+            Error::invalid("predict", "the model was not trained from Arrow data")
+        })?;
+        self.predict(p.features(batches)?.view())
     }
 
     /// Predicted class per row (classification).
@@ -301,6 +331,7 @@ impl MlpModel {
             task: m.task,
             standardizer: m.standardizer,
             features: m.features,
+            preprocessor: m.preprocessor,
         })
     }
 }
@@ -423,6 +454,7 @@ impl Model for MlpModel {
             task: self.task.clone(),
             features: self.features.clone(),
             standardizer: self.standardizer.clone(),
+            preprocessor: self.preprocessor.clone(),
             files: [(
                 "model.safetensors".to_string(),
                 hex::encode(sha2::Sha256::digest(&bytes)),
@@ -644,6 +676,7 @@ impl NdarrayTrainer {
                 task,
                 standardizer,
                 features: train.features.clone(),
+                preprocessor: None,
             },
             history,
         ))
