@@ -97,6 +97,12 @@ pub(crate) struct TrainArgs {
     /// Where to write the model files.
     #[arg(long)]
     out: PathBuf,
+    /// Write a checkpoint here after every epoch.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in --checkpoint (same data, config and seed).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
     /// Log every epoch here as TensorBoard event files and `metrics.jsonl`.
     #[arg(long)]
     logdir: Option<PathBuf>,
@@ -289,6 +295,8 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     config.seed = a.seed;
     // The preprocessing already standardized the numeric columns.
     config.standardize = false;
+    config.checkpoint = a.checkpoint.clone();
+    config.resume = a.resume;
     if a.early_stopping.is_some() && valid.is_none() {
         bail!("--early-stopping needs --validation-fraction > 0");
     }

@@ -29,8 +29,11 @@
 //!   one-hot with rare categories folded, class targets), saved with the model.
 //! - [`tensorboard`]: per-epoch metrics as TensorBoard event files and JSON Lines.
 //!
-//! Not built yet (issue #6): resuming from checkpoints, the libtorch backend,
-//! hyperparameter search, the CLI, and the comparisons with PyTorch and scikit-learn.
+//! Checkpoints ([`TrainConfig::checkpoint`], [`TrainConfig::resume`]) continue training bit for
+//! bit.
+//!
+//! Not built yet (issue #6): the libtorch backend, hyperparameter search, and the speed
+//! comparison with PyTorch.
 
 pub mod data;
 mod error;

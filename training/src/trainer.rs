@@ -48,6 +48,12 @@ pub struct TrainConfig {
     pub standardize: bool,
     /// Shuffle the training data every epoch.
     pub shuffle: bool,
+    /// Write a checkpoint here after every epoch (`checkpoint.safetensors` + `checkpoint.json`,
+    /// atomically).
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Continue from the checkpoint in `checkpoint` if there is one: the result is the same,
+    /// bit for bit, as training without the interruption.
+    pub resume: bool,
 }
 
 impl Default for TrainConfig {
@@ -68,6 +74,8 @@ impl Default for TrainConfig {
             seed: 0,
             standardize: true,
             shuffle: true,
+            checkpoint: None,
+            resume: false,
         }
     }
 }
@@ -584,7 +592,26 @@ impl NdarrayTrainer {
         let mut history = History::default();
         let mut best: Option<(f64, Vec<f32>, usize)> = None;
         let mut since_best = 0;
-        for epoch in 0..config.epochs {
+        let mut first_epoch = 0;
+        if let (true, Some(dir)) = (config.resume, &config.checkpoint)
+            && dir.join(CKPT_STATE).exists()
+        {
+            let c = Checkpoint::load(dir, net.parameters().len(), n)?;
+            net.parameters_mut().copy_from_slice(&c.params);
+            opt.restore(c.first, c.second, c.steps)?;
+            order = c.order;
+            history = c.state.history;
+            since_best = c.state.since_best;
+            best = match (c.state.best_loss, c.best) {
+                (Some(l), Some(p)) => Some((l, p, c.state.best_epoch)),
+                _ => None,
+            };
+            first_epoch = c.state.epochs_done;
+            if history.stopped_early {
+                first_epoch = config.epochs;
+            }
+        }
+        for epoch in first_epoch..config.epochs {
             let t0 = Instant::now();
             let mut erng = root.fork(epoch as u64 + 1);
             if config.shuffle {
@@ -660,9 +687,31 @@ impl NdarrayTrainer {
                     since_best += 1;
                     if since_best >= patience {
                         history.stopped_early = true;
-                        break;
                     }
                 }
+            }
+            if let Some(dir) = &config.checkpoint {
+                let (first, second, steps) = opt.state();
+                Checkpoint::save(
+                    dir,
+                    net.parameters(),
+                    first,
+                    second,
+                    &order,
+                    best.as_ref().map(|b| b.1.as_slice()),
+                    &CheckpointState {
+                        epochs_done: epoch + 1,
+                        steps,
+                        history: history.clone(),
+                        since_best,
+                        best_loss: best.as_ref().map(|b| b.0),
+                        best_epoch: best.as_ref().map_or(0, |b| b.2),
+                        tensors_sha256: String::new(),
+                    },
+                )?;
+            }
+            if history.stopped_early {
+                break;
             }
         }
         if let Some((_, params, epoch)) = best {
@@ -680,6 +729,144 @@ impl NdarrayTrainer {
             },
             history,
         ))
+    }
+}
+
+const CKPT_TENSORS: &str = "checkpoint.safetensors";
+const CKPT_STATE: &str = "checkpoint.json";
+
+/// The scalar part of a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    epochs_done: usize,
+    steps: u64,
+    history: History,
+    since_best: usize,
+    best_loss: Option<f64>,
+    best_epoch: usize,
+    /// SHA-256 of `checkpoint.safetensors`.
+    tensors_sha256: String,
+}
+
+/// Everything training needs to continue exactly where it stopped.
+struct Checkpoint {
+    params: Vec<f32>,
+    first: Vec<f32>,
+    second: Vec<f32>,
+    order: Vec<usize>,
+    best: Option<Vec<f32>>,
+    steps: u64,
+    state: CheckpointState,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl Checkpoint {
+    #[allow(clippy::too_many_arguments)]
+    fn save(
+        dir: &Path,
+        params: &[f32],
+        first: &[f32],
+        second: &[f32],
+        order: &[usize],
+        best: Option<&[f32]>,
+        state: &CheckpointState,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let order_bytes: Vec<u8> = order
+            .iter()
+            .flat_map(|i| (*i as u32).to_le_bytes())
+            .collect();
+        let mut data: Vec<(&str, safetensors::Dtype, usize, Vec<u8>)> = vec![
+            (
+                "params",
+                safetensors::Dtype::F32,
+                params.len(),
+                f32_bytes(params),
+            ),
+            (
+                "adam.first",
+                safetensors::Dtype::F32,
+                first.len(),
+                f32_bytes(first),
+            ),
+            (
+                "adam.second",
+                safetensors::Dtype::F32,
+                second.len(),
+                f32_bytes(second),
+            ),
+            ("order", safetensors::Dtype::U32, order.len(), order_bytes),
+        ];
+        if let Some(b) = best {
+            data.push(("best", safetensors::Dtype::F32, b.len(), f32_bytes(b)));
+        }
+        let views = data
+            .iter()
+            .map(|(n, t, len, d)| {
+                safetensors::tensor::TensorView::new(*t, vec![*len], d)
+                    .map(|v| (n.to_string(), v))
+                    .map_err(|e| Error::invalid("checkpoint", e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, &None)
+            .map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
+        write_atomic(&dir.join(CKPT_TENSORS), &bytes)?;
+        let mut st =
+            serde_json::to_value(state).map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
+        st["tensors_sha256"] = hex::encode(sha2::Sha256::digest(&bytes)).into();
+        write_atomic(&dir.join(CKPT_STATE), st.to_string().as_bytes())
+    }
+
+    fn load(dir: &Path, params: usize, rows: usize) -> Result<Self> {
+        let sp = dir.join(CKPT_STATE);
+        let text = std::fs::read_to_string(&sp).map_err(|e| Error::io(&sp, e))?;
+        let state: CheckpointState = serde_json::from_str(&text)
+            .map_err(|e| Error::io(&sp, format!("not a checkpoint: {e}")))?;
+        let tp = dir.join(CKPT_TENSORS);
+        let bytes = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+        if hex::encode(sha2::Sha256::digest(&bytes)) != state.tensors_sha256 {
+            return Err(Error::io(
+                &tp,
+                "its SHA-256 does not match checkpoint.json: the checkpoint is corrupt or torn",
+            ));
+        }
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::io(&tp, format!("not safetensors: {e}")))?;
+        let f = |name: &str, len: usize| read_f32(&st, name, &[len], &tp);
+        let order_t = st
+            .tensor("order")
+            .map_err(|e| Error::io(&tp, format!("tensor order: {e}")))?;
+        if order_t.dtype() != safetensors::Dtype::U32 || order_t.shape() != [rows] {
+            return Err(Error::io(
+                &tp,
+                format!(
+                    "the checkpoint is for {:?} rows, the data has {rows}",
+                    order_t.shape()
+                ),
+            ));
+        }
+        let order = order_t
+            .data()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect();
+        let best = if st.names().iter().any(|n| *n == "best") {
+            Some(f("best", params)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            params: f("params", params)?,
+            first: f("adam.first", params)?,
+            second: f("adam.second", params)?,
+            order,
+            best,
+            steps: state.steps,
+            state,
+        })
     }
 }
 

@@ -206,3 +206,46 @@ fn model_files_detect_corruption() {
     std::fs::write(dir.path().join("manifest.json"), "{}").expect("write");
     assert!(MlpModel::load(dir.path()).is_err());
 }
+
+#[test]
+fn resuming_from_a_checkpoint_is_bit_for_bit() {
+    let parts = data::breast_cancer()
+        .expect("data")
+        .split(&[0.7, 0.3], 11)
+        .expect("split");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = TrainConfig::default();
+    c.hidden = vec![16];
+    c.epochs = 6;
+    c.dropout = 0.1;
+    c.optimizer = OptimizerConfig::new(OptimizerKind::adamw(), 0.01);
+    let (whole, wh) = NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut Silent)
+        .expect("fit");
+    // Interrupted after 3 epochs, then resumed to 6.
+    c.checkpoint = Some(dir.path().to_path_buf());
+    c.epochs = 3;
+    NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut Silent)
+        .expect("first half");
+    c.epochs = 6;
+    c.resume = true;
+    let (resumed, rh) = NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut Silent)
+        .expect("resume");
+    assert_eq!(whole.network().parameters(), resumed.network().parameters());
+    assert_eq!(
+        wh.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
+        rh.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>()
+    );
+    // A torn checkpoint is detected, not trained from.
+    let t = dir.path().join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&t).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&t, bytes).expect("write");
+    let e = NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut Silent)
+        .expect_err("torn");
+    assert!(e.to_string().contains("SHA-256"), "{e}");
+}
