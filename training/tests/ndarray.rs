@@ -249,3 +249,34 @@ fn resuming_from_a_checkpoint_is_bit_for_bit() {
         .expect_err("torn");
     assert!(e.to_string().contains("SHA-256"), "{e}");
 }
+
+#[test]
+fn divergence_leaves_the_last_good_checkpoint() {
+    let d = conformance::separable(5);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = TrainConfig::default();
+    c.epochs = 2;
+    c.checkpoint = Some(dir.path().to_path_buf());
+    NdarrayTrainer
+        .fit_mlp(&d, None, &c, &mut Silent)
+        .expect("fit");
+    let good = std::fs::read(dir.path().join("checkpoint.safetensors")).expect("read");
+    // Resumed with a learning rate that blows up: a typed error, and the checkpoint of the last
+    // completed epoch is still there, intact.
+    c.epochs = 4;
+    c.resume = true;
+    c.optimizer = OptimizerConfig::new(OptimizerKind::Sgd, 1e30);
+    match NdarrayTrainer.fit_mlp(&d, None, &c, &mut Silent) {
+        Err(Error::Diverged { epoch, .. }) => assert_eq!(epoch, 3),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("checkpoint.safetensors")).expect("read"),
+        good
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("checkpoint.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["epochs_done"], 2);
+}
