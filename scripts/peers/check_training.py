@@ -7,7 +7,7 @@
 - breast_cancer: `aistd train --model logreg` is no more than 2 points below scikit-learn's
   LogisticRegression on the same split.
 - TensorBoard's own event reader loads `aistd train --logdir` files and finds every epoch's
-  scalars, equal to `metrics.jsonl`.
+  scalars, equal to `metrics.jsonl`, and every step's loss; `curves.svg` parses.
 
 Usage: check_training.py AISTD_BINARY WORK_DIR
 """
@@ -102,3 +102,13 @@ for tag, key in [("train/loss", "train_loss"), ("validation/loss", "valid_loss")
     for (gs, gv), (ws, wv) in zip(got, want):
         assert gs == ws and abs(gv - wv) <= 1e-6 * max(1.0, abs(wv)), (tag, gs, gv, wv)
 print(f"tensorboard reads {len(tags)} scalar tags × {len(lines)} epochs, equal to metrics.jsonl")
+
+steps = EventAccumulator(str(WORK / "logs" / "steps"))
+steps.Reload()
+losses = steps.Scalars("train/step_loss")
+# One loss per optimizer step, numbered 1, 2, … over the whole run.
+assert len(losses) >= 100 and losses[-1].step == len(losses), (len(losses), losses[-1].step)
+import xml.etree.ElementTree as ET
+root = ET.parse(WORK / "logs" / "curves.svg").getroot()
+assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3
+print(f"tensorboard reads {len(losses)} per-step losses; curves.svg has its three curves")

@@ -11,7 +11,7 @@ use aistd_training::optim::{OptimizerConfig, OptimizerKind};
 use aistd_training::preprocess::{PrepOptions, Preprocessor};
 use aistd_training::tensorboard::TrainingLog;
 use aistd_training::{
-    EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, Task, TrainConfig, metrics,
+    EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, StepRecord, Task, TrainConfig, metrics,
 };
 use anyhow::{Context, Result, bail};
 use arrow_array::{RecordBatch, UInt32Array};
@@ -193,6 +193,12 @@ fn evaluate(model: &MlpModel, d: &Dataset) -> Result<serde_json::Value> {
 struct Bar(ProgressBar, Option<TrainingLog>);
 
 impl Observer for Bar {
+    fn on_step(&mut self, r: &StepRecord) {
+        if let Some(log) = &mut self.1 {
+            log.on_step(r);
+        }
+    }
+
     fn on_epoch(&mut self, r: &EpochRecord) {
         if let Some(log) = &mut self.1 {
             log.on_epoch(r);

@@ -51,5 +51,5 @@ pub mod conformance;
 pub use error::{Error, Result};
 pub use trainer::{
     EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
-    Task, TrainConfig, Trainer,
+    StepRecord, Task, TrainConfig, Trainer,
 };

@@ -12,7 +12,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::trainer::{EpochRecord, Observer};
+use crate::trainer::{EpochRecord, Observer, StepRecord};
 
 /// CRC-32C (Castagnoli), bitwise-reflected table.
 fn crc32c(data: &[u8]) -> u32 {
@@ -139,28 +139,35 @@ impl EventWriter {
 }
 
 /// An observer that logs every epoch to TensorBoard event files (`train/loss`,
-/// `validation/loss`, `validation/metric`, `lr`, `samples_per_second`, step = epoch) and to
-/// `metrics.jsonl` in the same directory. Write errors are kept and reported by
-/// [`TrainingLog::finish`].
+/// `validation/loss`, `validation/metric`, `lr`, `samples_per_second`, step = epoch) and every
+/// optimizer step (`train/step_loss`, step = global step) — the epoch scalars a second event file
+/// (`epochs/`) so their steps stay epochs — to `metrics.jsonl`, and, at
+/// [`TrainingLog::finish`], the learning curves as `curves.svg`. Write errors are kept and
+/// reported by `finish`.
 #[derive(Debug)]
 pub struct TrainingLog {
     events: EventWriter,
+    steps: EventWriter,
     jsonl: BufWriter<File>,
     dir: PathBuf,
     error: Option<Error>,
+    epochs: Vec<EpochRecord>,
 }
 
 impl TrainingLog {
     /// Logs into `dir`.
     pub fn create(dir: &Path) -> Result<Self> {
         let events = EventWriter::create(dir)?;
+        let steps = EventWriter::create(&dir.join("steps"))?;
         let p = dir.join("metrics.jsonl");
         let jsonl = BufWriter::new(File::create(&p).map_err(|e| Error::io(&p, e))?);
         Ok(Self {
             events,
+            steps,
             jsonl,
             dir: dir.to_path_buf(),
             error: None,
+            epochs: Vec::new(),
         })
     }
 
@@ -185,24 +192,104 @@ impl TrainingLog {
         self.jsonl.flush().map_err(|e| Error::io(&p, e))
     }
 
-    /// Flushes and reports the first write error, if any.
+    /// Flushes, writes `curves.svg`, and reports the first write error, if any.
     pub fn finish(mut self) -> Result<PathBuf> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         self.events.flush()?;
+        self.steps.flush()?;
+        let svg = self.dir.join("curves.svg");
+        std::fs::write(&svg, curves_svg(&self.epochs)).map_err(|e| Error::io(&svg, e))?;
         Ok(self.events.path().to_path_buf())
     }
 }
 
 impl Observer for TrainingLog {
+    fn on_step(&mut self, r: &StepRecord) {
+        if self.error.is_none()
+            && let Err(e) = self
+                .steps
+                .scalar("train/step_loss", r.step as i64, r.loss as f32)
+        {
+            self.error = Some(e);
+        }
+    }
+
     fn on_epoch(&mut self, r: &EpochRecord) {
+        self.epochs.push(r.clone());
         if self.error.is_none()
             && let Err(e) = self.write(r)
         {
             self.error = Some(e);
         }
     }
+}
+
+/// The learning curves: training and validation loss (left axis, from 0) and the validation
+/// metric (right axis, 0–1) per epoch.
+pub fn curves_svg(epochs: &[EpochRecord]) -> String {
+    let (w, h, pad) = (640.0, 320.0, 44.0);
+    let n = epochs.len().max(2) as f64 - 1.0;
+    let max_loss = epochs
+        .iter()
+        .flat_map(|e| [Some(e.train_loss), e.valid_loss])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1e-12);
+    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n.max(1.0);
+    let y = |v: f64, top: f64| h - pad - (h - 2.0 * pad) * (v / top).clamp(0.0, 1.0);
+    let line = |vals: Vec<Option<f64>>, top: f64, colour: &str, dash: &str| -> String {
+        let pts: Vec<String> = vals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v, top))))
+            .collect();
+        if pts.is_empty() {
+            return String::new();
+        }
+        format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
+            pts.join(" ")
+        )
+    };
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<title>Learning curves</title>\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    o.push_str(&format!(
+        "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#333\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{0}\" stroke=\"#333\"/>\n",
+        h - pad,
+        w - pad
+    ));
+    o.push_str(&format!(
+        "<text x=\"4\" y=\"{:.0}\">{max_loss:.3}</text><text x=\"4\" y=\"{:.0}\">0</text><text x=\"{:.0}\" y=\"{:.0}\">epoch {}</text>\n",
+        pad + 4.0,
+        h - pad,
+        w - pad - 60.0,
+        h - 12.0,
+        epochs.len()
+    ));
+    o.push_str(&line(
+        epochs.iter().map(|e| Some(e.train_loss)).collect(),
+        max_loss,
+        "#4e79a7",
+        "none",
+    ));
+    o.push_str(&line(
+        epochs.iter().map(|e| e.valid_loss).collect(),
+        max_loss,
+        "#e15759",
+        "none",
+    ));
+    o.push_str(&line(
+        epochs.iter().map(|e| e.valid_metric).collect(),
+        1.0,
+        "#59a14f",
+        "4 3",
+    ));
+    o.push_str("<text x=\"60\" y=\"18\" fill=\"#4e79a7\">training loss</text><text x=\"170\" y=\"18\" fill=\"#e15759\">validation loss</text><text x=\"290\" y=\"18\" fill=\"#59a14f\">validation metric (0–1, dashed)</text>\n</svg>\n");
+    o
 }
 
 #[cfg(test)]

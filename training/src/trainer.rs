@@ -131,8 +131,24 @@ pub struct History {
     pub stopped_early: bool,
 }
 
+/// One optimizer step's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Global step (1-based, over the whole run).
+    pub step: u64,
+    /// The batch's loss.
+    pub loss: f64,
+    /// The learning rate used.
+    pub lr: f32,
+}
+
 /// Told about training as it goes; may cancel it.
 pub trait Observer {
+    /// After each optimizer step.
+    fn on_step(&mut self, _record: &StepRecord) {}
     /// After each epoch.
     fn on_epoch(&mut self, _record: &EpochRecord) {}
     /// Asked before every step; `true` stops training with [`Error::Cancelled`].
@@ -634,6 +650,12 @@ impl NdarrayTrainer {
                 }
                 let lr = config.optimizer.lr_at(epoch, opt.steps());
                 opt.step(net.parameters_mut(), &mut grads, lr);
+                observer.on_step(&StepRecord {
+                    epoch: epoch + 1,
+                    step: opt.steps(),
+                    loss: l,
+                    lr,
+                });
                 loss_sum += l;
                 steps += 1;
             }

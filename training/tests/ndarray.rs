@@ -280,3 +280,26 @@ fn divergence_leaves_the_last_good_checkpoint() {
     .expect("json");
     assert_eq!(state["epochs_done"], 2);
 }
+
+#[test]
+fn training_logs_hold_steps_epochs_and_curves() {
+    let d = conformance::separable(6);
+    let parts = d.split(&[0.8, 0.2], 1).expect("split");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut log = aistd_training::tensorboard::TrainingLog::create(dir.path()).expect("log");
+    let mut c = TrainConfig::default();
+    c.epochs = 3;
+    c.batch_size = 40;
+    NdarrayTrainer
+        .fit_mlp(&parts[0], Some(&parts[1]), &c, &mut log)
+        .expect("fit");
+    log.finish().expect("finish");
+    let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("jsonl");
+    assert_eq!(lines.lines().count(), 3);
+    let steps = std::fs::read_dir(dir.path().join("steps"))
+        .expect("steps")
+        .count();
+    assert_eq!(steps, 1, "one event file of per-step losses");
+    let svg = std::fs::read_to_string(dir.path().join("curves.svg")).expect("svg");
+    assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+}
