@@ -94,22 +94,22 @@ pub struct Preprocessor {
     pub target_plan: TargetPlan,
 }
 
-fn as_f64(name: &str, a: &ArrayRef) -> Result<Float64Array> {
-    let c = arrow_cast::cast(a, &DataType::Float64)
+/// Column `name` cast to `to` as the concrete array type `A`.
+fn cast_as<A: Array + Clone + 'static>(name: &str, a: &ArrayRef, to: &DataType) -> Result<A> {
+    let c = arrow_cast::cast(a, to)
         .map_err(|e| Error::invalid(format!("column {name:?}"), e.to_string()))?;
     c.as_any()
-        .downcast_ref::<Float64Array>()
+        .downcast_ref::<A>()
         .cloned()
-        .ok_or_else(|| Error::invalid(format!("column {name:?}"), "not numeric"))
+        .ok_or_else(|| Error::invalid(format!("column {name:?}"), format!("not castable to {to}")))
+}
+
+fn as_f64(name: &str, a: &ArrayRef) -> Result<Float64Array> {
+    cast_as(name, a, &DataType::Float64)
 }
 
 fn as_str(name: &str, a: &ArrayRef) -> Result<StringArray> {
-    let c = arrow_cast::cast(a, &DataType::Utf8)
-        .map_err(|e| Error::invalid(format!("column {name:?}"), e.to_string()))?;
-    c.as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| Error::invalid(format!("column {name:?}"), "not text"))
+    cast_as(name, a, &DataType::Utf8)
 }
 
 fn kind(name: &str, t: &DataType) -> Result<bool> {
