@@ -61,10 +61,14 @@ enum Command {
     /// Scheduling: pools (local, Slurm), DRF allocation, trace simulation.
     #[command(subcommand)]
     Sched(cmd::sched::SchedCommand),
-    /// Train a model on a CSV file (numeric features); writes the model files.
+    /// Train a model on a CSV file (preprocessing inferred from the columns); writes the model
+    /// files.
     Train(Box<cmd::train::TrainArgs>),
     /// Evaluate a trained model on a CSV file.
     Evaluate(cmd::train::EvaluateArgs),
+    /// Hyperparameter search on a CSV file: grid, random or TPE sampling; ASHA, Hyperband or
+    /// median early stopping; trials in parallel.
+    Tune(Box<cmd::train::TuneArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -411,6 +415,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sched(cmd) => return cmd::sched::run(cmd),
         Command::Train(a) => return cmd::train::train(*a),
         Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
+        Command::Tune(a) => return cmd::train::tune(*a),
     };
     match cmd {
         DataCommand::Generate {

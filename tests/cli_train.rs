@@ -168,3 +168,97 @@ fn train_encodes_categoricals_and_missing_values_from_the_csv_types() {
     );
     assert_eq!(manifest["preprocessor"]["target"], "approved");
 }
+
+#[test]
+fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..300 {
+        let (a, b) = (
+            (i % 20) as f64 / 10.0 - 1.0,
+            ((i * 7) % 17) as f64 / 8.0 - 1.0,
+        );
+        let label = if a - 0.5 * b > 0.1 { "yes" } else { "no" };
+        csv.push_str(&format!("{a},{b},{label}\n"));
+    }
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, csv).expect("write");
+    let space = dir.path().join("space.yaml");
+    std::fs::write(
+        &space,
+        "lr: {type: log_uniform, low: 1.0e-4, high: 1.0e-1, grid: 4}\n\
+         hidden: {type: categorical, values: [0, 8]}\n",
+    )
+    .expect("write");
+    let model = dir.path().join("best");
+    let report = dir.path().join("report.json");
+    let args = |search: &str, scheduler: &str| {
+        let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+            "tune",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--target",
+            "label",
+            "--space",
+            space.to_str().expect("utf-8"),
+            "--search",
+            search,
+            "--scheduler",
+            scheduler,
+            "--epochs",
+            "16",
+            "--parallel",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            model.to_str().expect("utf-8"),
+            "--report",
+            report.to_str().expect("utf-8"),
+            "--json",
+        ])))
+        .expect("json");
+        v
+    };
+    let grid = args("grid", "none");
+    assert_eq!(grid["trials"], 8, "{grid}");
+    assert_eq!(grid["epochs"], 8 * 16);
+    let asha = args("grid", "asha");
+    assert_eq!(asha["trials"], 8);
+    assert!(asha["pruned"].as_u64().expect("pruned") >= 4, "{asha}");
+    assert!(
+        asha["epochs"].as_u64().expect("epochs") < 8 * 16 / 2,
+        "{asha}"
+    );
+    assert!(
+        asha["test"]["accuracy"].as_f64().expect("test") > 0.85,
+        "{asha}"
+    );
+    assert!(model.join("manifest.json").exists());
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    assert_eq!(r["trials"].as_array().expect("trials").len(), 8);
+    let tpe = args("tpe", "hyperband");
+    assert_eq!(tpe["trials"], 20, "TPE runs 20 trials by default");
+    // Names the MLP does not know are refused before any trial runs.
+    std::fs::write(
+        &space,
+        "learning_rate: {type: uniform, low: 0.0, high: 1.0}\n",
+    )
+    .expect("write");
+    let out = aistd(&[
+        "tune",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--target",
+        "label",
+        "--space",
+        space.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("learning_rate") && err.contains("unknown"),
+        "{err}"
+    );
+}

@@ -22,9 +22,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::print_json;
 
-/// `aistd train`.
+/// Where the data comes from and how it is split (`aistd train`, `aistd tune`).
 #[derive(Debug, Args)]
-pub(crate) struct TrainArgs {
+pub(crate) struct DataArgs {
     /// Training data (CSV with a header).
     #[arg(long)]
     data: PathBuf,
@@ -40,9 +40,11 @@ pub(crate) struct TrainArgs {
     /// Share of --data held out for testing (without --test-data).
     #[arg(long, default_value_t = 0.25)]
     test_fraction: f64,
-    /// Share of the training part held out for validation (early stopping, per-epoch metrics).
-    #[arg(long, default_value_t = 0.0)]
-    validation_fraction: f64,
+    /// Share of the training part held out for validation (early stopping, per-epoch metrics;
+    /// the values trials are compared on in `aistd tune`). Default: 0 for `train`, 0.2 for
+    /// `tune`.
+    #[arg(long)]
+    validation_fraction: Option<f64>,
     /// Categories in fewer than this share of the training rows are folded into `__other__`.
     #[arg(long, default_value_t = 0.01)]
     min_frequency: f64,
@@ -53,6 +55,11 @@ pub(crate) struct TrainArgs {
     /// Treat a numeric target as values.
     #[arg(long)]
     regression: bool,
+}
+
+/// The model and how it is trained (the defaults of what a search space leaves out).
+#[derive(Debug, Args)]
+pub(crate) struct ModelArgs {
     /// `logreg` (one layer; logistic or softmax regression, or linear for values), `softmax`
     /// (the same) or `mlp`.
     #[arg(long, default_value = "mlp")]
@@ -63,7 +70,7 @@ pub(crate) struct TrainArgs {
     /// `relu`, `gelu`, `tanh` or `sigmoid`.
     #[arg(long, default_value = "relu")]
     activation: String,
-    /// Passes over the data.
+    /// Passes over the data (the most a trial gets in `aistd tune`).
     #[arg(long, default_value_t = 20)]
     epochs: usize,
     /// Examples per step.
@@ -81,19 +88,28 @@ pub(crate) struct TrainArgs {
     /// Dropout probability of hidden units.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Threads for data-parallel training (per trial in `aistd tune`).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seed of splits, weights, shuffling and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// `aistd train`.
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Stop after this many epochs without a better validation loss (needs
     /// --validation-fraction).
     #[arg(long)]
     early_stopping: Option<usize>,
-    /// Threads for data-parallel training.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     /// `ndarray` (the only backend built so far).
     #[arg(long, default_value = "ndarray")]
     backend: String,
-    /// Seed of splits, weights, shuffling and dropout.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Where to write the model files.
     #[arg(long)]
     out: PathBuf,
@@ -106,6 +122,41 @@ pub(crate) struct TrainArgs {
     /// Log every epoch here as TensorBoard event files and `metrics.jsonl`.
     #[arg(long)]
     logdir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `aistd tune`.
+#[derive(Debug, Args)]
+pub(crate) struct TuneArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The search space (YAML: name → {type: uniform|log_uniform|int|categorical, …}); names
+    /// are lr, batch_size, hidden, layers, activation, optimizer, weight_decay, dropout.
+    #[arg(long)]
+    space: PathBuf,
+    /// `grid`, `random` or `tpe`.
+    #[arg(long, default_value = "tpe")]
+    search: String,
+    /// Early stopping of bad trials: `none`, `asha` (η = 4, grace 1), `hyperband` (η = 3) or
+    /// `median`.
+    #[arg(long, default_value = "asha")]
+    scheduler: String,
+    /// Trials (default: the whole grid with --search grid, else 20).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Trials run at once.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    /// Retrain the best configuration on the training part and write the model here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the full report (every trial's values) here as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -214,19 +265,20 @@ impl Observer for Bar {
     }
 }
 
-/// `aistd train`.
-pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
-    if a.backend != "ndarray" {
-        bail!(
-            "--backend {}: only `ndarray` is built (the libtorch backend is issue #6's next part)",
-            a.backend
-        );
-    }
+/// The preprocessing and the datasets it made.
+struct Prepared {
+    prep: Preprocessor,
+    train: Dataset,
+    valid: Option<Dataset>,
+    test: Dataset,
+}
+
+/// Reads and splits the data: held-out parts are cut first (stratified by the target), so that
+/// the preprocessing is fitted on the training rows only.
+fn prepare(a: &DataArgs, validation_fraction: f64, seed: u64) -> Result<Prepared> {
     let all = read_batch(&a.data)?;
     let mut opts = PrepOptions::default();
     opts.min_frequency = a.min_frequency;
-    // Held-out parts are cut first (stratified by the target), so that the preprocessing is
-    // fitted on the training rows only.
     let strata = |b: &RecordBatch| -> Result<Dataset> {
         let mut p = Preprocessor::fit(std::slice::from_ref(b), &a.target, &a.drop, &opts)?;
         force_task(&mut p, b, a.classify, a.regression)?;
@@ -236,14 +288,14 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         Some(t) => (all, read_batch(t)?),
         None => {
             let parts =
-                strata(&all)?.split_indices(&[1.0 - a.test_fraction, a.test_fraction], a.seed)?;
+                strata(&all)?.split_indices(&[1.0 - a.test_fraction, a.test_fraction], seed)?;
             (take(&all, &parts[0])?, take(&all, &parts[1])?)
         }
     };
-    let (train_batch, valid_batch) = if a.validation_fraction > 0.0 {
+    let (train_batch, valid_batch) = if validation_fraction > 0.0 {
         let parts = strata(&train_rows)?.split_indices(
-            &[1.0 - a.validation_fraction, a.validation_fraction],
-            a.seed ^ 0x5eed,
+            &[1.0 - validation_fraction, validation_fraction],
+            seed ^ 0x5eed,
         )?;
         (
             take(&train_rows, &parts[0])?,
@@ -265,42 +317,56 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         Some(v) => Some(prep.dataset(std::slice::from_ref(v))?),
         None => None,
     };
+    Ok(Prepared {
+        prep,
+        train,
+        valid,
+        test,
+    })
+}
+
+/// The training config of the model flags.
+fn train_config(m: &ModelArgs) -> Result<TrainConfig> {
     let mut config = TrainConfig::default();
-    config.hidden = match a.model.as_str() {
-        "mlp" => a.hidden.clone(),
+    config.hidden = match m.model.as_str() {
+        "mlp" => m.hidden.clone(),
         "logreg" | "softmax" | "linear" => Vec::new(),
         other => bail!("--model must be logreg, softmax or mlp, not `{other}`"),
     };
-    config.activation = match a.activation.as_str() {
-        "relu" => Activation::Relu,
-        "gelu" => Activation::Gelu,
-        "tanh" => Activation::Tanh,
-        "sigmoid" => Activation::Sigmoid,
-        other => bail!("--activation must be relu, gelu, tanh or sigmoid, not `{other}`"),
-    };
-    let kind = match a.optimizer.as_str() {
-        "sgd" => OptimizerKind::Sgd,
-        "momentum" => OptimizerKind::momentum(false),
-        "nesterov" => OptimizerKind::momentum(true),
-        "adam" => OptimizerKind::adam(),
-        "adamw" => OptimizerKind::adamw(),
-        "adagrad" => OptimizerKind::adagrad(),
-        "rmsprop" => OptimizerKind::rmsprop(),
-        other => bail!(
-            "--optimizer must be sgd, momentum, nesterov, adam, adamw, adagrad or rmsprop, not `{other}`"
-        ),
-    };
-    let mut opt = OptimizerConfig::new(kind, a.lr);
-    opt.weight_decay = a.weight_decay;
+    config.activation = Activation::from_name(&m.activation)?;
+    let mut opt = OptimizerConfig::new(OptimizerKind::from_name(&m.optimizer)?, m.lr);
+    opt.weight_decay = m.weight_decay;
     config.optimizer = opt;
-    config.epochs = a.epochs;
-    config.batch_size = a.batch_size;
-    config.dropout = a.dropout;
-    config.early_stopping = a.early_stopping;
-    config.threads = a.threads;
-    config.seed = a.seed;
+    config.epochs = m.epochs;
+    config.batch_size = m.batch_size;
+    config.dropout = m.dropout;
+    config.threads = m.threads;
+    config.seed = m.seed;
     // The preprocessing already standardized the numeric columns.
     config.standardize = false;
+    Ok(config)
+}
+
+/// `aistd train`.
+pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
+    if a.backend != "ndarray" {
+        bail!(
+            "--backend {}: only `ndarray` is built (the libtorch backend is issue #6's next part)",
+            a.backend
+        );
+    }
+    let Prepared {
+        prep,
+        train,
+        valid,
+        test,
+    } = prepare(
+        &a.data,
+        a.data.validation_fraction.unwrap_or(0.0),
+        a.model.seed,
+    )?;
+    let mut config = train_config(&a.model)?;
+    config.early_stopping = a.early_stopping;
     config.checkpoint = a.checkpoint.clone();
     config.resume = a.resume;
     if a.early_stopping.is_some() && valid.is_none() {
@@ -309,7 +375,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(a.epochs as u64)
+        ProgressBar::new(config.epochs as u64)
     };
     if let Ok(style) = ProgressStyle::with_template("epoch {pos}/{len} {bar:30} {elapsed} {msg}") {
         bar.set_style(style);
@@ -412,4 +478,144 @@ fn force_task(
         p.target_plan = TargetPlan::Classes { names };
     }
     Ok(())
+}
+
+/// `aistd tune`: a hyperparameter search on the training part, judged on the validation part;
+/// the best configuration optionally retrained and saved.
+pub(crate) fn tune(a: TuneArgs) -> Result<ExitCode> {
+    use aistd_training::tune::{self, Executor as _, Sampler, Space};
+    let text = std::fs::read_to_string(&a.space)
+        .with_context(|| format!("reading --space {}", a.space.display()))?;
+    let space =
+        Space::from_yaml(&text).with_context(|| format!("--space {}", a.space.display()))?;
+    let fraction = a.data.validation_fraction.unwrap_or(0.2);
+    if fraction <= 0.0 {
+        bail!("aistd tune compares trials on a validation part: --validation-fraction must be > 0");
+    }
+    let Prepared {
+        prep,
+        train,
+        valid,
+        test,
+    } = prepare(&a.data, fraction, a.model.seed)?;
+    let valid = valid.context("the validation part")?;
+    let base = train_config(&a.model)?;
+    // Every name in the space must mean something before any trial runs.
+    tune::apply(&base, &space.sample(&mut aistd_training::rng::Rng::new(0)))?;
+    let seed = a.model.seed;
+    let mut sampler: Box<dyn Sampler> = match a.search.as_str() {
+        "grid" => Box::new(tune::GridSampler::new(seed)),
+        "random" => Box::new(tune::RandomSampler::new(seed)),
+        "tpe" => Box::new(tune::TpeSampler::new(seed)),
+        other => bail!("--search must be grid, random or tpe, not `{other}`"),
+    };
+    let pruner: Box<dyn tune::Pruner> = match a.scheduler.as_str() {
+        "none" => Box::new(tune::NoPruner),
+        "asha" => Box::new(tune::SuccessiveHalving::default()),
+        "hyperband" => Box::new(tune::Hyperband::new(1, base.epochs, 3)?),
+        "median" => Box::new(tune::MedianStopping::default()),
+        other => bail!("--scheduler must be none, asha, hyperband or median, not `{other}`"),
+    };
+    let trials = match (a.trials, a.search.as_str()) {
+        (Some(0), _) => bail!("--trials must be ≥ 1"),
+        (Some(n), "grid") => n.min(space.grid()?.len()),
+        (Some(n), _) => n,
+        (None, "grid") => space.grid()?.len(),
+        (None, _) => 20,
+    };
+    let executor = tune::Threads(a.parallel.max(1));
+    let objective = tune::MlpObjective {
+        train: &train,
+        valid: &valid,
+        base: base.clone(),
+    };
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(trials as u64)
+    };
+    if let Ok(style) = ProgressStyle::with_template("trial {pos}/{len} {bar:30} {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    let best_so_far = std::sync::Mutex::new(f64::NEG_INFINITY);
+    let on_trial = |t: &tune::TrialRecord| {
+        bar.inc(1);
+        if let Some(v) = t.value() {
+            let mut b = best_so_far.lock().unwrap_or_else(|e| e.into_inner());
+            if v > *b {
+                *b = v;
+                bar.set_message(format!("best {v:.4}"));
+            }
+        }
+    };
+    tracing::info!(
+        trials,
+        slots = executor.slots(),
+        sampler = a.search,
+        scheduler = a.scheduler,
+        "tuning"
+    );
+    let report = tune::tune(
+        &space,
+        &objective,
+        sampler.as_mut(),
+        pruner.as_ref(),
+        &executor,
+        &tune::TuneOptions::new(trials, seed),
+        &on_trial,
+    )?;
+    bar.finish_and_clear();
+    let best = report
+        .best()
+        .context("no trial finished with a value (see the failed trials in --report)")?;
+    let full = report.trials.len() * report.max_epochs;
+    let mut out = serde_json::json!({
+        "search": report.sampler,
+        "scheduler": report.pruner,
+        "trials": report.trials.len(),
+        "completed": report.trials.iter().filter(|t| t.state == tune::TrialState::Completed).count(),
+        "pruned": report.trials.iter().filter(|t| t.state == tune::TrialState::Pruned).count(),
+        "failed": report.trials.iter().filter(|t| matches!(t.state, tune::TrialState::Failed(_))).count(),
+        "epochs": report.epochs(),
+        "epochs_without_stopping": full,
+        "seconds": report.seconds,
+        "best": {"trial": best.id, "config": best.config, "validation": best.value(), "epochs": best.epochs()},
+    });
+    if let Some(path) = &a.report {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing --report {}", path.display()))?;
+    }
+    if let Some(dir) = &a.out {
+        let config = tune::apply(&base, &best.config)?;
+        let (model, _) =
+            NdarrayTrainer.fit_mlp(&train, Some(&valid), &config, &mut aistd_training::Silent)?;
+        let model = model.with_preprocessor(prep)?;
+        model.save(dir)?;
+        out["test"] = evaluate(&model, &test)?;
+        out["model_dir"] = serde_json::json!(dir);
+    }
+    if a.json {
+        print_json(&out)?;
+    } else {
+        print!("{}", report.table());
+        println!(
+            "best: trial {} {} validation {:.4}; {} of {} epochs ({:.1}%) in {:.1} s",
+            best.id,
+            serde_json::to_string(&best.config)?,
+            best.value().unwrap_or(f64::NAN),
+            report.epochs(),
+            full,
+            100.0 * report.epochs() as f64 / full.max(1) as f64,
+            report.seconds
+        );
+        if let Some(dir) = &a.out {
+            println!(
+                "retrained best: test {}; model in {}",
+                out["test"],
+                dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -32,8 +32,10 @@
 //! Checkpoints ([`TrainConfig::checkpoint`], [`TrainConfig::resume`]) continue training bit for
 //! bit.
 //!
-//! Not built yet (issue #6): the libtorch backend, hyperparameter search, and the speed
-//! comparison with PyTorch.
+//! - [`tune`]: hyperparameter search (grid, random, TPE; ASHA, Hyperband, median stopping) over
+//!   parallel trials.
+//!
+//! Not built yet (issue #6): the libtorch backend and the speed comparison with PyTorch.
 
 pub mod data;
 mod error;
@@ -44,6 +46,7 @@ pub mod preprocess;
 pub mod rng;
 pub mod tensorboard;
 mod trainer;
+pub mod tune;
 
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;

@@ -25,6 +25,22 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// `relu`, `gelu`, `tanh` or `sigmoid`.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        Ok(match name {
+            "relu" => Activation::Relu,
+            "gelu" => Activation::Gelu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            other => {
+                return Err(crate::Error::invalid(
+                    "activation",
+                    format!("must be relu, gelu, tanh or sigmoid, not `{other}`"),
+                ));
+            }
+        })
+    }
+
     fn apply(self, z: f32) -> f32 {
         match self {
             Activation::Relu => z.max(0.0),

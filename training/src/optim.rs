@@ -52,6 +52,28 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// `sgd`, `momentum`, `nesterov`, `adam`, `adamw`, `adagrad` or `rmsprop`, with PyTorch's
+    /// default constants.
+    pub fn from_name(name: &str) -> crate::Result<Self> {
+        Ok(match name {
+            "sgd" => OptimizerKind::Sgd,
+            "momentum" => OptimizerKind::momentum(false),
+            "nesterov" => OptimizerKind::momentum(true),
+            "adam" => OptimizerKind::adam(),
+            "adamw" => OptimizerKind::adamw(),
+            "adagrad" => OptimizerKind::adagrad(),
+            "rmsprop" => OptimizerKind::rmsprop(),
+            other => {
+                return Err(crate::Error::invalid(
+                    "optimizer",
+                    format!(
+                        "must be sgd, momentum, nesterov, adam, adamw, adagrad or rmsprop, not `{other}`"
+                    ),
+                ));
+            }
+        })
+    }
+
     /// Adam with PyTorch's defaults (0.9, 0.999, 1e-8).
     pub fn adam() -> Self {
         OptimizerKind::Adam {
