@@ -7,9 +7,12 @@ ROWS=${1:-10000000}
 REPEATS=${2:-3}
 VENV=target/peers-venv
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c 'import polars, pyarrow' 2>/dev/null ||
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check polars pyarrow
-cargo build --release --quiet --bin aistd
+"$VENV/bin/python" -c 'import polars, pyarrow, sklearn, torch' 2>/dev/null ||
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check polars pyarrow scikit-learn torch==2.13.0
+# The tch backend links PyTorch's libtorch (see DEVELOPERS.md).
+TORCH_LIB=$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH" LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cargo build --release --quiet --features tch --bin aistd
 AISTD=target/release/aistd
 WORK=target/bench-peers
 mkdir -p "$WORK"
@@ -47,4 +50,21 @@ print(f"| encrypt file, 16 KiB chunks (incl. file I/O) vs `openssl speed -evp ch
 print(f"| decrypt file | {r['decrypt_mb_s']:.0f} MB/s | - | - |")
 print(f"| RFC 6962 tree head, 1M lines: `aistd audit root` vs hashlib | {r['root_s']:.2f} s | {r['py_root_s']:.2f} s | {r['py_root_s']/r['root_s']:.2f}x faster |")
 print(f"| `aistd audit verify`, 1M events (parse, chain, tree, heads) | {r['verify_1m_s']:.2f} s | - | - |")
+PY
+
+echo
+TRAIN_ROWS=${TRAIN_ROWS:-200000}
+echo "training: median epoch time, same network, batch, Adam 1e-3 and threads (digits 64->128->10 batch 64; wide $TRAIN_ROWS rows 100->256->256->1 batch 256):"
+tj=$("$VENV/bin/python" scripts/peers/bench_training.py "$AISTD" "$TRAIN_ROWS" "$REPEATS")
+"$VENV/bin/python" - "$tj" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"PyTorch {r['torch']} on CPU; median of {r['epochs']} epochs after one warm-up")
+print("| workload | threads | aistd ndarray s | aistd tch s | PyTorch s | ndarray / PyTorch | tch / PyTorch |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for x in r["runs"]:
+    p, a, t = x["pytorch_s"], x["ndarray_s"], x["tch_s"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    ratio = lambda v: "-" if v is None else f"{v / p:.2f}x"
+    print(f"| {x['workload']} | {x['threads']} | {fmt(a)} | {fmt(t)} | {p:.4f} | {ratio(a)} | {ratio(t)} |")
 PY

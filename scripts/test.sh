@@ -9,15 +9,20 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
-"$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__)'
+"$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, torch; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__, "| torch", torch.__version__)'
+# The `tch` feature (the libtorch training backend, built by --all-features below) links the
+# venv's PyTorch: its build finds libtorch through that Python, its tests load libtorch's
+# shared libraries from there (DEVELOPERS.md).
+TORCH_LIB=$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH" LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -56,7 +61,7 @@ for ex in examples/*.rs; do
   cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch)"
 cargo build --quiet --all-features --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect

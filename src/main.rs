@@ -69,6 +69,9 @@ enum Command {
     /// Hyperparameter search on a CSV file: grid, random or TPE sampling; ASHA, Hyperband or
     /// median early stopping; trials in parallel.
     Tune(Box<cmd::train::TuneArgs>),
+    /// Epoch times of a fixed workload (scripts/bench-peers.sh compares them with PyTorch).
+    #[command(hide = true)]
+    TrainBench(cmd::train::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,6 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(a) => return cmd::train::train(*a),
         Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
         Command::Tune(a) => return cmd::train::tune(*a),
+        Command::TrainBench(a) => return cmd::train::bench(&a),
     };
     match cmd {
         DataCommand::Generate {

@@ -92,7 +92,7 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     // Bad options are refused.
     for bad in [
         vec!["--optimizer", "lbfgs"],
-        vec!["--backend", "tch"],
+        vec!["--backend", "jax"],
         vec!["--early-stopping", "3"],
     ] {
         let mut args = vec!["train", "--data", d, "--target", "label", "--out", m];

@@ -6,6 +6,10 @@
   standardized for both).
 - breast_cancer: `aistd train --model logreg` is no more than 2 points below scikit-learn's
   LogisticRegression on the same split.
+- The libtorch backend (`--backend tch`) reaches the same digits accuracy as the ndarray backend
+  (they agree to float rounding), and PyTorch itself, loading our model.safetensors into an
+  `nn.Sequential` and applying the preprocessing from manifest.json, predicts the same classes
+  and log-loss as `aistd evaluate`.
 - TensorBoard's own event reader loads `aistd train --logdir` files and finds every epoch's
   scalars, equal to `metrics.jsonl`, and every step's loss; `curves.svg` parses.
 
@@ -69,6 +73,51 @@ sk_acc = float((sk.predict(xte) == yte).mean())
 print(f"digits MLP 128: aistd {ours_acc:.4f} ({ours['seconds']:.2f} s), scikit-learn {sk_acc:.4f}")
 assert ours_acc >= 0.97, ours_acc
 assert ours_acc >= sk_acc - 0.01, (ours_acc, sk_acc)
+
+# 1b. The libtorch backend on the same split, and PyTorch running our saved model.
+digits_train, digits_test = WORK / "digits-train.csv", WORK / "digits-test.csv"
+nd_model = WORK / "model-digit"
+shutil.copytree(nd_model, WORK / "model-digit-ndarray")
+tch = aistd_train(digits_train, digits_test, "digit", "--hidden", "128", "--epochs", "40",
+                  "--batch-size", "64", "--lr", "0.001", "--backend", "tch")
+print(f"digits MLP 128 with --backend tch: {tch['test']['accuracy']:.4f} ({tch['seconds']:.2f} s)")
+assert tch["backend"] == "tch", tch["backend"]
+assert abs(tch["test"]["accuracy"] - ours_acc) <= 0.005, (tch["test"]["accuracy"], ours_acc)
+
+import torch
+from safetensors.torch import load_file
+
+model_dir = WORK / "model-digit-ndarray"
+manifest = json.loads((model_dir / "manifest.json").read_text())
+weights = load_file(str(model_dir / "model.safetensors"))
+arch = manifest["architecture"]
+widths = [arch["inputs"], *arch["hidden"], arch["outputs"]]
+act = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[arch["activation"]]
+layers = []
+for i in range(len(widths) - 1):
+    lin = torch.nn.Linear(widths[i], widths[i + 1])
+    lin.weight.data = weights[f"layers.{i}.weight"]
+    lin.bias.data = weights[f"layers.{i}.bias"]
+    layers += [lin] + ([act()] if i + 2 < len(widths) else [])
+net = torch.nn.Sequential(*layers)
+test_df = pd.read_csv(digits_test)
+cols_plan = manifest["preprocessor"]["columns"]
+assert all(c["kind"] == "numeric" for c in cols_plan)
+x = torch.tensor(np.stack([(test_df[c["name"]].to_numpy() - c["mean"]) / c["scale"] for c in cols_plan], 1),
+                 dtype=torch.float32)
+names = manifest["preprocessor"]["target_plan"]["names"]
+truth = torch.tensor([names.index(str(v)) for v in test_df["digit"]])
+with torch.no_grad():
+    logits = net(x)
+torch_acc = float((logits.argmax(1) == truth).double().mean())
+torch_loss = float(torch.nn.functional.cross_entropy(logits, truth))
+ev = subprocess.run([AISTD, "evaluate", "--model", str(model_dir), "--data", str(digits_test),
+                     "--target", "digit", "--json"], capture_output=True, text=True, check=True)
+ev = json.loads(ev.stdout)
+print(f"PyTorch {torch.__version__} runs our model.safetensors: accuracy {torch_acc:.4f} "
+      f"(aistd evaluate {ev['accuracy']:.4f}), log-loss {torch_loss:.6f} ({ev['log_loss']:.6f})")
+assert abs(torch_acc - ev["accuracy"]) < 1e-9, (torch_acc, ev["accuracy"])
+assert abs(torch_loss - ev["log_loss"]) <= 1e-4 * max(1.0, ev["log_loss"]), (torch_loss, ev["log_loss"])
 
 # 2. breast_cancer, logistic regression.
 b = load_breast_cancer()

@@ -107,7 +107,8 @@ pub(crate) struct TrainArgs {
     /// --validation-fraction).
     #[arg(long)]
     early_stopping: Option<usize>,
-    /// `ndarray` (the only backend built so far).
+    /// `ndarray` (pure Rust) or `tch` (libtorch, CUDA when available; needs the `tch`
+    /// feature).
     #[arg(long, default_value = "ndarray")]
     backend: String,
     /// Where to write the model files.
@@ -347,14 +348,36 @@ fn train_config(m: &ModelArgs) -> Result<TrainConfig> {
     Ok(config)
 }
 
+/// Trains with the named backend.
+fn fit_backend(
+    backend: &str,
+    train: &Dataset,
+    valid: Option<&Dataset>,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<(MlpModel, aistd_training::History)> {
+    #[cfg(feature = "tch")]
+    if backend == "tch" {
+        let trainer = aistd_training::TchTrainer::default();
+        tracing::info!(cuda = trainer.is_cuda(), "training with libtorch");
+        return Ok(trainer.fit_mlp(train, valid, config, observer)?);
+    }
+    debug_assert_eq!(backend, "ndarray");
+    Ok(NdarrayTrainer.fit_mlp(train, valid, config, observer)?)
+}
+
 /// `aistd train`.
 pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
-    if a.backend != "ndarray" {
-        bail!(
-            "--backend {}: only `ndarray` is built (the libtorch backend is issue #6's next part)",
-            a.backend
-        );
-    }
+    let backend = match a.backend.as_str() {
+        "ndarray" => "ndarray",
+        #[cfg(feature = "tch")]
+        "tch" => "tch",
+        #[cfg(not(feature = "tch"))]
+        "tch" => bail!(
+            "--backend tch: this aistd was built without the `tch` feature (libtorch); rebuild with --features tch"
+        ),
+        other => bail!("--backend must be ndarray or tch, not `{other}`"),
+    };
     let Prepared {
         prep,
         train,
@@ -386,8 +409,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     };
     let mut observer = Bar(bar.clone(), log);
     let t = std::time::Instant::now();
-    let (model, history) =
-        NdarrayTrainer.fit_mlp(&train, valid.as_ref(), &config, &mut observer)?;
+    let (model, history) = fit_backend(backend, &train, valid.as_ref(), &config, &mut observer)?;
     let model = model.with_preprocessor(prep)?;
     let seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -399,7 +421,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     let train_metrics = evaluate(&model, &train)?;
     let samples = history.epochs.len() as f64 * train.len() as f64;
     let out = serde_json::json!({
-        "backend": "ndarray",
+        "backend": backend,
         "rows": {"train": train.len(), "validation": valid.as_ref().map(Dataset::len), "test": test.len()},
         "train": train_metrics,
         "test": test_metrics,
@@ -617,5 +639,64 @@ pub(crate) fn tune(a: TuneArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aistd train-bench` (hidden).
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// `digits` (1,797 × 64 → 128 → 10, cross-entropy, batch 64) or `wide` (--rows × 100 →
+    /// 256 → 256 → 1, squared error, batch 256), both with Adam at 1e-3.
+    #[arg(long, default_value = "digits")]
+    workload: String,
+    /// Rows of the `wide` workload.
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// `ndarray` or `tch`.
+    #[arg(long, default_value = "ndarray")]
+    backend: String,
+    /// Threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Epochs timed (after one warm-up epoch).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+}
+
+/// Times epochs of a fixed workload and prints JSON.
+pub(crate) fn bench(a: &BenchArgs) -> Result<ExitCode> {
+    let (data, hidden, batch) = match a.workload.as_str() {
+        "digits" => (aistd_training::data::digits()?, vec![128], 64),
+        "wide" => (
+            aistd_training::data::synthetic_regression(a.rows, 100, 7)?,
+            vec![256, 256],
+            256,
+        ),
+        other => bail!("--workload must be digits or wide, not `{other}`"),
+    };
+    let mut config = TrainConfig::default();
+    config.hidden = hidden;
+    config.batch_size = batch;
+    config.epochs = a.epochs + 1;
+    config.threads = a.threads;
+    config.standardize = false;
+    let backend = match a.backend.as_str() {
+        "ndarray" => "ndarray",
+        "tch" if cfg!(feature = "tch") => "tch",
+        other => bail!("--backend {other}: not built (ndarray, or tch with the `tch` feature)"),
+    };
+    let (_, history) = fit_backend(backend, &data, None, &config, &mut aistd_training::Silent)?;
+    let times: Vec<f64> = history.epochs.iter().skip(1).map(|e| e.seconds).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    print_json(&serde_json::json!({
+        "workload": a.workload,
+        "backend": backend,
+        "threads": a.threads,
+        "rows": data.len(),
+        "epoch_seconds": times,
+        "median_epoch_seconds": sorted.get(sorted.len().saturating_sub(1) / 2),
+        "final_loss": history.epochs.last().map(|e| e.train_loss),
+    }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -338,6 +338,19 @@ fn gunzip(name: &str, bytes: &[u8]) -> Result<String> {
     Ok(s)
 }
 
+/// `rows` × `features` values uniform in [−1, 1) and a target that is the sum of the first ten
+/// (or all) features: a regression problem of any size, for benchmarks.
+pub fn synthetic_regression(rows: usize, features: usize, seed: u64) -> Result<Dataset> {
+    let mut rng = Rng::new(seed);
+    let x = Array2::from_shape_fn((rows, features), |_| (rng.uniform() * 2.0 - 1.0) as f32);
+    let y: Vec<f32> = x
+        .outer_iter()
+        .map(|r| r.iter().take(10).sum::<f32>())
+        .collect();
+    let names = (0..features).map(|i| format!("x{i}")).collect();
+    Dataset::new(x, Target::Values(y), names)
+}
+
 /// scikit-learn's `digits` (UCI optical digits): 1,797 images of 8 × 8 pixels (0–16), 10
 /// classes. BSD-3-Clause, bundled in `training/data/`.
 pub fn digits() -> Result<Dataset> {

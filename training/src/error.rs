@@ -38,6 +38,14 @@ pub enum Error {
     /// Training was cancelled by its observer.
     #[error("cancelled at epoch {0}")]
     Cancelled(usize),
+    /// The compute backend (libtorch) failed.
+    #[error("backend {backend}: {reason}")]
+    Backend {
+        /// Which backend.
+        backend: String,
+        /// What it said.
+        reason: String,
+    },
     /// Reading or writing model files failed.
     #[error("{path}: {reason}")]
     Io {

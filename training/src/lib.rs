@@ -35,7 +35,7 @@
 //! - [`tune`]: hyperparameter search (grid, random, TPE; ASHA, Hyperband, median stopping) over
 //!   parallel trials.
 //!
-//! Not built yet (issue #6): the libtorch backend and the speed comparison with PyTorch.
+//! - `torch` (feature `tch`): the libtorch backend, `TchTrainer`.
 
 pub mod data;
 mod error;
@@ -45,6 +45,8 @@ pub mod optim;
 pub mod preprocess;
 pub mod rng;
 pub mod tensorboard;
+#[cfg(feature = "tch")]
+pub mod torch;
 mod trainer;
 pub mod tune;
 
@@ -52,6 +54,8 @@ pub mod tune;
 pub mod conformance;
 
 pub use error::{Error, Result};
+#[cfg(feature = "tch")]
+pub use torch::TchTrainer;
 pub use trainer::{
     EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
     StepRecord, Task, TrainConfig, Trainer,

@@ -289,69 +289,110 @@ impl Optimizer {
             }
         }
         self.steps += 1;
+        update(
+            &c,
+            self.steps as i32,
+            lr,
+            params,
+            grads,
+            &mut self.first,
+            &mut self.second,
+        );
+    }
+
+    /// [`step`](Self::step) with the element-wise update split over `pool`'s threads (the same
+    /// result: every parameter's update depends on its own values only).
+    pub fn step_parallel(
+        &mut self,
+        params: &mut [f32],
+        grads: &mut [f32],
+        lr: f32,
+        pool: &rayon::ThreadPool,
+    ) {
+        use rayon::prelude::*;
+        const CHUNK: usize = 8192;
+        if pool.current_num_threads() < 2 || params.len() < 2 * CHUNK {
+            self.step(params, grads, lr);
+            return;
+        }
+        let c = self.config;
+        if c.l1 > 0.0 || c.clip_norm.is_some() {
+            // Reductions stay sequential so results do not depend on the thread count.
+            self.step(params, grads, lr);
+            return;
+        }
+        self.steps += 1;
         let t = self.steps as i32;
-        let wd = c.weight_decay;
-        match c.kind {
-            OptimizerKind::Sgd => {
-                for (p, g) in params.iter_mut().zip(grads.iter()) {
-                    *p -= lr * (g + wd * *p);
-                }
+        pool.install(|| {
+            params
+                .par_chunks_mut(CHUNK)
+                .zip(grads.par_chunks_mut(CHUNK))
+                .zip(self.first.par_chunks_mut(CHUNK))
+                .zip(self.second.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| update(&c, t, lr, p, g, m, v));
+        });
+    }
+}
+
+/// The element-wise update of step `t` (1-based) on matching slices of parameters, gradients and
+/// optimizer state.
+fn update(
+    c: &OptimizerConfig,
+    t: i32,
+    lr: f32,
+    params: &mut [f32],
+    grads: &mut [f32],
+    first: &mut [f32],
+    second: &mut [f32],
+) {
+    let wd = c.weight_decay;
+    match c.kind {
+        OptimizerKind::Sgd => {
+            for (p, g) in params.iter_mut().zip(grads.iter()) {
+                *p -= lr * (g + wd * *p);
             }
-            OptimizerKind::Momentum { momentum, nesterov } => {
-                for ((p, g), b) in params
-                    .iter_mut()
-                    .zip(grads.iter())
-                    .zip(self.first.iter_mut())
-                {
-                    let g = g + wd * *p;
-                    *b = if t == 1 { g } else { momentum * *b + g };
-                    let d = if nesterov { g + momentum * *b } else { *b };
-                    *p -= lr * d;
-                }
+        }
+        OptimizerKind::Momentum { momentum, nesterov } => {
+            for ((p, g), b) in params.iter_mut().zip(grads.iter()).zip(first.iter_mut()) {
+                let g = g + wd * *p;
+                *b = if t == 1 { g } else { momentum * *b + g };
+                let d = if nesterov { g + momentum * *b } else { *b };
+                *p -= lr * d;
             }
-            OptimizerKind::Adam { beta1, beta2, eps }
-            | OptimizerKind::AdamW { beta1, beta2, eps } => {
-                let decoupled = matches!(c.kind, OptimizerKind::AdamW { .. });
-                let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                for (((p, g), m), v) in params
-                    .iter_mut()
-                    .zip(grads.iter())
-                    .zip(self.first.iter_mut())
-                    .zip(self.second.iter_mut())
-                {
-                    let g = if decoupled {
-                        *p *= 1.0 - lr * wd;
-                        *g
-                    } else {
-                        g + wd * *p
-                    };
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    let denom = (*v / bc2).sqrt() + eps;
-                    *p -= lr * (*m / bc1) / denom;
-                }
+        }
+        OptimizerKind::Adam { beta1, beta2, eps } | OptimizerKind::AdamW { beta1, beta2, eps } => {
+            let decoupled = matches!(c.kind, OptimizerKind::AdamW { .. });
+            let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+            for (((p, g), m), v) in params
+                .iter_mut()
+                .zip(grads.iter())
+                .zip(first.iter_mut())
+                .zip(second.iter_mut())
+            {
+                let g = if decoupled {
+                    *p *= 1.0 - lr * wd;
+                    *g
+                } else {
+                    g + wd * *p
+                };
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                let denom = (*v / bc2).sqrt() + eps;
+                *p -= lr * (*m / bc1) / denom;
             }
-            OptimizerKind::Adagrad { eps } => {
-                for ((p, g), s) in params
-                    .iter_mut()
-                    .zip(grads.iter())
-                    .zip(self.second.iter_mut())
-                {
-                    let g = g + wd * *p;
-                    *s += g * g;
-                    *p -= lr * g / (s.sqrt() + eps);
-                }
+        }
+        OptimizerKind::Adagrad { eps } => {
+            for ((p, g), s) in params.iter_mut().zip(grads.iter()).zip(second.iter_mut()) {
+                let g = g + wd * *p;
+                *s += g * g;
+                *p -= lr * g / (s.sqrt() + eps);
             }
-            OptimizerKind::RmsProp { alpha, eps } => {
-                for ((p, g), s) in params
-                    .iter_mut()
-                    .zip(grads.iter())
-                    .zip(self.second.iter_mut())
-                {
-                    let g = g + wd * *p;
-                    *s = alpha * *s + (1.0 - alpha) * g * g;
-                    *p -= lr * g / (s.sqrt() + eps);
-                }
+        }
+        OptimizerKind::RmsProp { alpha, eps } => {
+            for ((p, g), s) in params.iter_mut().zip(grads.iter()).zip(second.iter_mut()) {
+                let g = g + wd * *p;
+                *s = alpha * *s + (1.0 - alpha) * g * g;
+                *p -= lr * g / (s.sqrt() + eps);
             }
         }
     }
@@ -360,6 +401,39 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The update split over threads is the sequential update, bit for bit.
+    #[test]
+    fn the_parallel_step_equals_the_sequential_one() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        let mut rng = crate::rng::Rng::new(5);
+        let n = 50_000;
+        let init: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::momentum(true),
+            OptimizerKind::adam(),
+            OptimizerKind::adamw(),
+            OptimizerKind::adagrad(),
+            OptimizerKind::rmsprop(),
+        ] {
+            let mut config = OptimizerConfig::new(kind, 0.01);
+            config.weight_decay = 0.01;
+            let (mut a, mut b) = (init.clone(), init.clone());
+            let mut oa = Optimizer::new(config, n).expect("optimizer");
+            let mut ob = Optimizer::new(config, n).expect("optimizer");
+            for step in 0..3 {
+                let g: Vec<f32> = (0..n).map(|i| ((i * 7 + step) % 13) as f32 - 6.0).collect();
+                oa.step(&mut a, &mut g.clone(), 0.01);
+                ob.step_parallel(&mut b, &mut g.clone(), 0.01, &pool);
+            }
+            assert_eq!(a, b, "{kind:?}");
+            assert_ne!(a, init);
+        }
+    }
 
     /// One parameter, loss (x − 4.2)²: every rule converges; SGD after 100 steps at 0.1 is
     /// candle's `sgd_optim` vector (4.199999).

@@ -81,7 +81,7 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.epochs == 0 || self.batch_size == 0 || self.threads == 0 {
             return Err(Error::invalid(
                 "training config",
@@ -496,7 +496,7 @@ impl Model for MlpModel {
 pub struct NdarrayTrainer;
 
 /// Targets of a dataset as the loss wants them.
-enum Owned {
+pub(crate) enum Owned {
     Classes(Vec<u32>),
     Values(Array2<f32>),
 }
@@ -512,7 +512,7 @@ impl Owned {
         }
     }
 
-    fn pick(&self, idx: &[usize]) -> Owned {
+    pub(crate) fn pick(&self, idx: &[usize]) -> Owned {
         match self {
             Owned::Classes(c) => Owned::Classes(idx.iter().map(|i| c[*i]).collect()),
             Owned::Values(v) => Owned::Values(rows(v.view(), idx)),
@@ -537,221 +537,295 @@ impl NdarrayTrainer {
         observer: &mut dyn Observer,
     ) -> Result<(MlpModel, History)> {
         config.validate()?;
-        if train.is_empty() {
-            return Err(Error::invalid("training data", "has no rows"));
-        }
-        if let Some(v) = valid
-            && (v.x.ncols() != train.x.ncols() || v.classes() != train.classes())
-        {
-            return Err(Error::invalid(
-                "validation data",
-                "has other features or classes than the training data",
-            ));
-        }
-        let (task, outputs, default_loss) = match &train.y {
-            Target::Classes { labels, names } => {
-                let mut seen: Vec<u32> = labels.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() < 2 {
-                    return Err(Error::invalid(
-                        "training data",
-                        format!(
-                            "has a single class ({:?}): nothing to learn",
-                            names.get(seen[0] as usize)
-                        ),
-                    ));
-                }
-                let task = Task::Classification {
-                    classes: names.clone(),
-                };
-                if names.len() == 2 {
-                    (task, 1, Loss::BinaryCrossEntropy)
-                } else {
-                    (task, names.len(), Loss::CrossEntropy)
-                }
-            }
-            Target::Values(_) => (Task::Regression, 1, Loss::Mse),
-        };
-        let loss = config.loss.unwrap_or(default_loss);
-        let outputs = match loss {
-            Loss::CrossEntropy => train.classes().max(outputs),
-            _ => outputs,
-        };
-        let standardizer = if config.standardize {
-            Some(Standardizer::fit(&train.x)?)
-        } else {
-            None
-        };
-        let prep = |x: &Array2<f32>| -> Result<Array2<f32>> {
-            match &standardizer {
-                Some(s) => s.transform(x),
-                None => Ok(x.clone()),
-            }
-        };
-        let x = prep(&train.x)?;
-        let y = Owned::of(train);
-        let valid_xy = match valid {
-            Some(v) => Some((prep(&v.x)?, Owned::of(v), v)),
-            None => None,
-        };
-        let arch = Architecture::new(x.ncols(), config.hidden.clone(), outputs, config.activation);
-        let mut net = Mlp::new(arch, config.seed)?;
-        let mut opt = Optimizer::new(config.optimizer, net.parameters().len())?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
             .build()
             .map_err(|e| Error::invalid("threads", e.to_string()))?;
-        let root = Rng::new(config.seed);
-        let n = x.nrows();
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut history = History::default();
-        let mut best: Option<(f64, Vec<f32>, usize)> = None;
-        let mut since_best = 0;
-        let mut first_epoch = 0;
-        if let (true, Some(dir)) = (config.resume, &config.checkpoint)
-            && dir.join(CKPT_STATE).exists()
-        {
-            let c = Checkpoint::load(dir, net.parameters().len(), n)?;
-            net.parameters_mut().copy_from_slice(&c.params);
-            opt.restore(c.first, c.second, c.steps)?;
-            order = c.order;
-            history = c.state.history;
-            since_best = c.state.since_best;
-            best = match (c.state.best_loss, c.best) {
-                (Some(l), Some(p)) => Some((l, p, c.state.best_epoch)),
-                _ => None,
-            };
-            first_epoch = c.state.epochs_done;
-            if history.stopped_early {
-                first_epoch = config.epochs;
-            }
-        }
-        for epoch in first_epoch..config.epochs {
-            let t0 = Instant::now();
-            let mut erng = root.fork(epoch as u64 + 1);
-            if config.shuffle {
-                erng.shuffle(&mut order);
-            }
-            let mut loss_sum = 0.0f64;
-            let mut steps = 0usize;
-            for (step, batch) in order.chunks(config.batch_size).enumerate() {
-                if observer.cancelled() {
-                    return Err(Error::Cancelled(epoch + 1));
-                }
-                let (l, mut grads) =
-                    batch_gradient(&net, x.view(), &y, batch, loss, config, &root, epoch, &pool)?;
-                if !l.is_finite() || grads.iter().any(|g| !g.is_finite()) {
-                    return Err(Error::Diverged {
-                        epoch: epoch + 1,
-                        step,
-                        loss: l as f32,
-                    });
-                }
-                let lr = config.optimizer.lr_at(epoch, opt.steps());
-                opt.step(net.parameters_mut(), &mut grads, lr);
-                observer.on_step(&StepRecord {
-                    epoch: epoch + 1,
-                    step: opt.steps(),
-                    loss: l,
-                    lr,
-                });
-                loss_sum += l;
-                steps += 1;
-            }
-            let seconds = t0.elapsed().as_secs_f64();
-            let (valid_loss, valid_metric) = match &valid_xy {
-                Some((vx, vy, _)) => {
-                    let out = net.forward(vx.view())?;
-                    let (vl, _) = loss.evaluate(out.view(), vy.view(), Reduction::Mean)?;
-                    let metric = match vy {
-                        Owned::Classes(c) => {
-                            let pred: Vec<u32> = if loss == Loss::BinaryCrossEntropy {
-                                out.column(0).iter().map(|z| u32::from(*z > 0.0)).collect()
-                            } else {
-                                out.outer_iter()
-                                    .map(|r| {
-                                        r.iter()
-                                            .enumerate()
-                                            .max_by(|a, b| a.1.total_cmp(b.1))
-                                            .map_or(0, |(i, _)| i as u32)
-                                    })
-                                    .collect()
-                            };
-                            metrics::accuracy(c, &pred)?
-                        }
-                        Owned::Values(v) => {
-                            metrics::r2(v.as_slice().unwrap_or(&[]), &out.column(0).to_vec())?
-                        }
-                    };
-                    (Some(f64::from(vl)), Some(metric))
-                }
-                None => (None, None),
-            };
-            let record = EpochRecord {
-                epoch: epoch + 1,
-                train_loss: loss_sum / steps.max(1) as f64,
-                valid_loss,
-                valid_metric,
-                lr: config.optimizer.lr_at(epoch, opt.steps()),
-                seconds,
-                samples_per_second: n as f64 / seconds.max(1e-12),
-            };
-            observer.on_epoch(&record);
-            history.epochs.push(record);
-            history.best_epoch = epoch + 1;
-            if let (Some(patience), Some(vl)) = (config.early_stopping, valid_loss) {
-                let better = best.as_ref().is_none_or(|(b, _, _)| vl < *b);
-                if better {
-                    best = Some((vl, net.parameters().to_vec(), epoch + 1));
-                    since_best = 0;
-                } else {
-                    since_best += 1;
-                    if since_best >= patience {
-                        history.stopped_early = true;
-                    }
-                }
-            }
-            if let Some(dir) = &config.checkpoint {
-                let (first, second, steps) = opt.state();
-                Checkpoint::save(
-                    dir,
-                    net.parameters(),
-                    first,
-                    second,
-                    &order,
-                    best.as_ref().map(|b| b.1.as_slice()),
-                    &CheckpointState {
-                        epochs_done: epoch + 1,
-                        steps,
-                        history: history.clone(),
-                        since_best,
-                        best_loss: best.as_ref().map(|b| b.0),
-                        best_epoch: best.as_ref().map_or(0, |b| b.2),
-                        tensors_sha256: String::new(),
-                    },
-                )?;
-            }
-            if history.stopped_early {
-                break;
-            }
-        }
-        if let Some((_, params, epoch)) = best {
-            net.parameters_mut().copy_from_slice(&params);
-            history.best_epoch = epoch;
-        }
-        Ok((
-            MlpModel {
-                net,
-                loss,
-                task,
-                standardizer,
-                features: train.features.clone(),
-                preprocessor: None,
-            },
-            history,
-        ))
+        fit_with(&mut NdarrayEngine { pool }, train, valid, config, observer)
     }
+}
+
+/// Computes a batch's loss and gradient for the training loop: the part of training a backend
+/// provides. Everything else (shuffling, optimizer, schedules, validation, early stopping,
+/// checkpoints, observers) is shared, so backends agree on all of it.
+pub(crate) trait Engine {
+    /// Called once before training with the (standardized) training data.
+    fn prepare(&mut self, x: &Array2<f32>, y: &Owned, arch: &Architecture) -> Result<()>;
+    /// The batch's loss (reduced as `config.reduction` says) and its gradient with respect to
+    /// every parameter of `net` (same layout), dropout masks drawn from per-example
+    /// generators forked from `root` for `epoch`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_gradient(
+        &mut self,
+        net: &Mlp,
+        x: ArrayView2<f32>,
+        y: &Owned,
+        batch: &[usize],
+        loss: Loss,
+        config: &TrainConfig,
+        root: &Rng,
+        epoch: usize,
+    ) -> Result<(f64, Vec<f32>)>;
+    /// Applies the optimizer (the ndarray engine splits the update over its threads).
+    fn step(&mut self, opt: &mut Optimizer, params: &mut [f32], grads: &mut [f32], lr: f32) {
+        opt.step(params, grads, lr);
+    }
+}
+
+/// The generator of example `i`'s dropout masks in `epoch` (0-based).
+pub(crate) fn example_rng(root: &Rng, epoch: usize, i: usize) -> Rng {
+    root.fork(((epoch as u64 + 1) << 32) ^ (i as u64 + 1))
+}
+
+/// The pure-Rust engine: shards of the batch on a rayon pool.
+struct NdarrayEngine {
+    pool: rayon::ThreadPool,
+}
+
+impl Engine for NdarrayEngine {
+    fn prepare(&mut self, _: &Array2<f32>, _: &Owned, _: &Architecture) -> Result<()> {
+        Ok(())
+    }
+
+    fn batch_gradient(
+        &mut self,
+        net: &Mlp,
+        x: ArrayView2<f32>,
+        y: &Owned,
+        batch: &[usize],
+        loss: Loss,
+        config: &TrainConfig,
+        root: &Rng,
+        epoch: usize,
+    ) -> Result<(f64, Vec<f32>)> {
+        batch_gradient(net, x, y, batch, loss, config, root, epoch, &self.pool)
+    }
+
+    fn step(&mut self, opt: &mut Optimizer, params: &mut [f32], grads: &mut [f32], lr: f32) {
+        opt.step_parallel(params, grads, lr, &self.pool);
+    }
+}
+
+/// The training loop, with `engine` computing gradients.
+pub(crate) fn fit_with(
+    engine: &mut dyn Engine,
+    train: &Dataset,
+    valid: Option<&Dataset>,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+) -> Result<(MlpModel, History)> {
+    config.validate()?;
+    if train.is_empty() {
+        return Err(Error::invalid("training data", "has no rows"));
+    }
+    if let Some(v) = valid
+        && (v.x.ncols() != train.x.ncols() || v.classes() != train.classes())
+    {
+        return Err(Error::invalid(
+            "validation data",
+            "has other features or classes than the training data",
+        ));
+    }
+    let (task, outputs, default_loss) = match &train.y {
+        Target::Classes { labels, names } => {
+            let mut seen: Vec<u32> = labels.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() < 2 {
+                return Err(Error::invalid(
+                    "training data",
+                    format!(
+                        "has a single class ({:?}): nothing to learn",
+                        names.get(seen[0] as usize)
+                    ),
+                ));
+            }
+            let task = Task::Classification {
+                classes: names.clone(),
+            };
+            if names.len() == 2 {
+                (task, 1, Loss::BinaryCrossEntropy)
+            } else {
+                (task, names.len(), Loss::CrossEntropy)
+            }
+        }
+        Target::Values(_) => (Task::Regression, 1, Loss::Mse),
+    };
+    let loss = config.loss.unwrap_or(default_loss);
+    let outputs = match loss {
+        Loss::CrossEntropy => train.classes().max(outputs),
+        _ => outputs,
+    };
+    let standardizer = if config.standardize {
+        Some(Standardizer::fit(&train.x)?)
+    } else {
+        None
+    };
+    let prep = |x: &Array2<f32>| -> Result<Array2<f32>> {
+        match &standardizer {
+            Some(s) => s.transform(x),
+            None => Ok(x.clone()),
+        }
+    };
+    let x = prep(&train.x)?;
+    let y = Owned::of(train);
+    let valid_xy = match valid {
+        Some(v) => Some((prep(&v.x)?, Owned::of(v), v)),
+        None => None,
+    };
+    let arch = Architecture::new(x.ncols(), config.hidden.clone(), outputs, config.activation);
+    let mut net = Mlp::new(arch, config.seed)?;
+    let mut opt = Optimizer::new(config.optimizer, net.parameters().len())?;
+    engine.prepare(&x, &y, net.architecture())?;
+    let root = Rng::new(config.seed);
+    let n = x.nrows();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut history = History::default();
+    let mut best: Option<(f64, Vec<f32>, usize)> = None;
+    let mut since_best = 0;
+    let mut first_epoch = 0;
+    if let (true, Some(dir)) = (config.resume, &config.checkpoint)
+        && dir.join(CKPT_STATE).exists()
+    {
+        let c = Checkpoint::load(dir, net.parameters().len(), n)?;
+        net.parameters_mut().copy_from_slice(&c.params);
+        opt.restore(c.first, c.second, c.steps)?;
+        order = c.order;
+        history = c.state.history;
+        since_best = c.state.since_best;
+        best = match (c.state.best_loss, c.best) {
+            (Some(l), Some(p)) => Some((l, p, c.state.best_epoch)),
+            _ => None,
+        };
+        first_epoch = c.state.epochs_done;
+        if history.stopped_early {
+            first_epoch = config.epochs;
+        }
+    }
+    for epoch in first_epoch..config.epochs {
+        let t0 = Instant::now();
+        let mut erng = root.fork(epoch as u64 + 1);
+        if config.shuffle {
+            erng.shuffle(&mut order);
+        }
+        let mut loss_sum = 0.0f64;
+        let mut steps = 0usize;
+        for (step, batch) in order.chunks(config.batch_size).enumerate() {
+            if observer.cancelled() {
+                return Err(Error::Cancelled(epoch + 1));
+            }
+            let (l, mut grads) =
+                engine.batch_gradient(&net, x.view(), &y, batch, loss, config, &root, epoch)?;
+            if !l.is_finite() || grads.iter().any(|g| !g.is_finite()) {
+                return Err(Error::Diverged {
+                    epoch: epoch + 1,
+                    step,
+                    loss: l as f32,
+                });
+            }
+            let lr = config.optimizer.lr_at(epoch, opt.steps());
+            engine.step(&mut opt, net.parameters_mut(), &mut grads, lr);
+            observer.on_step(&StepRecord {
+                epoch: epoch + 1,
+                step: opt.steps(),
+                loss: l,
+                lr,
+            });
+            loss_sum += l;
+            steps += 1;
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let (valid_loss, valid_metric) = match &valid_xy {
+            Some((vx, vy, _)) => {
+                let out = net.forward(vx.view())?;
+                let (vl, _) = loss.evaluate(out.view(), vy.view(), Reduction::Mean)?;
+                let metric = match vy {
+                    Owned::Classes(c) => {
+                        let pred: Vec<u32> = if loss == Loss::BinaryCrossEntropy {
+                            out.column(0).iter().map(|z| u32::from(*z > 0.0)).collect()
+                        } else {
+                            out.outer_iter()
+                                .map(|r| {
+                                    r.iter()
+                                        .enumerate()
+                                        .max_by(|a, b| a.1.total_cmp(b.1))
+                                        .map_or(0, |(i, _)| i as u32)
+                                })
+                                .collect()
+                        };
+                        metrics::accuracy(c, &pred)?
+                    }
+                    Owned::Values(v) => {
+                        metrics::r2(v.as_slice().unwrap_or(&[]), &out.column(0).to_vec())?
+                    }
+                };
+                (Some(f64::from(vl)), Some(metric))
+            }
+            None => (None, None),
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / steps.max(1) as f64,
+            valid_loss,
+            valid_metric,
+            lr: config.optimizer.lr_at(epoch, opt.steps()),
+            seconds,
+            samples_per_second: n as f64 / seconds.max(1e-12),
+        };
+        observer.on_epoch(&record);
+        history.epochs.push(record);
+        history.best_epoch = epoch + 1;
+        if let (Some(patience), Some(vl)) = (config.early_stopping, valid_loss) {
+            let better = best.as_ref().is_none_or(|(b, _, _)| vl < *b);
+            if better {
+                best = Some((vl, net.parameters().to_vec(), epoch + 1));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= patience {
+                    history.stopped_early = true;
+                }
+            }
+        }
+        if let Some(dir) = &config.checkpoint {
+            let (first, second, steps) = opt.state();
+            Checkpoint::save(
+                dir,
+                net.parameters(),
+                first,
+                second,
+                &order,
+                best.as_ref().map(|b| b.1.as_slice()),
+                &CheckpointState {
+                    epochs_done: epoch + 1,
+                    steps,
+                    history: history.clone(),
+                    since_best,
+                    best_loss: best.as_ref().map(|b| b.0),
+                    best_epoch: best.as_ref().map_or(0, |b| b.2),
+                    tensors_sha256: String::new(),
+                },
+            )?;
+        }
+        if history.stopped_early {
+            break;
+        }
+    }
+    if let Some((_, params, epoch)) = best {
+        net.parameters_mut().copy_from_slice(&params);
+        history.best_epoch = epoch;
+    }
+    Ok((
+        MlpModel {
+            net,
+            loss,
+            task,
+            standardizer,
+            features: train.features.clone(),
+            preprocessor: None,
+        },
+        history,
+    ))
 }
 
 const CKPT_TENSORS: &str = "checkpoint.safetensors";
@@ -917,10 +991,7 @@ fn batch_gradient(
             .map(|idx| {
                 let bx = rows(x, idx);
                 let by = y.pick(idx);
-                let mut rngs: Vec<Rng> = idx
-                    .iter()
-                    .map(|i| root.fork(((epoch as u64 + 1) << 32) ^ (*i as u64 + 1)))
-                    .collect();
+                let mut rngs: Vec<Rng> = idx.iter().map(|i| example_rng(root, epoch, *i)).collect();
                 let mut grads = vec![0.0f32; net.parameters().len()];
                 let l = net.loss_and_grad(
                     bx.view(),
@@ -936,23 +1007,38 @@ fn batch_gradient(
             .collect()
     });
     let mut total = 0.0;
-    let mut grads = vec![0.0f32; net.parameters().len()];
+    let mut shards: Vec<Vec<f32>> = Vec::with_capacity(results.len());
     for r in results {
         let (l, g) = r?;
         total += l;
-        for (a, b) in grads.iter_mut().zip(&g) {
-            *a += b;
-        }
+        shards.push(g);
     }
-    if config.reduction == Reduction::Mean {
-        let denom = match (loss, y) {
-            (Loss::Mse | Loss::Huber { .. }, Owned::Values(v)) => (batch.len() * v.ncols()) as f32,
-            _ => batch.len() as f32,
-        };
-        grads.iter_mut().for_each(|g| *g /= denom);
-        total /= f64::from(denom);
-    }
-    Ok((total, grads))
+    let denom = match (config.reduction, loss, y) {
+        (Reduction::Sum, _, _) => 1.0,
+        (_, Loss::Mse | Loss::Huber { .. }, Owned::Values(v)) => (batch.len() * v.ncols()) as f32,
+        _ => batch.len() as f32,
+    };
+    // Shards are added in order (then divided) element by element, in parallel chunks: the same
+    // sums as a sequential loop.
+    let mut grads = shards.remove(0);
+    const CHUNK: usize = 8192;
+    pool.install(|| {
+        grads
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, acc)| {
+                let (off, len) = (c * CHUNK, acc.len());
+                for other in &shards {
+                    for (a, b) in acc.iter_mut().zip(&other[off..off + len]) {
+                        *a += b;
+                    }
+                }
+                if denom != 1.0 {
+                    acc.iter_mut().for_each(|g| *g /= denom);
+                }
+            });
+    });
+    Ok((total / f64::from(denom), grads))
 }
 
 impl Trainer for NdarrayTrainer {
