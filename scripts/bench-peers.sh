@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs aistd next to its peers on the same input, in one run, and prints a table of ratios.
-# Usage: scripts/bench-peers.sh [ROWS] [REPEATS]   (default 10,000,000 rows, best of 3)
+# Usage: [ONLY=training] [TRAIN_ROWS=200000] scripts/bench-peers.sh [ROWS] [REPEATS]   (default 10,000,000 rows, best of 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-10000000}
@@ -13,9 +13,11 @@ VENV=target/peers-venv
 TORCH_LIB=$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH" LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo build --release --quiet --features tch --bin aistd
-AISTD=target/release/aistd
+AISTD="${CARGO_TARGET_DIR:-target}/release/aistd"
 WORK=target/bench-peers
 mkdir -p "$WORK"
+# ONLY=training runs just the training table.
+if [ "${ONLY:-}" != training ]; then
 DATA="$WORK/loans-$ROWS.arrow"
 CSV="$WORK/loans-$ROWS.csv"
 [ -f "$DATA" ] || "$AISTD" data generate --rows "$ROWS" --seed 1 --out "$DATA"
@@ -51,6 +53,7 @@ print(f"| decrypt file | {r['decrypt_mb_s']:.0f} MB/s | - | - |")
 print(f"| RFC 6962 tree head, 1M lines: `aistd audit root` vs hashlib | {r['root_s']:.2f} s | {r['py_root_s']:.2f} s | {r['py_root_s']/r['root_s']:.2f}x faster |")
 print(f"| `aistd audit verify`, 1M events (parse, chain, tree, heads) | {r['verify_1m_s']:.2f} s | - | - |")
 PY
+fi
 
 echo
 TRAIN_ROWS=${TRAIN_ROWS:-200000}

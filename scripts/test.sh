@@ -18,7 +18,7 @@ if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referenc
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, torch; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__, "| torch", torch.__version__)'
-# The `tch` feature (the libtorch training backend, built by --all-features below) links the
+# The `tch` feature (the libtorch training backend: clippy's --all-features and the tch steps) links the
 # venv's PyTorch: its build finds libtorch through that Python, its tests load libtorch's
 # shared libraries from there (DEVELOPERS.md).
 TORCH_LIB=$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
@@ -46,8 +46,15 @@ if [ "${AISTD_NO_SLURM:-0}" != 1 ]; then
   echo "Slurm up in $(( $(date +%s) - slurm_started ))s"
 fi
 
-step "cargo test (workspace, all features)"
-cargo test --workspace --all-features
+# Every feature but the libtorch backend's: a binary built with `tch` links libtorch and spends
+# about 0.35 s loading it at every start, which the hundreds of CLI runs below would pay. The
+# `tch` tests run next, then one CLI built with it for the training peer check.
+FEATURES="aistd-governance/conformance,aistd-scheduler/conformance,aistd-training/conformance"
+step "cargo test (workspace, every feature but tch)"
+cargo test --workspace --features "$FEATURES"
+
+step "cargo test: the libtorch backend (aistd-training/tch; agreement with the ndarray backend)"
+cargo test --workspace --features "$FEATURES,aistd-training/tch" --test tch
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
@@ -58,15 +65,18 @@ step "examples"
 for ex in examples/*.rs; do
   name=$(basename "$ex" .rs)
   echo "-- example $name"
-  cargo run --quiet --all-features --example "$name" -- 100000 target/examples/"$name"
+  cargo run --quiet --features "$FEATURES" --example "$name" -- 100000 target/examples/"$name"
 done
 
 step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch)"
-cargo build --quiet --all-features --bin aistd
+cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
+# The training check also drives `aistd train --backend tch`: the CLI with the `tch` feature (only
+# the root crate is compiled again).
+cargo build --quiet --features "$FEATURES,tch" --bin aistd
 "$VENV/bin/python" scripts/peers/check_training.py target/debug/aistd target/peer-checks/training
 
 step "all green in $(( $(date +%s) - started ))s"

@@ -41,6 +41,7 @@ impl Activation {
         })
     }
 
+    #[inline(always)]
     fn apply(self, z: f32) -> f32 {
         match self {
             Activation::Relu => z.max(0.0),
@@ -50,7 +51,63 @@ impl Activation {
         }
     }
 
+    /// act(z) of every element (the match outside the loop, so each loop vectorizes).
+    fn map(self, z: &Array2<f32>) -> Array2<f32> {
+        match self {
+            Activation::Relu => z.mapv(|v| Activation::Relu.apply(v)),
+            Activation::Gelu => z.mapv(|v| Activation::Gelu.apply(v)),
+            Activation::Tanh => z.mapv(|v| Activation::Tanh.apply(v)),
+            Activation::Sigmoid => z.mapv(|v| Activation::Sigmoid.apply(v)),
+        }
+    }
+
+    /// Multiplies each gradient by act'(z) (with `a` = act(z)), one loop per activation.
+    fn backprop(self, g: &mut Array2<f32>, z: &Array2<f32>, a: &Array2<f32>) {
+        // Contiguous arrays (the usual case): plain slice loops, which vectorize.
+        if let (Some(gs), Some(zs), Some(as_)) = (g.as_slice_mut(), z.as_slice(), a.as_slice()) {
+            match self {
+                Activation::Relu => {
+                    for (g, z) in gs.iter_mut().zip(zs) {
+                        *g *= if *z > 0.0 { 1.0 } else { 0.0 };
+                    }
+                }
+                Activation::Tanh => {
+                    for (g, a) in gs.iter_mut().zip(as_) {
+                        *g *= 1.0 - a * a;
+                    }
+                }
+                Activation::Sigmoid => {
+                    for (g, a) in gs.iter_mut().zip(as_) {
+                        *g *= a * (1.0 - a);
+                    }
+                }
+                Activation::Gelu => {
+                    for ((g, z), a) in gs.iter_mut().zip(zs).zip(as_) {
+                        *g *= Activation::Gelu.derivative(*z, *a);
+                    }
+                }
+            }
+            return;
+        }
+        let zip = ndarray::Zip::from(g).and(z).and(a);
+        match self {
+            Activation::Relu => {
+                zip.for_each(|g, &z, &a| *g *= Activation::Relu.derivative(z, a));
+            }
+            Activation::Gelu => {
+                zip.for_each(|g, &z, &a| *g *= Activation::Gelu.derivative(z, a));
+            }
+            Activation::Tanh => {
+                zip.for_each(|g, &z, &a| *g *= Activation::Tanh.derivative(z, a));
+            }
+            Activation::Sigmoid => {
+                zip.for_each(|g, &z, &a| *g *= Activation::Sigmoid.derivative(z, a));
+            }
+        }
+    }
+
     /// d act / dz at pre-activation `z` (with `a` = act(z)).
+    #[inline(always)]
     fn derivative(self, z: f32, a: f32) -> f32 {
         match self {
             Activation::Relu => {
@@ -69,6 +126,21 @@ impl Activation {
             Activation::Sigmoid => a * (1.0 - a),
         }
     }
+}
+
+/// x · w + b (b added to every row): the rows start as copies of b and the product is
+/// accumulated onto them.
+fn affine(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Array2<f32> {
+    let (n, o) = (x.nrows(), w.ncols());
+    let bias: Vec<f32> = b.to_vec();
+    let mut data = Vec::with_capacity(n * o);
+    for _ in 0..n {
+        data.extend_from_slice(&bias);
+    }
+    let mut z =
+        Array2::from_shape_vec((n, o), data).unwrap_or_else(|_| unreachable!("n rows of o values"));
+    ndarray::linalg::general_mat_mul(1.0, &x, &w, 1.0, &mut z);
+    z
 }
 
 pub(crate) fn sigmoid(z: f32) -> f32 {
@@ -386,8 +458,7 @@ impl Mlp {
         let mut a = x.to_owned();
         for l in 0..layers {
             let (w, b) = self.layer(&self.params, l);
-            let mut z = a.dot(&w);
-            z += &b;
+            let mut z = affine(a.view(), w, b);
             if l + 1 < layers {
                 let act = self.arch.activation;
                 z.mapv_inplace(|v| act.apply(v));
@@ -414,11 +485,9 @@ impl Mlp {
         let mut out = Array2::zeros((0, 0));
         for l in 0..layers {
             let (w, b) = self.layer(&self.params, l);
-            let mut z = acts[l].dot(&w);
-            z += &b;
+            let z = affine(acts[l].view(), w, b);
             if l + 1 < layers {
-                let act = self.arch.activation;
-                let mut a = z.mapv(|v| act.apply(v));
+                let mut a = self.arch.activation.map(&z);
                 let mask = if dropout > 0.0 {
                     if rngs.len() != a.nrows() {
                         return Err(Error::invalid(
@@ -461,10 +530,10 @@ impl Mlp {
             let (i, o) = layers[l];
             let off = self.offsets[l];
             let a_prev = &trace.acts[l];
-            let dw = a_prev.t().dot(&delta);
-            for (g, d) in grads[off..off + i * o].iter_mut().zip(dw.iter()) {
-                *g += d;
-            }
+            // dW += a_prevᵀ · δ, straight into the gradient's slice.
+            let mut dw = ndarray::ArrayViewMut2::from_shape((i, o), &mut grads[off..off + i * o])
+                .unwrap_or_else(|_| unreachable!("offsets follow the architecture"));
+            ndarray::linalg::general_mat_mul(1.0, &a_prev.t(), &delta, 1.0, &mut dw);
             let db = delta.sum_axis(Axis(0));
             for (g, d) in grads[off + i * o..off + i * o + o]
                 .iter_mut()
@@ -474,7 +543,9 @@ impl Mlp {
             }
             if l > 0 {
                 let (w, _) = self.layer(&self.params, l);
-                let mut back = delta.dot(&w.t());
+                // δ · Wᵀ into a row-major array, so the loops below run over contiguous slices.
+                let mut back = Array2::<f32>::zeros((delta.nrows(), i));
+                ndarray::linalg::general_mat_mul(1.0, &delta, &w.t(), 0.0, &mut back);
                 let act = self.arch.activation;
                 let z = &trace.pre[l - 1];
                 let a = &trace.acts[l];
@@ -488,12 +559,7 @@ impl Mlp {
                                 *g *= act.derivative(z, act.apply(z)) * m;
                             });
                     }
-                    None => {
-                        ndarray::Zip::from(&mut back)
-                            .and(z)
-                            .and(a)
-                            .for_each(|g, &z, &a| *g *= act.derivative(z, a));
-                    }
+                    None => act.backprop(&mut back, z, a),
                 }
                 delta = back;
             }

@@ -1327,8 +1327,11 @@ pub fn tune(
     on_trial: &(dyn Fn(&TrialRecord) + Sync),
 ) -> Result<TuneReport> {
     space.validate()?;
-    if options.trials == 0 {
-        return Err(Error::invalid("tuning", "needs at least 1 trial"));
+    if options.trials == 0 || options.trials > 1_000_000 {
+        return Err(Error::invalid(
+            "tuning",
+            format!("needs 1 to 1,000,000 trials, got {}", options.trials),
+        ));
     }
     if objective.max_epochs() == 0 {
         return Err(Error::invalid("tuning", "trials need at least 1 epoch"));
