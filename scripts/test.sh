@@ -56,6 +56,19 @@ cargo test --workspace --features "$FEATURES"
 step "cargo test: the libtorch backend (aistd-training/tch; agreement with the ndarray backend)"
 cargo test --workspace --features "$FEATURES,aistd-training/tch" --test tch
 
+# The `blas` feature links the system's OpenBLAS (Debian's libopenblas-dev, installed here when
+# running as root): the ndarray backend's tests run again with ndarray's products through CBLAS.
+if ! dpkg -s libopenblas-dev >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  step "OpenBLAS: apt-get install libopenblas-dev"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null
+fi
+if [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so ] || dpkg -s libopenblas-dev >/dev/null 2>&1; then
+  step "cargo test: the ndarray backend on OpenBLAS (aistd-training/blas)"
+  OPENBLAS_NUM_THREADS=1 cargo test --workspace --features "$FEATURES,aistd-training/blas" --test ndarray
+else
+  echo "WARNING: OpenBLAS (libopenblas-dev) is missing and this is not root: the blas feature's tests are skipped" >&2
+fi
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 

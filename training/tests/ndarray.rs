@@ -303,3 +303,70 @@ fn training_logs_hold_steps_epochs_and_curves() {
     let svg = std::fs::read_to_string(dir.path().join("curves.svg")).expect("svg");
     assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
 }
+
+/// Layers wide enough for the BLAS path (every side above ndarray's cut-off of 7): the forward
+/// pass equals plain loops, and gradients equal finite differences. Run with and without the
+/// `blas` feature by `scripts/test.sh`.
+#[test]
+fn wide_layers_match_plain_loops_and_finite_differences() {
+    let arch = Architecture::new(16, vec![24, 12], 10, Activation::Tanh);
+    let net = Mlp::new(arch.clone(), 3).expect("net");
+    let mut rng = aistd_training::rng::Rng::new(8);
+    let x = Array2::from_shape_fn((20, 16), |_| rng.uniform() as f32 * 2.0 - 1.0);
+    // Plain loops over the flat layout: per layer, weights (in × out) row-major, then bias.
+    let p = net.parameters();
+    let mut a: Vec<Vec<f32>> = x.outer_iter().map(|r| r.to_vec()).collect();
+    let mut off = 0;
+    let layers = arch.layers();
+    for (l, (i, o)) in layers.iter().enumerate() {
+        a = a
+            .iter()
+            .map(|row| {
+                (0..*o)
+                    .map(|j| {
+                        let z = (0..*i).map(|k| row[k] * p[off + k * o + j]).sum::<f32>()
+                            + p[off + i * o + j];
+                        if l + 1 < layers.len() { z.tanh() } else { z }
+                    })
+                    .collect()
+            })
+            .collect();
+        off += i * o + o;
+    }
+    let out = net.forward(x.view()).expect("forward");
+    for (r, row) in a.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            assert!((out[[r, j]] - v).abs() < 1e-5, "row {r}, output {j}");
+        }
+    }
+    // Gradients against central differences on a sample of parameters (in f64 of f32 losses).
+    let labels: Vec<u32> = (0..20).map(|i| i % 10).collect();
+    let loss_of = |net: &Mlp| {
+        let o = net.forward(x.view()).expect("forward");
+        f64::from(
+            Loss::CrossEntropy
+                .evaluate(o.view(), Targets::Classes(&labels), Reduction::Sum)
+                .expect("loss")
+                .0,
+        )
+    };
+    let (o, trace) = net.forward_train(x.view(), 0.0, &mut []).expect("forward");
+    let (_, d) = Loss::CrossEntropy
+        .evaluate(o.view(), Targets::Classes(&labels), Reduction::Sum)
+        .expect("loss");
+    let mut grads = vec![0.0; p.len()];
+    net.backward(&trace, d, &mut grads);
+    for idx in (0..p.len()).step_by(37) {
+        let h = 1e-2f32;
+        let mut plus = net.clone();
+        plus.parameters_mut()[idx] += h;
+        let mut minus = net.clone();
+        minus.parameters_mut()[idx] -= h;
+        let numeric = (loss_of(&plus) - loss_of(&minus)) / (2.0 * f64::from(h));
+        let g = f64::from(grads[idx]);
+        assert!(
+            (numeric - g).abs() <= 2e-2 * (1.0 + g.abs()),
+            "parameter {idx}: backprop {g}, finite difference {numeric}"
+        );
+    }
+}
