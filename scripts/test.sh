@@ -46,15 +46,13 @@ if [ "${AISTD_NO_SLURM:-0}" != 1 ]; then
   echo "Slurm up in $(( $(date +%s) - slurm_started ))s"
 fi
 
-# Every feature but the libtorch backend's: a binary built with `tch` links libtorch and spends
-# about 0.35 s loading it at every start, which the hundreds of CLI runs below would pay. The
-# `tch` tests run next, then one CLI built with it for the training peer check.
-FEATURES="aistd-governance/conformance,aistd-scheduler/conformance,aistd-training/conformance"
-step "cargo test (workspace, every feature but tch)"
+# Every feature but `blas` (next step) and the root's `tch`: the libtorch backend's tests
+# (aistd-training/tch) build in the same pass as the rest, since enabling it later changes features
+# of shared dependencies (half's `std`) and would rebuild arrow. Binaries that link it start about
+# 0.2 s slower (libtorch loads), which the CLI tests pay.
+FEATURES="aistd-governance/conformance,aistd-scheduler/conformance,aistd-training/conformance,aistd-training/tch"
+step "cargo test (workspace, every feature but blas; the tch backend agrees with ndarray)"
 cargo test --workspace --features "$FEATURES"
-
-step "cargo test: the libtorch backend (aistd-training/tch; agreement with the ndarray backend)"
-cargo test --workspace --features "$FEATURES,aistd-training/tch" --test tch
 
 # The `blas` feature links the system's OpenBLAS (Debian's libopenblas-dev, installed here when
 # running as root): the ndarray backend's tests run again with ndarray's products through CBLAS.
@@ -87,8 +85,8 @@ cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
-# The training check also drives `aistd train --backend tch`: the CLI with the `tch` feature (only
-# the root crate is compiled again).
+# The training check also drives `aistd train --backend tch`: the CLI with the root's `tch` feature
+# (only the root crate is compiled again).
 cargo build --quiet --features "$FEATURES,tch" --bin aistd
 "$VENV/bin/python" scripts/peers/check_training.py target/debug/aistd target/peer-checks/training
 

@@ -162,11 +162,19 @@ impl SlurmPool {
                 exe.display()
             ))
         })?;
+        let mut broken = None;
         if let Some(text) = stdin
             && let Some(mut pipe) = child.stdin.take()
         {
-            pipe.write_all(text.as_bytes())
-                .map_err(|e| fail(format!("writing its input: {e}")))?;
+            // A command that refuses its arguments may exit before reading
+            // its input; its own error (below) then says more than the
+            // broken pipe, so that one is kept for a command that succeeded.
+            if let Err(e) = pipe.write_all(text.as_bytes()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(fail(format!("writing its input: {e}")));
+                }
+                broken = Some(e);
+            }
         }
         let out = child
             .wait_with_output()
@@ -174,6 +182,9 @@ impl SlurmPool {
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
             return Err(fail(format!("{}: {stderr}", out.status)));
+        }
+        if let Some(e) = broken {
+            return Err(fail(format!("it did not read all its input: {e}")));
         }
         String::from_utf8(out.stdout).map_err(|_| fail("its output is not UTF-8".into()))
     }
@@ -869,5 +880,53 @@ mod tests {
             }
             other => panic!("expected a backend error, got {other:?}"),
         }
+    }
+
+    /// A fake command in a fresh directory, for [`SlurmPool::bin_dir`].
+    fn fake_command(name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "aistd-slurm-fake-{name}-{}-{}",
+            std::process::id(),
+            body.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let exe = dir.join(name);
+        std::fs::write(&exe, format!("#!/bin/sh\n{body}\n")).expect("script");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        dir
+    }
+
+    #[test]
+    fn a_command_that_refuses_before_reading_its_input_reports_its_own_words() {
+        // More input than a pipe holds, so the write always meets the closed pipe.
+        let input = "#SBATCH\n".repeat(1 << 17);
+        let dir = fake_command(
+            "sbatch",
+            "echo 'sbatch: error: Invalid --nice value' >&2; exit 1",
+        );
+        let pool = SlurmPool::new("s").bin_dir(&dir);
+        match pool.run("sbatch", &["--nice=-5".into()], Some(&input)) {
+            Err(Error::Backend { command, message }) => {
+                assert_eq!(command, "sbatch --nice=-5");
+                assert!(message.contains("Invalid --nice value"), "{message}");
+            }
+            other => panic!("expected sbatch's own error, got {other:?}"),
+        }
+        // One that exits 0 without reading its script did not take the job.
+        let dir = fake_command("sbatch", "echo 12; exit 0");
+        let pool = SlurmPool::new("s").bin_dir(&dir);
+        match pool.run("sbatch", &[], Some(&input)) {
+            Err(Error::Backend { message, .. }) => {
+                assert!(message.contains("did not read all its input"), "{message}")
+            }
+            other => panic!("expected an error for the unread input, got {other:?}"),
+        }
+        let dir = fake_command("sbatch", "cat >/dev/null; echo 13");
+        let pool = SlurmPool::new("s").bin_dir(&dir);
+        assert_eq!(
+            pool.run("sbatch", &[], Some(&input)).expect("reads"),
+            "13\n"
+        );
     }
 }
