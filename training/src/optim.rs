@@ -300,6 +300,22 @@ impl Optimizer {
         );
     }
 
+    /// For callers that split the element-wise update over threads by ranges of parameters:
+    /// `None` when this configuration's update is not element-wise (L1 and clipping look at the
+    /// whole gradient: use [`step`](Self::step)); otherwise counts the step and returns its
+    /// number (1-based), the configuration and the moment buffers, for [`update`] on matching
+    /// ranges of parameters, gradients and moments.
+    pub(crate) fn begin_elementwise(
+        &mut self,
+    ) -> Option<(OptimizerConfig, i32, &mut [f32], &mut [f32])> {
+        let c = self.config;
+        if c.l1 > 0.0 || c.clip_norm.is_some() {
+            return None;
+        }
+        self.steps += 1;
+        Some((c, self.steps as i32, &mut self.first, &mut self.second))
+    }
+
     /// [`step`](Self::step) with the element-wise update split over `pool`'s threads (the same
     /// result: every parameter's update depends on its own values only).
     pub fn step_parallel(
@@ -336,7 +352,7 @@ impl Optimizer {
 
 /// The element-wise update of step `t` (1-based) on matching slices of parameters, gradients and
 /// optimizer state.
-fn update(
+pub(crate) fn update(
     c: &OptimizerConfig,
     t: i32,
     lr: f32,

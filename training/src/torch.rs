@@ -18,8 +18,9 @@ use ndarray::{Array2, ArrayView2};
 use tch::{Device, Kind, Tensor};
 
 use crate::nn::{Activation, Architecture, Loss, Mlp, Reduction};
+use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::trainer::{Engine, Owned, example_rng, fit_with};
+use crate::trainer::{Engine, Owned, StepInput, example_rng, fit_with};
 use crate::{Error, Fitted, History, MlpModel, Model, Observer, Result, TrainConfig, Trainer};
 
 fn torch_err(e: tch::TchError) -> Error {
@@ -147,10 +148,27 @@ impl Engine for TchEngine {
         Ok(())
     }
 
-    fn batch_gradient(
+    fn train_step(
+        &mut self,
+        net: &mut Mlp,
+        opt: &mut Optimizer,
+        b: &StepInput,
+    ) -> Result<(f64, bool)> {
+        let (l, mut grads) = self.gradient(net, b.y, b.batch, b.loss, b.config, b.root, b.epoch)?;
+        let finite = l.is_finite() && grads.iter().all(|g| g.is_finite());
+        if finite {
+            opt.step(net.parameters_mut(), &mut grads, b.lr);
+        }
+        Ok((l, finite))
+    }
+}
+
+impl TchEngine {
+    /// The batch's loss and gradient (the ndarray backend's layout), computed by libtorch.
+    #[allow(clippy::too_many_arguments)]
+    fn gradient(
         &mut self,
         net: &Mlp,
-        _: ArrayView2<f32>,
         y: &Owned,
         batch: &[usize],
         loss: Loss,
