@@ -14,7 +14,8 @@
 //! historical approvals from the governed table's non-identifying columns, with preprocessing
 //! inferred from the Arrow schema, a progress bar per epoch, early stopping, test accuracy and
 //! ROC AUC, the model saved as safetensors + manifest, and the fairness of its decisions by
-//! gender. The deploy stage joins with its crate.
+//! gender. Then the deploy stage: the model bundled with the SHA-256 of its files, signed with
+//! Ed25519, verified and packed (serving joins with the rest of issue #7).
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use aistd::bundling::bundle_model;
 use aistd::compliance::cedar::packs;
 use aistd::compliance::dp::aggregate;
 use aistd::compliance::dp::ledger::{Budget, PrivacyLedger};
@@ -35,6 +37,7 @@ use aistd::compliance::report::{
     Thresholds,
 };
 use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
+use aistd::deploy::{Bundle, SigningKey, Verify};
 use aistd::glue::{AuditLogSink, AuditSpendSink, dataset_info};
 use aistd::governance::audit::{AuditLog, AuditOptions, verify};
 use aistd::governance::crypto::{Keyring, LocalKeyProvider};
@@ -46,7 +49,9 @@ use aistd::scheduler::{
     Blocking, JobSpec, NodeSpec, QueuePolicy, ResourcePool, Resources, SimulatedPool,
 };
 use aistd::training::preprocess::{PrepOptions, Preprocessor};
-use aistd::training::{EpochRecord, Model, NdarrayTrainer, Observer, TrainConfig, metrics};
+use aistd::training::{
+    EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, TrainConfig, metrics,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, Float64Array, StringArray};
 
@@ -546,8 +551,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.finished.unwrap_or(0.0),
         100.0 * gpu_seconds / (32.0 * end.max(1.0))
     );
-    train_stage(&governed, &out)?;
-    println!("== deploy: not built yet (issue #7; see the README status table)");
+    let (model, model_dir) = train_stage(&governed, &out)?;
+    deploy_stage(&model, &model_dir, &out)?;
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());
     }
@@ -578,7 +583,7 @@ impl Observer for EpochBar {
 fn train_stage(
     governed: &std::path::Path,
     out: &std::path::Path,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(MlpModel, PathBuf), Box<dyn std::error::Error>> {
     let data = IpcFileSource::open(governed.join("data.arrow"))?;
     let keep = [
         "gender",
@@ -671,6 +676,50 @@ fn train_stage(
         "   the model's demographic parity difference by gender {:.3}, equalized odds difference {:.3}",
         frame.demographic_parity_difference(Method::BetweenGroups),
         frame.equalized_odds_difference(Method::BetweenGroups)
+    );
+    Ok((model, model_dir))
+}
+
+/// Bundles the trained model with the SHA-256 of its files, signs it with a fresh key, verifies
+/// it against that key and packs it into one archive.
+fn deploy_stage(
+    model: &MlpModel,
+    model_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = out.join("deploy");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut bundle = bundle_model(model, model_dir, "loan-risk", "1", &dir.join("bundle"))?;
+    let key = SigningKey::generate()?;
+    bundle.sign(&key)?;
+    let verified = Bundle::open(bundle.dir(), &Verify::signed_by([key.public_hex()]))?;
+    let archive = dir.join("loan-risk-1.tar");
+    verified.pack(&archive)?;
+    let m = verified.manifest();
+    println!(
+        "== deploy: bundle {}:{} ({}, input {} {:?}, output {} {:?}) with {} files in {}",
+        m.name,
+        m.version,
+        m.platform,
+        m.inputs[0].datatype,
+        m.inputs[0].shape,
+        m.outputs[0].datatype,
+        m.outputs[0].shape,
+        m.files.len(),
+        verified.dir().display()
+    );
+    println!(
+        "   manifest SHA-256 {}, signed with Ed25519 key {}, verified; archive {} ({} bytes)",
+        verified.manifest_sha256(),
+        key.public_hex(),
+        archive.display(),
+        std::fs::metadata(&archive)?.len()
+    );
+    println!(
+        "   serving (Endpoint, KServe v2 HTTP): not built yet (issue #7; see the README status table)"
     );
     Ok(())
 }

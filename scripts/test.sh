@@ -79,12 +79,13 @@ for ex in examples/*.rs; do
   cargo run --quiet --features "$FEATURES" --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile)"
 cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
+"$VENV/bin/python" scripts/peers/check_deploy.py target/debug/aistd target/peer-checks/deploy
 # The training check also drives `aistd train --backend tch`: the CLI with the root's `tch` feature
 # (only the root crate is compiled again).
 cargo build --quiet --features "$FEATURES,tch" --bin aistd

@@ -9,8 +9,7 @@
 //! | `compliance` (default) | [`aistd-compliance`](compliance) | [`Policy`](compliance::Policy) with Cedar, differential privacy, fairness, the compliance report |
 //! | `scheduler` (default) | [`aistd-scheduler`](scheduler) | [`ResourcePool`](scheduler::ResourcePool): local, simulated and Slurm pools, the scheduling core, trace simulation, accounting |
 //! | `training` (default) | [`aistd-training`](training) | [`Trainer`](training::Trainer) and [`Model`](training::Model): MLPs on ndarray + rayon, optimizers, metrics |
-//!
-//! The deploy crate follows (see the README's status table).
+//! | `deploy` (default) | [`aistd-deploy`](deploy) | model bundles: SHA-256 manifests, Ed25519 signatures, archives (the `Endpoint` trait and the server follow; see the README's status table) |
 //!
 //! ```
 //! # #[cfg(feature = "governance")] {
@@ -29,8 +28,12 @@
 
 #[cfg(feature = "compliance")]
 pub use aistd_compliance as compliance;
+#[cfg(all(feature = "training", feature = "deploy"))]
+pub mod bundling;
 #[cfg(all(feature = "compliance", feature = "governance"))]
 pub mod glue;
+#[cfg(feature = "deploy")]
+pub use aistd_deploy as deploy;
 #[cfg(feature = "governance")]
 pub use aistd_governance as governance;
 #[cfg(feature = "scheduler")]

@@ -61,6 +61,9 @@ enum Command {
     /// Scheduling: pools (local, Slurm), DRF allocation, trace simulation.
     #[command(subcommand)]
     Sched(cmd::sched::SchedCommand),
+    /// Model bundles: create, sign, verify, inspect, pack and unpack.
+    #[command(subcommand)]
+    Bundle(cmd::bundle::BundleCommand),
     /// Train a model on a CSV file (preprocessing inferred from the columns); writes the model
     /// files.
     Train(Box<cmd::train::TrainArgs>),
@@ -420,6 +423,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
+        Command::Bundle(c) => return cmd::bundle::run(c),
     };
     match cmd {
         DataCommand::Generate {

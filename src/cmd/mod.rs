@@ -1,6 +1,7 @@
 //! Subcommands other than `aistd data`.
 
 pub(crate) mod audit;
+pub(crate) mod bundle;
 pub(crate) mod compliance;
 pub(crate) mod jobs;
 pub(crate) mod keys;

@@ -1,0 +1,43 @@
+//! Model deployment for AI platforms. This first part: **bundles**, the unit a model is shipped
+//! in, and the tensor vocabulary of the KServe Open Inference Protocol v2.
+//!
+//! - [`bundle`]: a directory of model files with a manifest ([`Manifest`]: name, version,
+//!   platform, input/output [`TensorSpec`]s, preprocessing, metadata, model card) listing the
+//!   SHA-256 of every file, optionally signed with Ed25519 over the manifest's digest; verified
+//!   on open (a missing, altered, unlisted or unsigned-when-required file is an error naming it);
+//!   written atomically; packed into and unpacked from a single tar archive.
+//! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
+//! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
+//!
+//! ```
+//! use aistd_deploy::{Bundle, DataType, Manifest, SigningKey, TensorSpec, Verify};
+//!
+//! let tmp = tempfile::tempdir()?;
+//! let src = tmp.path().join("model");
+//! std::fs::create_dir(&src)?;
+//! std::fs::write(src.join("model.onnx"), b"weights")?;
+//! let manifest = Manifest::new("iris", "3", "onnx")?
+//!     .with_input(TensorSpec::new("x", DataType::Fp32, &[-1, 4])?)
+//!     .with_output(TensorSpec::new("y", DataType::Int64, &[-1])?);
+//! let mut bundle = Bundle::create(&tmp.path().join("iris-3"), manifest, &src)?;
+//! let key = SigningKey::generate()?;
+//! bundle.sign(&key)?;
+//! let opened = Bundle::open(bundle.dir(), &Verify::signed_by([key.public_hex()]))?;
+//! assert_eq!(opened.signer(), Some(key.public_hex().as_str()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Not yet here (see the README's status table): the `Endpoint` trait and its middleware, the
+//! runtimes, the registry and the HTTP server.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod bundle;
+mod error;
+pub mod sign;
+pub mod tensor;
+
+pub use bundle::{Bundle, FileEntry, Manifest, Verify};
+pub use error::{Error, Result};
+pub use sign::SigningKey;
+pub use tensor::{DataType, TensorSpec};
