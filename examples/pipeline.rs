@@ -37,8 +37,9 @@ use aistd::compliance::report::{
     Thresholds,
 };
 use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
+use aistd::deploy::registry::{LocalStore, Registry};
 use aistd::deploy::{Bundle, SigningKey, Verify};
-use aistd::glue::{AuditLogSink, AuditSpendSink, dataset_info};
+use aistd::glue::{AuditLogSink, AuditRegistrySink, AuditSpendSink, dataset_info, registry_events};
 use aistd::governance::audit::{AuditLog, AuditOptions, verify};
 use aistd::governance::crypto::{Keyring, LocalKeyProvider};
 use aistd::governance::lineage::Lineage;
@@ -717,6 +718,37 @@ fn deploy_stage(
         key.public_hex(),
         archive.display(),
         std::fs::metadata(&archive)?.len()
+    );
+    // The registry: publish the signed bundle, promote it to production, fetch what production
+    // serves; each change is committed to the run's audit log before it is made.
+    let audit_path = out.join("audit.jsonl");
+    let audit = Arc::new(Mutex::new(AuditLog::open(
+        &audit_path,
+        AuditOptions::default(),
+    )?));
+    let registry = Registry::new(
+        Arc::new(LocalStore::new(dir.join("registry"))?),
+        Arc::new(AuditRegistrySink::new(audit.clone())),
+        Verify::signed_by([key.public_hex()]),
+    );
+    registry.publish(&verified, "pipeline-example")?;
+    registry.promote(&m.name, "production", &m.version, "pipeline-example")?;
+    let serving = registry.fetch(&m.name, "production", &dir.join("serving"))?;
+    drop(audit);
+    let events = registry_events(&audit_path)?;
+    let recent: Vec<String> = events
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|e| format!("{} {}", e.action, e.version))
+        .collect();
+    println!(
+        "   registry {}: published and promoted to production ({}; audited: {}); production fetched and verified into {}",
+        dir.join("registry").display(),
+        registry.versions(&m.name)?.join(", "),
+        recent.join(", "),
+        serving.dir().display()
     );
     println!(
         "   serving (Endpoint, KServe v2 HTTP): not built yet (issue #7; see the README status table)"

@@ -7,6 +7,9 @@
 //! - [`dataset_info`]: a governance run's report becomes the datasheet of a compliance report.
 //! - [`AuditSpendSink`]: the privacy-budget ledger's charges and refusals are committed to the
 //!   audit log ([`SpendSink`]), and [`ledger_entries`] reads them back to restore a ledger.
+//! - [`AuditRegistrySink`] (feature `deploy`): every model-registry change (publish, promote,
+//!   rollback) is committed to the audit log before the registry applies it, and
+//!   [`registry_events`] reads them back.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -178,17 +181,26 @@ impl SpendSink for AuditSpendSink {
 pub fn ledger_entries(
     path: impl AsRef<std::path::Path>,
 ) -> aistd_governance::Result<Vec<SpendEntry>> {
-    let path = path.as_ref();
+    details(path.as_ref(), |a| a == PRIVACY_SPEND, "a ledger entry")
+}
+
+/// The details of the events in the audit log at `path` whose action passes `wanted`, read as
+/// `T`; a detail that is not a `T` is an error naming its line.
+fn details<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    wanted: impl Fn(&str) -> bool,
+    what: &str,
+) -> aistd_governance::Result<Vec<T>> {
     audit::read_records(path)?
         .into_iter()
-        .filter(|r| r.event.action == PRIVACY_SPEND)
+        .filter(|r| wanted(&r.event.action))
         .map(|r| {
             serde_json::from_value(r.event.detail.clone()).map_err(|e| {
                 aistd_governance::Error::AuditTampered {
                     path: path.to_path_buf(),
                     line: r.seq + 1,
                     byte_offset: 0,
-                    reason: format!("privacy_spend event without a ledger entry: {e}"),
+                    reason: format!("{} event without {what}: {e}", r.event.action),
                 }
             })
         })
@@ -240,4 +252,66 @@ pub fn dataset_info(r: &aistd_governance::Report) -> aistd_compliance::report::D
         .collect();
     d.lineage_run_id = r.lineage_run_id.clone();
     d
+}
+
+/// The audit action prefix of model-registry changes: `registry_publish`, `registry_promote`,
+/// `registry_rollback`.
+#[cfg(feature = "deploy")]
+pub const REGISTRY_ACTION_PREFIX: &str = "registry_";
+
+/// Commits every model-registry change to a governance audit log before the registry applies
+/// it: action `registry_<action>`, data `model:<name>:<version>`, decision allow with a one-line
+/// reason, and the whole [`RegistryEvent`](aistd_deploy::registry::RegistryEvent) as the detail.
+#[cfg(feature = "deploy")]
+#[derive(Debug, Clone)]
+pub struct AuditRegistrySink {
+    log: Arc<Mutex<AuditLog>>,
+}
+
+#[cfg(feature = "deploy")]
+impl AuditRegistrySink {
+    /// Records into `log`.
+    pub fn new(log: Arc<Mutex<AuditLog>>) -> Self {
+        Self { log }
+    }
+}
+
+#[cfg(feature = "deploy")]
+impl aistd_deploy::registry::AuditSink for AuditRegistrySink {
+    fn record(&self, e: &aistd_deploy::registry::RegistryEvent) -> aistd_deploy::Result<()> {
+        let fail = |reason: String| aistd_deploy::Error::Audit(reason);
+        let reason = match (&e.alias, &e.previous) {
+            (Some(alias), Some(previous)) => {
+                format!("{} {alias}: {previous} -> {}", e.action, e.version)
+            }
+            (Some(alias), None) => format!("{} {alias}: -> {}", e.action, e.version),
+            _ => format!("{} {}:{}", e.action, e.model, e.version),
+        };
+        let event = AuditEvent::new(
+            &e.actor,
+            format!("{REGISTRY_ACTION_PREFIX}{}", e.action),
+            format!("model:{}:{}", e.model, e.version),
+        )
+        .decision(audit::Decision::Allow, reason)
+        .detail(serde_json::to_value(e).map_err(|x| fail(x.to_string()))?);
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| fail("a writer panicked while holding the log".into()))?;
+        log.append(&event).map_err(|x| fail(x.to_string()))?;
+        log.commit().map_err(|x| fail(x.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The model-registry changes recorded in the audit log at `path`, in order.
+#[cfg(feature = "deploy")]
+pub fn registry_events(
+    path: impl AsRef<std::path::Path>,
+) -> aistd_governance::Result<Vec<aistd_deploy::registry::RegistryEvent>> {
+    details(
+        path.as_ref(),
+        |a| a.starts_with(REGISTRY_ACTION_PREFIX),
+        "a registry event",
+    )
 }

@@ -64,6 +64,10 @@ enum Command {
     /// Model bundles: create, sign, verify, inspect, pack and unpack.
     #[command(subcommand)]
     Bundle(cmd::bundle::BundleCommand),
+    /// The model registry: publish bundles, list versions, promote and roll back aliases, fetch;
+    /// every change recorded in an audit log.
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
     /// Train a model on a CSV file (preprocessing inferred from the columns); writes the model
     /// files.
     Train(Box<cmd::train::TrainArgs>),
@@ -424,6 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
         Command::Bundle(c) => return cmd::bundle::run(c),
+        Command::Registry(c) => return cmd::registry::run(c),
     };
     match cmd {
         DataCommand::Generate {

@@ -330,29 +330,9 @@ impl Bundle {
         let tmp = staging_path(out)?;
         let result = (|| {
             let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-            let mut names = vec![MANIFEST_FILE.to_string()];
-            if self.signer.is_some() {
-                names.push(SIGNATURE_FILE.to_string());
-            }
-            names.extend(self.manifest.files.keys().cloned());
-            for name in &names {
-                let path = self.dir.join(name);
-                let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                let mut header = tar::Header::new_ustar();
-                header.set_size(data.len() as u64);
-                header.set_mode(0o644);
-                header.set_mtime(0);
-                header.set_uid(0);
-                header.set_gid(0);
-                header.set_entry_type(tar::EntryType::Regular);
-                tar.append_data(&mut header, name, data.as_slice())
-                    .map_err(|e| Error::io(&tmp, e))?;
-            }
-            let writer = tar.into_inner().map_err(|e| Error::io(&tmp, e))?;
-            let file = writer
-                .into_inner()
-                .map_err(|e| Error::io(&tmp, e.error()))?;
+            let mut w = std::io::BufWriter::new(file);
+            self.pack_to(&mut w, &tmp)?;
+            let file = w.into_inner().map_err(|e| Error::io(&tmp, e.error()))?;
             file.sync_all().map_err(|e| Error::io(&tmp, e))
         })();
         if let Err(e) = result {
@@ -366,21 +346,66 @@ impl Bundle {
         Ok(())
     }
 
+    /// The archive [`pack`](Self::pack) writes, in memory.
+    pub fn to_archive(&self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.pack_to(&mut bytes, &self.dir)?;
+        Ok(bytes)
+    }
+
+    /// Writes the archive to `w` (`what` names it in errors).
+    fn pack_to(&self, w: &mut dyn Write, what: &Path) -> Result<()> {
+        let mut tar = tar::Builder::new(w);
+        let mut names = vec![MANIFEST_FILE.to_string()];
+        if self.signer.is_some() {
+            names.push(SIGNATURE_FILE.to_string());
+        }
+        names.extend(self.manifest.files.keys().cloned());
+        for name in &names {
+            let path = self.dir.join(name);
+            let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, name, data.as_slice())
+                .map_err(|e| Error::io(what, e))?;
+        }
+        tar.finish().map_err(|e| Error::io(what, e))
+    }
+
     /// Unpacks archive `archive` into the new directory `out` and opens it with `verify`; a
     /// bundle that fails verification is not left behind. Entries other than regular files and
     /// directories, absolute paths and `..` are refused.
     pub fn unpack(archive: &Path, out: &Path, verify: &Verify) -> Result<Bundle> {
+        let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+        Bundle::unpack_from(
+            std::io::BufReader::new(file),
+            &archive.display().to_string(),
+            out,
+            verify,
+        )
+    }
+
+    /// [`unpack`](Self::unpack) from any reader; `label` names the archive in errors.
+    pub fn unpack_from(
+        archive: impl Read,
+        label: &str,
+        out: &Path,
+        verify: &Verify,
+    ) -> Result<Bundle> {
         if out.exists() {
             return Err(Error::AlreadyExists(out.display().to_string()));
         }
-        let label = archive.display().to_string();
         let bad = |reason: String| Error::Malformed {
-            file: label.clone(),
+            file: label.to_string(),
             reason,
         };
         let tmp = Staging::beside(out)?;
-        let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
-        let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+        let mut tar = tar::Archive::new(archive);
         let mut seen = BTreeSet::new();
         for entry in tar
             .entries()
@@ -412,7 +437,7 @@ impl Bundle {
                 .map_err(|e| bad(format!("entry {name} is truncated: {e}")))?;
             write_synced(&dest, &data)?;
         }
-        let bundle = open_as(&tmp.path, &label, verify)?;
+        let bundle = open_as(&tmp.path, label, verify)?;
         tmp.commit(out)?;
         Ok(Bundle {
             dir: out.to_path_buf(),

@@ -87,6 +87,9 @@ pub enum Error {
     /// A path exists where a new bundle or archive would go.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The audit sink could not record a registry change, so the change was not made.
+    #[error("audit: {0}; the change was not made")]
+    Audit(String),
 }
 
 impl Error {

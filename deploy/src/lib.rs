@@ -6,6 +6,9 @@
 //!   SHA-256 of every file, optionally signed with Ed25519 over the manifest's digest; verified
 //!   on open (a missing, altered, unlisted or unsigned-when-required file is an error naming it);
 //!   written atomically; packed into and unpacked from a single tar archive.
+//! - [`registry`]: published bundles by model and version in a [`registry::BundleStore`] (local
+//!   files or memory), stage aliases with promotion and rollback, every change recorded to an
+//!   [`registry::AuditSink`] before it is applied.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
 //! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
 //!
@@ -28,12 +31,15 @@
 //! ```
 //!
 //! Not yet here (see the README's status table): the `Endpoint` trait and its middleware, the
-//! runtimes, the registry and the HTTP server.
+//! runtimes and the HTTP server.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod bundle;
+#[cfg(any(feature = "conformance", test))]
+pub mod conformance;
 mod error;
+pub mod registry;
 pub mod sign;
 pub mod tensor;
 

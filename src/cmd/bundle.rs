@@ -121,7 +121,7 @@ pub(crate) struct TrustArgs {
 }
 
 impl TrustArgs {
-    fn verify(&self) -> Verify {
+    pub(crate) fn verify(&self) -> Verify {
         if self.trusted_keys.is_empty() {
             let mut v = Verify::intact();
             v.require_signature = self.require_signature;

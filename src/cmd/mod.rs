@@ -6,6 +6,7 @@ pub(crate) mod compliance;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod pii;
+pub(crate) mod registry;
 pub(crate) mod report;
 pub(crate) mod sched;
 pub(crate) mod train;

@@ -1,0 +1,191 @@
+//! `aistd registry`: publish (directory and archive), list, promote, roll back and fetch, every
+//! change in a verifiable audit log; refusals leave the log and the aliases unchanged.
+
+mod common;
+
+use std::path::Path;
+
+use common::{aistd, ok};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn create(tmp: &Path, version: &str, content: &[u8], key: Option<&Path>) -> std::path::PathBuf {
+    let src = tmp.join(format!("src-{version}"));
+    std::fs::create_dir_all(&src).expect("dir");
+    std::fs::write(src.join("model.bin"), content).expect("model");
+    let out = tmp.join(format!("bundle-{version}"));
+    let mut args = vec![
+        "bundle",
+        "create",
+        "--from",
+        s(&src),
+        "--out",
+        s(&out),
+        "--name",
+        "ranker",
+        "--version",
+        version,
+        "--platform",
+        "onnx",
+    ];
+    if let Some(k) = key {
+        args.extend(["--sign", s(k)]);
+    }
+    ok(&aistd(&args));
+    out
+}
+
+fn audit_actions(log: &Path) -> Vec<String> {
+    aistd::glue::registry_events(log)
+        .expect("registry events")
+        .into_iter()
+        .map(|e| format!("{} {} {}", e.action, e.version, e.actor))
+        .collect()
+}
+
+#[test]
+fn the_registry_publishes_promotes_rolls_back_and_audits() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = tmp.path().join("signing.key");
+    let public = ok(&aistd(&["bundle", "keygen", "--out", s(&key)]))
+        .trim()
+        .to_string();
+    let root = tmp.path().join("registry");
+    let log = root.join("audit.jsonl");
+    let reg = |args: &[&str]| {
+        let mut all = vec![];
+        all.extend_from_slice(args);
+        all.extend([
+            "--root",
+            s(&root),
+            "--trusted-key",
+            public.as_str(),
+            "--actor",
+            "ci",
+        ]);
+        aistd(&all)
+    };
+
+    let v1 = create(tmp.path(), "1", b"first", Some(&key));
+    let v2 = create(tmp.path(), "2", b"second", Some(&key));
+    let archive = tmp.path().join("ranker-2.tar");
+    ok(&aistd(&["bundle", "pack", s(&v2), "--out", s(&archive)]));
+    assert!(ok(&reg(&["registry", "publish", s(&v1)])).contains("published ranker:1"));
+    assert!(ok(&reg(&["registry", "publish", s(&archive)])).contains("published ranker:2"));
+    // The same content again is a no-op (not audited twice).
+    ok(&reg(&["registry", "publish", s(&v1)]));
+
+    // Refusals: unsigned, and other content under a published version.
+    let unsigned = create(&tmp.path().join("u"), "3", b"third", None);
+    let out = reg(&["registry", "publish", s(&unsigned)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not signed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clash = create(&tmp.path().join("c"), "1", b"other", Some(&key));
+    let out = reg(&["registry", "publish", s(&clash)]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ranker:1 (published with other content)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    ok(&reg(&[
+        "registry",
+        "promote",
+        "ranker",
+        "1",
+        "--alias",
+        "production",
+    ]));
+    assert!(
+        ok(&reg(&[
+            "registry",
+            "promote",
+            "ranker",
+            "2",
+            "--alias",
+            "production"
+        ]))
+        .contains("production: 1 -> 2")
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&reg(&["registry", "list", "--json"]))).expect("json");
+    assert_eq!(listed["ranker"]["versions"], serde_json::json!(["1", "2"]));
+    assert_eq!(
+        listed["ranker"]["aliases"]["production"],
+        serde_json::json!({"version": "2", "history": ["1"]})
+    );
+
+    assert!(
+        ok(&reg(&[
+            "registry",
+            "rollback",
+            "ranker",
+            "--alias",
+            "production"
+        ]))
+        .contains("rolled back to 1")
+    );
+    let fetched = tmp.path().join("fetched");
+    ok(&reg(&[
+        "registry",
+        "fetch",
+        "ranker",
+        "production",
+        "--out",
+        s(&fetched),
+    ]));
+    assert_eq!(
+        std::fs::read(fetched.join("model.bin")).expect("fetched model"),
+        b"first"
+    );
+    // Nothing left to roll back to.
+    assert!(
+        !reg(&["registry", "rollback", "ranker", "--alias", "production"])
+            .status
+            .success()
+    );
+
+    let expected = [
+        "publish 1 ci",
+        "publish 2 ci",
+        "promote 1 ci",
+        "promote 2 ci",
+        "rollback 1 ci",
+    ];
+    assert_eq!(audit_actions(&log), expected);
+    ok(&aistd(&["audit", "verify", s(&log)]));
+
+    // A stored version altered after publication is refused, and the refusal changes nothing.
+    let stored = root.join("models/ranker/versions/2.tar");
+    let mut bytes = std::fs::read(&stored).expect("stored");
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"second")
+        .expect("content in archive");
+    bytes[at] = b'S';
+    std::fs::write(&stored, &bytes).expect("tamper");
+    let out = reg(&[
+        "registry",
+        "promote",
+        "ranker",
+        "2",
+        "--alias",
+        "production",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("model.bin was altered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(audit_actions(&log), expected);
+    let out = reg(&["registry", "versions", "ranker", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(v["aliases"]["production"]["version"], "1");
+}
