@@ -9,7 +9,7 @@
 //! | `compliance` (default) | [`aistd-compliance`](compliance) | [`Policy`](compliance::Policy) with Cedar, differential privacy, fairness, the compliance report |
 //! | `scheduler` (default) | [`aistd-scheduler`](scheduler) | [`ResourcePool`](scheduler::ResourcePool): local, simulated and Slurm pools, the scheduling core, trace simulation, accounting |
 //! | `training` (default) | [`aistd-training`](training) | [`Trainer`](training::Trainer) and [`Model`](training::Model): MLPs on ndarray + rayon, optimizers, metrics |
-//! | `deploy` (default) | [`aistd-deploy`](deploy) | model bundles: SHA-256 manifests, Ed25519 signatures, archives (the `Endpoint` trait and the server follow; see the README's status table) |
+//! | `deploy` (default) | [`aistd-deploy`](deploy) | [`Endpoint`](deploy::Endpoint): model bundles (SHA-256 manifests, Ed25519 signatures, archives), the registry, runtimes serving bundles (middleware and the HTTP server follow; see the README's status table) |
 //!
 //! ```
 //! # #[cfg(feature = "governance")] {

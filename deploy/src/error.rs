@@ -87,6 +87,34 @@ pub enum Error {
     /// A path exists where a new bundle or archive would go.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// An inference request's tensor is wrong: unknown, missing, of the wrong datatype or shape,
+    /// or with an element count its shape does not give.
+    #[error("tensor {tensor}: {reason}")]
+    InvalidTensor {
+        /// The tensor's name (input or requested output).
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The endpoint is not ready (its warm-up inference has not succeeded).
+    #[error("model {0} is not ready")]
+    NotReady(String),
+    /// The model itself failed, or returned outputs that break its signature.
+    #[error("model {model}: {reason}")]
+    Runtime {
+        /// The model.
+        model: String,
+        /// What happened.
+        reason: String,
+    },
+    /// No runtime is registered for a bundle's platform.
+    #[error("no runtime for platform `{platform}` (known: {known})")]
+    UnknownPlatform {
+        /// The bundle's platform.
+        platform: String,
+        /// The registered platforms, comma-separated.
+        known: String,
+    },
     /// The audit sink could not record a registry change, so the change was not made.
     #[error("audit: {0}; the change was not made")]
     Audit(String),
@@ -96,6 +124,13 @@ impl Error {
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
             what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tensor(tensor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidTensor {
+            tensor: tensor.into(),
             reason: reason.into(),
         }
     }

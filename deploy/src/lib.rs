@@ -9,6 +9,11 @@
 //! - [`registry`]: published bundles by model and version in a [`registry::BundleStore`] (local
 //!   files or memory), stage aliases with promotion and rollback, every change recorded to an
 //!   [`registry::AuditSink`] before it is applied.
+//! - [`endpoint`]: the [`Endpoint`] trait (object-safe, async): metadata, readiness, inference on
+//!   named, typed, shaped [`Tensor`]s in every v2 datatype ([`infer`]).
+//! - [`runtime`]: platform → loader ([`Runtimes`]) of [`Predictor`]s, served by
+//!   [`BundleEndpoint`] (requests and outputs checked against the manifest, ready after a
+//!   warm-up inference).
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
 //! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
 //!
@@ -30,20 +35,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): the `Endpoint` trait and its middleware, the
-//! runtimes and the HTTP server.
+//! Not yet here (see the README's status table): middleware, the ONNX runtime and the HTTP
+//! server.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod bundle;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;
+pub mod endpoint;
 mod error;
+pub mod infer;
 pub mod registry;
+pub mod runtime;
 pub mod sign;
 pub mod tensor;
 
 pub use bundle::{Bundle, FileEntry, Manifest, Verify};
+pub use endpoint::{Endpoint, ModelMetadata};
 pub use error::{Error, Result};
+pub use infer::{InferRequest, InferResponse, Tensor, TensorData};
+pub use runtime::{BundleEndpoint, Predictor, Runtimes};
 pub use sign::SigningKey;
 pub use tensor::{DataType, TensorSpec};
