@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs aistd next to its peers on the same input, in one run, and prints a table of ratios.
-# Usage: [ONLY=training] [TRAIN_ROWS=200000] scripts/bench-peers.sh [ROWS] [REPEATS]   (default 10,000,000 rows, best of 3)
+# Usage: [ONLY=training|serving] [TRAIN_ROWS=200000] scripts/bench-peers.sh [ROWS] [REPEATS]   (default 10,000,000 rows, best of 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-10000000}
@@ -16,8 +16,8 @@ cargo build --release --quiet --features tch --bin aistd
 AISTD="${CARGO_TARGET_DIR:-target}/release/aistd"
 WORK=target/bench-peers
 mkdir -p "$WORK"
-# ONLY=training runs just the training table.
-if [ "${ONLY:-}" != training ]; then
+# ONLY=training or ONLY=serving runs just that table.
+if [ -z "${ONLY:-}" ]; then
 DATA="$WORK/loans-$ROWS.arrow"
 CSV="$WORK/loans-$ROWS.csv"
 [ -f "$DATA" ] || "$AISTD" data generate --rows "$ROWS" --seed 1 --out "$DATA"
@@ -55,6 +55,7 @@ print(f"| `aistd audit verify`, 1M events (parse, chain, tree, heads) | {r['veri
 PY
 fi
 
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = training ]; then
 echo
 TRAIN_ROWS=${TRAIN_ROWS:-200000}
 echo "training: median epoch time, same network, batch, Adam 1e-3 and threads (digits 64->128->10 batch 64; wide $TRAIN_ROWS rows 100->256->256->1 batch 256):"
@@ -71,3 +72,20 @@ for x in r["runs"]:
     ratio = lambda v: "-" if v is None else f"{v / p:.2f}x"
     print(f"| {x['workload']} | {x['threads']} | {fmt(a)} | {fmt(t)} | {p:.4f} | {ratio(a)} | {ratio(t)} |")
 PY
+fi
+
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = serving ]; then
+echo
+echo "dynamic batching: one model instance costing 2 ms + 0.1 ms per row, one-row requests from closed-loop clients, max batch 32, max delay 500 us:"
+echo "| clients | no batching req/s | p95 ms | batching req/s | p95 ms | throughput ratio | mean batch | batcher hold p99 us (<= delay + 100) |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+for clients in 4 32; do
+  bj=$("$AISTD" serve-bench batching --clients "$clients" --seconds 3)
+  "$VENV/bin/python" - "$bj" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+n, b = r["no_batching"], r["batching"]
+print(f"| {r['clients']} | {n['requests_per_s']:.0f} | {n['p95_us']/1000:.1f} | {b['requests_per_s']:.0f} | {b['p95_us']/1000:.1f} | {r['throughput_ratio']:.2f}x | {r['mean_batch_rows']:.1f} | {r['batcher_hold_p99_us']:.0f} |")
+PY
+done
+fi

@@ -79,6 +79,9 @@ enum Command {
     /// Epoch times of a fixed workload (scripts/bench-peers.sh compares them with PyTorch).
     #[command(hide = true)]
     TrainBench(cmd::train::BenchArgs),
+    /// Serving measurements: dynamic batching against none (scripts/bench-peers.sh).
+    #[command(subcommand)]
+    ServeBench(cmd::serve_bench::ServeBenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +430,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
+        Command::ServeBench(c) => return cmd::serve_bench::run(c),
         Command::Bundle(c) => return cmd::bundle::run(c),
         Command::Registry(c) => return cmd::registry::run(c),
     };

@@ -1,5 +1,6 @@
 //! `aistd registry`: publish (directory and archive), list, promote, roll back and fetch, every
-//! change in a verifiable audit log; refusals leave the log and the aliases unchanged.
+//! change in a verifiable audit log; refusals leave the log and the aliases unchanged. And
+//! `aistd serve-bench batching`.
 
 mod common;
 
@@ -188,4 +189,27 @@ fn the_registry_publishes_promotes_rolls_back_and_audits() {
     let out = reg(&["registry", "versions", "ranker", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     assert_eq!(v["aliases"]["production"]["version"], "1");
+}
+
+#[test]
+fn serve_bench_batching_reports_both_runs() {
+    let out = ok(&aistd(&[
+        "serve-bench",
+        "batching",
+        "--clients",
+        "4",
+        "--a-us",
+        "200",
+        "--b-us",
+        "10",
+        "--seconds",
+        "0.3",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for run in ["no_batching", "batching"] {
+        assert!(r[run]["requests"].as_u64().expect("requests") > 0, "{out}");
+        assert!(r[run]["p95_us"].as_f64().expect("p95") > 0.0, "{out}");
+    }
+    assert!(r["throughput_ratio"].as_f64().expect("ratio") > 0.0);
+    assert!(r["mean_batch_rows"].as_f64().expect("mean") >= 1.0);
 }

@@ -96,6 +96,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The endpoint refused the request for lack of room (a full queue, a concurrency or rate
+    /// limit); the client may retry later.
+    #[error("model {model}: {reason}")]
+    Overloaded {
+        /// The model.
+        model: String,
+        /// Which limit.
+        reason: String,
+    },
     /// The endpoint is not ready (its warm-up inference has not succeeded).
     #[error("model {0} is not ready")]
     NotReady(String),

@@ -92,6 +92,37 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Appends `other`'s elements; `false` (and nothing appended) if the datatypes differ.
+    pub fn append(&mut self, other: &TensorData) -> bool {
+        macro_rules! same {
+            ($($v:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$v(a), TensorData::$v(b)) => { a.extend_from_slice(b); true })*
+                    _ => false,
+                }
+            };
+        }
+        same!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64,
+            Bytes
+        )
+    }
+
+    /// The elements in `range` (which must lie within the data).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        macro_rules! cut {
+            ($($v:ident),*) => {
+                match self {
+                    $(TensorData::$v(a) => TensorData::$v(a[range].to_vec()),)*
+                }
+            };
+        }
+        cut!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64,
+            Bytes
+        )
+    }
+
     /// `n` zero elements (empty strings for `BYTES`) of `datatype`.
     pub fn zeros(datatype: DataType, n: usize) -> TensorData {
         match datatype {

@@ -14,6 +14,7 @@
 //! - [`runtime`]: platform → loader ([`Runtimes`]) of [`Predictor`]s, served by
 //!   [`BundleEndpoint`] (requests and outputs checked against the manifest, ready after a
 //!   warm-up inference).
+//! - [`batch`]: the dynamic batcher ([`batch::Batcher`]), an endpoint around an endpoint.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
 //! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
 //!
@@ -40,6 +41,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod batch;
 pub mod bundle;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;

@@ -9,4 +9,5 @@ pub(crate) mod pii;
 pub(crate) mod registry;
 pub(crate) mod report;
 pub(crate) mod sched;
+pub(crate) mod serve_bench;
 pub(crate) mod train;
