@@ -38,6 +38,7 @@ use aistd::compliance::report::{
 };
 use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
 use aistd::deploy::endpoint::block_on;
+use aistd::deploy::http::{ModelRepository, RunningServer, ServerConfig};
 use aistd::deploy::registry::{LocalStore, Registry};
 use aistd::deploy::{Bundle, Endpoint, InferRequest, SigningKey, Tensor, Verify};
 use aistd::glue::{AuditLogSink, AuditRegistrySink, AuditSpendSink, dataset_info, registry_events};
@@ -684,6 +685,46 @@ fn train_stage(
 
 /// Bundles the trained model with the SHA-256 of its files, signs it with a fresh key, verifies
 /// it against that key and packs it into one archive.
+/// POSTs `body` on a keep-alive HTTP/1.1 connection; the status and the response body.
+fn post(
+    conn: &mut std::net::TcpStream,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), Box<dyn std::error::Error>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    conn.write_all(body)?;
+    let mut reader = BufReader::new(&*conn);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("bad status line")?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut reply = vec![0; length];
+    reader.read_exact(&mut reply)?;
+    Ok((status, reply))
+}
+
 fn deploy_stage(
     model: &MlpModel,
     model_dir: &std::path::Path,
@@ -787,6 +828,46 @@ fn deploy_stage(
     if differ > 0 {
         return Err(format!("{differ} served answers differ from the model's").into());
     }
-    println!("   KServe v2 HTTP server: not built yet (issue #7; see the README status table)");
+    // And over HTTP: the KServe v2 API on localhost, one keep-alive connection, a JSON request
+    // per test row (up to 2,000).
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert(Arc::new(endpoint))?;
+    let server = RunningServer::start("127.0.0.1:0".parse()?, repo, ServerConfig::default())?;
+    let mut conn = std::net::TcpStream::connect(server.addr())?;
+    conn.set_nodelay(true)?;
+    let path = format!("/v2/models/{}/infer", m.name);
+    let (mut over_http, mut differ) = (Vec::new(), 0usize);
+    for row in test_x.outer_iter().take(2000) {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, cols], "data": row.to_vec()}]
+        }))?;
+        let t = Instant::now();
+        let (status, reply) = post(&mut conn, &path, &body)?;
+        over_http.push(t.elapsed().as_secs_f64() * 1e6);
+        if status != 200 {
+            return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&reply)).into());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&reply)?;
+        let got: Vec<f32> = v["outputs"][0]["data"]
+            .as_array()
+            .ok_or("no output data")?
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+            .collect();
+        let want = model.predict(row.insert_axis(ndarray::Axis(0)))?;
+        differ += usize::from(want.as_slice() != Some(got.as_slice()));
+    }
+    println!(
+        "   KServe v2 over HTTP at {}: {} JSON requests on one connection, p50 {:.0} µs, p99 {:.0} µs; {} answers differ",
+        server.url(),
+        over_http.len(),
+        pct(&mut over_http, 0.5),
+        pct(&mut over_http, 0.99),
+        differ
+    );
+    server.shutdown()?;
+    if differ > 0 {
+        return Err(format!("{differ} HTTP answers differ from the model's").into());
+    }
     Ok(())
 }

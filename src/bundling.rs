@@ -83,9 +83,10 @@ impl Predictor for MlpPredictor {
     }
 }
 
-/// The runtimes the root package knows: [`PLATFORM`] (aistd-training models).
+/// The runtimes the root package knows: `aistd-deploy`'s built-in ones and [`PLATFORM`]
+/// (aistd-training models).
 pub fn runtimes() -> Runtimes {
-    let mut r = Runtimes::new();
+    let mut r = Runtimes::builtin();
     register(&mut r);
     r
 }

@@ -79,6 +79,9 @@ enum Command {
     /// Epoch times of a fixed workload (scripts/bench-peers.sh compares them with PyTorch).
     #[command(hide = true)]
     TrainBench(cmd::train::BenchArgs),
+    /// Serve bundles or a registry's models over the KServe v2 HTTP API until interrupted;
+    /// prints the URL.
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Serving measurements: dynamic batching against none (scripts/bench-peers.sh).
     #[command(subcommand)]
     ServeBench(cmd::serve_bench::ServeBenchCommand),
@@ -431,6 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
         Command::ServeBench(c) => return cmd::serve_bench::run(c),
+        Command::Serve(a) => return cmd::serve::run(&a),
         Command::Bundle(c) => return cmd::bundle::run(c),
         Command::Registry(c) => return cmd::registry::run(c),
     };

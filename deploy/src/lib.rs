@@ -15,6 +15,10 @@
 //!   [`BundleEndpoint`] (requests and outputs checked against the manifest, ready after a
 //!   warm-up inference).
 //! - [`batch`]: the dynamic batcher ([`batch::Batcher`]), an endpoint around an endpoint.
+//! - [`v2`]: the KServe v2 wire format (JSON and the binary tensor data extension), free of any
+//!   transport.
+//! - `http` (feature `http`): the v2 REST API over HTTP/1.1 (hyper on tokio), a
+//!   `ModelRepository` that can change while serving, graceful shutdown.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
 //! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
 //!
@@ -36,8 +40,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): middleware, the ONNX runtime and the HTTP
-//! server.
+//! Not yet here (see the README's status table): the other middleware (router, limits,
+//! metrics, drift) and the ONNX runtime.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -47,16 +51,19 @@ pub mod bundle;
 pub mod conformance;
 pub mod endpoint;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod infer;
 pub mod registry;
 pub mod runtime;
 pub mod sign;
 pub mod tensor;
+pub mod v2;
 
 pub use bundle::{Bundle, FileEntry, Manifest, Verify};
 pub use endpoint::{Endpoint, ModelMetadata};
 pub use error::{Error, Result};
 pub use infer::{InferRequest, InferResponse, Tensor, TensorData};
-pub use runtime::{BundleEndpoint, Predictor, Runtimes};
+pub use runtime::{BundleEndpoint, Identity, Predictor, Runtimes};
 pub use sign::SigningKey;
 pub use tensor::{DataType, TensorSpec};

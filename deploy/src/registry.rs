@@ -510,7 +510,7 @@ impl Registry {
 }
 
 /// Version order: numeric runs compared as numbers, other runs as text.
-fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     fn parts(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;

@@ -48,6 +48,15 @@ impl Runtimes {
         Runtimes::default()
     }
 
+    /// The runtimes built into this crate: [`IDENTITY`] ([`Identity`]).
+    pub fn builtin() -> Self {
+        let mut r = Runtimes::new();
+        r.register(IDENTITY, |b: &Bundle| {
+            Ok(Arc::new(Identity::for_manifest(b.manifest())?) as Arc<dyn Predictor>)
+        });
+        r
+    }
+
     /// Registers (or replaces) the loader of `platform`.
     pub fn register(
         &mut self,
@@ -212,5 +221,61 @@ impl Endpoint for BundleEndpoint {
                 outputs,
             })
         })
+    }
+}
+
+/// The platform name of [`Identity`].
+pub const IDENTITY: &str = "identity";
+
+/// Returns each input as the output at the same position (Triton's identity backend): for
+/// testing clients, servers and middleware on every datatype without a model.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    outputs: Vec<String>,
+}
+
+impl Identity {
+    /// An identity for `manifest`, whose outputs must pair with its inputs (same count, same
+    /// datatypes and shapes).
+    pub fn for_manifest(manifest: &crate::Manifest) -> Result<Self> {
+        let what = || format!("identity model {}", manifest.name);
+        if manifest.inputs.len() != manifest.outputs.len() {
+            return Err(Error::invalid(
+                what(),
+                format!(
+                    "{} inputs but {} outputs (they pair up)",
+                    manifest.inputs.len(),
+                    manifest.outputs.len()
+                ),
+            ));
+        }
+        for (i, o) in manifest.inputs.iter().zip(&manifest.outputs) {
+            if i.datatype != o.datatype || i.shape != o.shape {
+                return Err(Error::invalid(
+                    what(),
+                    format!(
+                        "output {} ({} {:?}) does not match input {} ({} {:?})",
+                        o.name, o.datatype, o.shape, i.name, i.datatype, i.shape
+                    ),
+                ));
+            }
+        }
+        Ok(Identity {
+            outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),
+        })
+    }
+}
+
+impl Predictor for Identity {
+    fn predict(&self, inputs: &[Tensor]) -> std::result::Result<Vec<Tensor>, String> {
+        Ok(inputs
+            .iter()
+            .zip(&self.outputs)
+            .map(|(t, name)| Tensor {
+                name: name.clone(),
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            })
+            .collect())
     }
 }

@@ -9,5 +9,6 @@ pub(crate) mod pii;
 pub(crate) mod registry;
 pub(crate) mod report;
 pub(crate) mod sched;
+pub(crate) mod serve;
 pub(crate) mod serve_bench;
 pub(crate) mod train;

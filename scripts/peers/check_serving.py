@@ -1,0 +1,193 @@
+"""Drives `aistd serve` with NVIDIA's tritonclient (HTTP), run by scripts/test.sh.
+
+An identity model (platform `identity`: each input comes back as the output at its position) with
+one input per KServe v2 datatype is bundled with `aistd bundle create` and served with dynamic
+batching. tritonclient then checks: liveness, readiness, server and model metadata; inference
+with binary and with JSON inputs and outputs for every datatype (BF16 only in binary, as
+tritonclient sends it), explicit and default outputs, gzip and deflate requests, concurrent
+asynchronous requests, and the error cases (unknown model and version, wrong datatype, shape and
+element count) with the server still serving afterwards; finally SIGINT stops it cleanly.
+
+Usage: check_serving.py AISTD_BINARY WORK_DIR
+"""
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+AISTD = os.path.abspath(sys.argv[1])
+WORK = pathlib.Path(sys.argv[2])
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        raise SystemExit(f"FAILED: {what}")
+    checks += 1
+    print(f"ok  {what}")
+
+
+# Triton datatype -> numpy values for a [2, 3] tensor (extremes included).
+VALUES = {
+    "BOOL": np.array([[True, False, True], [False, False, True]], dtype=np.bool_),
+    "UINT8": np.array([[0, 1, 255], [7, 8, 9]], dtype=np.uint8),
+    "UINT16": np.array([[0, 65535, 3], [4, 5, 6]], dtype=np.uint16),
+    "UINT32": np.array([[0, 4294967295, 3], [4, 5, 6]], dtype=np.uint32),
+    "UINT64": np.array([[0, 18446744073709551615, 3], [4, 5, 6]], dtype=np.uint64),
+    "INT8": np.array([[-128, 127, 0], [1, -1, 2]], dtype=np.int8),
+    "INT16": np.array([[-32768, 32767, 0], [1, -1, 2]], dtype=np.int16),
+    "INT32": np.array([[-2147483648, 2147483647, 0], [1, -1, 2]], dtype=np.int32),
+    "INT64": np.array([[-9223372036854775808, 9223372036854775807, 0], [1, -1, 2]], dtype=np.int64),
+    "FP16": np.array([[0.5, -2.0, 65504.0], [1e-3, 3.140625, 0.0]], dtype=np.float16),
+    "BF16": np.array([[1.0, -2.5, 0.15625], [256.0, -0.0078125, 3.0]], dtype=ml_dtypes.bfloat16),
+    "FP32": np.array([[1.5, -2.25, 3.4028235e38], [1e-30, 0.1, -7.0]], dtype=np.float32),
+    "FP64": np.array([[0.1, -2.5e300, 1e-300], [3.141592653589793, 0.0, -1.0]], dtype=np.float64),
+    "BYTES": np.array([[b"", b"abc", b"\xc3\xa9t\xc3\xa9"], [b"x" * 300, b"0", b"tail"]], dtype=np.object_),
+}
+JSON_BYTES = np.array([["", "abc", "été"], ["x" * 300, "0", "tail"]], dtype=np.object_)
+
+shutil.rmtree(WORK, ignore_errors=True)
+(WORK / "src").mkdir(parents=True)
+(WORK / "src" / "README").write_text("identity model for the tritonclient checks\n")
+args = [AISTD, "bundle", "create", "--from", WORK / "src", "--out", WORK / "bundle", "--name", "echo",
+        "--version", "3", "--platform", "identity"]
+for dt in VALUES:
+    args += ["--input", f"in_{dt}:{dt}:-1,3", "--output", f"out_{dt}:{dt}:-1,3"]
+subprocess.run(list(map(str, args)), check=True, capture_output=True)
+
+server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), "--port", "0", "--max-batch", "8",
+                           "--batch-delay-us", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+try:
+    line = server.stdout.readline()
+    if not line.startswith("serving "):
+        raise SystemExit(f"aistd serve did not start: {line!r} {server.stderr.read()}")
+    url = line.split()[-1].removeprefix("http://")
+    client = httpclient.InferenceServerClient(url=url, concurrency=8)
+
+    check(client.is_server_live(), "server live")
+    check(client.is_server_ready(), "server ready")
+    meta = client.get_server_metadata()
+    check(meta["name"] == "aistd" and "binary_tensor_data" in meta["extensions"], f"server metadata {meta}")
+    check(client.is_model_ready("echo") and client.is_model_ready("echo", "3"), "model ready (latest and version 3)")
+    mm = client.get_model_metadata("echo")
+    check(mm["versions"] == ["3"] and mm["platform"] == "identity"
+          and [i["datatype"] for i in mm["inputs"]] == list(VALUES)
+          and all(i["shape"] == [-1, 3] for i in mm["inputs"]), "model metadata: 14 datatypes, shapes [-1, 3]")
+
+    def request(binary_in, binary_out, names=None, bytes_values=None):
+        inputs = []
+        for dt, v in VALUES.items():
+            if dt == "BYTES" and bytes_values is not None:
+                v = bytes_values
+            i = httpclient.InferInput(f"in_{dt}", list(v.shape), dt)
+            i.set_data_from_numpy(v, binary_data=binary_in or dt == "BF16")
+            inputs.append(i)
+        outputs = None
+        if names is not None:
+            outputs = [httpclient.InferRequestedOutput(f"out_{dt}", binary_data=binary_out or dt == "BF16")
+                       for dt in names]
+        return inputs, outputs
+
+    def same(dt, got, want):
+        if dt == "BYTES":
+            return got.shape == want.shape and all(
+                (g if isinstance(g, bytes) else str(g).encode()) == (w if isinstance(w, bytes) else w.encode())
+                for g, w in zip(got.flatten(), want.flatten()))
+        if dt == "BF16":
+            return got.dtype == want.dtype and np.array_equal(got.astype(np.float32), want.astype(np.float32))
+        return got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+
+    # Binary in, binary out (tritonclient's defaults), every output by default.
+    inputs, _ = request(True, True)
+    r = client.infer("echo", inputs, request_id="b1")
+    check(r.get_response()["id"] == "b1" and r.get_response()["model_version"] == "3", "id and version echoed")
+    check(all(same(dt, r.as_numpy(f"out_{dt}"), v) for dt, v in VALUES.items()),
+          "binary inputs and default (binary) outputs: all 14 datatypes round-trip exactly")
+    check(all("parameters" in o and "binary_data_size" in o["parameters"] for o in r.get_response()["outputs"]),
+          "default outputs came back in binary (binary_data_output)")
+
+    # JSON in, JSON out (BF16 stays binary: tritonclient cannot send it as JSON).
+    inputs, outputs = request(False, False, names=list(VALUES), bytes_values=JSON_BYTES)
+    r = client.infer("echo", inputs, outputs=outputs)
+    json_out = [o["name"] for o in r.get_response()["outputs"] if "data" in o]
+    check(len(json_out) == 13, f"13 outputs in JSON (all but BF16): {json_out}")
+    ok = all(same(dt, r.as_numpy(f"out_{dt}"), JSON_BYTES if dt == "BYTES" else v) for dt, v in VALUES.items())
+    check(ok, "JSON inputs and JSON outputs: all datatypes round-trip (FP16 and FP64 exactly)")
+
+    # Explicit outputs: a subset, mixed binary and JSON.
+    inputs, _ = request(True, True)
+    outputs = [httpclient.InferRequestedOutput("out_INT8", binary_data=False),
+               httpclient.InferRequestedOutput("out_FP64", binary_data=True)]
+    r = client.infer("echo", inputs, outputs=outputs)
+    names = [o["name"] for o in r.get_response()["outputs"]]
+    check(names == ["out_INT8", "out_FP64"] and same("INT8", r.as_numpy("out_INT8"), VALUES["INT8"])
+          and same("FP64", r.as_numpy("out_FP64"), VALUES["FP64"]), "explicit outputs: only those, in their modes")
+
+    # Compressed requests.
+    for algo in ("gzip", "deflate"):
+        inputs, _ = request(True, True)
+        r = client.infer("echo", inputs, request_compression_algorithm=algo)
+        check(same("FP32", r.as_numpy("out_FP32"), VALUES["FP32"]), f"{algo}-compressed request")
+
+    # Concurrent asynchronous requests of one row each (through the dynamic batcher).
+    pending = []
+    for k in range(64):
+        row = {dt: v[k % 2:k % 2 + 1] for dt, v in VALUES.items()}
+        ins = []
+        for dt, v in row.items():
+            i = httpclient.InferInput(f"in_{dt}", list(v.shape), dt)
+            i.set_data_from_numpy(v)
+            ins.append(i)
+        pending.append((k % 2, client.async_infer("echo", ins, request_id=str(k))))
+    results = [(row, p.get_result()) for row, p in pending]
+    good = all(r.get_response()["id"] == str(k) and
+               same("INT64", r.as_numpy("out_INT64"), VALUES["INT64"][row:row + 1]) and
+               same("BYTES", r.as_numpy("out_BYTES"), VALUES["BYTES"][row:row + 1])
+               for k, (row, r) in enumerate(results))
+    check(good, "64 concurrent async requests each get their own row back")
+
+    def refused(what, words, fn):
+        try:
+            fn()
+        except InferenceServerException as e:
+            check(all(w in str(e) for w in words), f"{what}: refused ({str(e)[:90]})")
+            return
+        raise SystemExit(f"FAILED: {what} was accepted")
+
+    inputs, _ = request(True, True)
+    refused("unknown model", ["unknown model nope"], lambda: client.infer("nope", inputs))
+    refused("unknown version", ["no version 9"], lambda: client.infer("echo", inputs, model_version="9"))
+    refused("unknown model metadata", ["unknown model"], lambda: client.get_model_metadata("nope"))
+    bad = httpclient.InferInput("in_FP32", [2, 3], "FP64")
+    bad.set_data_from_numpy(VALUES["FP64"])
+    refused("wrong datatype", ["in_FP32", "FP64"], lambda: client.infer("echo", inputs[:11] + [bad] + inputs[12:]))
+    bad = httpclient.InferInput("in_FP32", [3, 2], "FP32")
+    bad.set_data_from_numpy(VALUES["FP32"].reshape(3, 2))
+    refused("wrong shape", ["in_FP32", "shape"], lambda: client.infer("echo", inputs[:11] + [bad] + inputs[12:]))
+    bad = httpclient.InferInput("in_FP32", [2, 3], "FP32")
+    bad.set_data_from_numpy(VALUES["FP32"])
+    bad._parameters["binary_data_size"] = 20  # lie about the size
+    refused("binary size that does not add up", ["binary"], lambda: client.infer("echo", inputs[:11] + [bad] + inputs[12:]))
+    check(not client.is_model_ready("nope"), "an unknown model is not ready")
+    inputs, _ = request(True, True)
+    r = client.infer("echo", inputs)
+    check(same("UINT64", r.as_numpy("out_UINT64"), VALUES["UINT64"]), "still serving after the errors")
+    client.close()
+finally:
+    server.send_signal(signal.SIGINT)
+    try:
+        code = server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise SystemExit("FAILED: aistd serve did not stop on SIGINT")
+check(code == 0, f"SIGINT stops the server cleanly (exit {code})")
+print(f"\nall {checks} tritonclient checks passed")

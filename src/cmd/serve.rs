@@ -1,0 +1,142 @@
+//! `aistd serve`: bundles (or a registry's models) behind the KServe v2 HTTP API.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aistd_deploy::batch::{BatchConfig, Batcher};
+use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
+use aistd_deploy::registry::{LocalStore, MemoryAudit, Registry};
+use aistd_deploy::{Bundle, Endpoint};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::bundle::TrustArgs;
+
+/// `aistd serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Bundle directories or archives, or a registry directory (every model at --alias).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The port (0: any free port; the URL is printed).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Batch requests up to this many rows (1: no batching).
+    #[arg(long, default_value_t = 1)]
+    max_batch: usize,
+    /// The longest a request waits for its batch to fill, µs.
+    #[arg(long, default_value_t = 100)]
+    batch_delay_us: u64,
+    /// For a registry: the alias (or version) of each model to serve; models without it are
+    /// served at their latest version.
+    #[arg(long, default_value = "production")]
+    alias: String,
+    /// The largest request body, in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_body_mib: usize,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("aistd-serve-{what}-{}-{nanos}", std::process::id()))
+}
+
+/// The bundles named by `path`: itself (a directory or an archive), or every model of a
+/// registry at `alias` (else the latest version). Unpacked copies go under `scratch`.
+fn bundles(path: &Path, a: &ServeArgs, scratch: &Path) -> Result<Vec<Bundle>> {
+    let verify = a.trust.verify();
+    if path.join("models").is_dir() && !path.join("bundle.json").exists() {
+        let registry = Registry::new(
+            Arc::new(LocalStore::new(path)?),
+            Arc::new(MemoryAudit::default()),
+            verify,
+        );
+        let mut out = Vec::new();
+        for model in registry.models()? {
+            let reference = match registry.resolve(&model, &a.alias) {
+                Ok(v) => v,
+                Err(_) => registry
+                    .versions(&model)?
+                    .pop()
+                    .with_context(|| format!("model {model} has no versions"))?,
+            };
+            let dir = scratch.join(format!("{model}-{reference}"));
+            out.push(registry.fetch(&model, &reference, &dir)?);
+        }
+        if out.is_empty() {
+            bail!("registry {} has no models", path.display());
+        }
+        return Ok(out);
+    }
+    if path.is_dir() {
+        return Ok(vec![Bundle::open(path, &verify)?]);
+    }
+    let dir = scratch.join(format!(
+        "archive-{}",
+        path.display().to_string().replace('/', "_")
+    ));
+    Ok(vec![Bundle::unpack(path, &dir, &verify)?])
+}
+
+pub(crate) fn run(a: &ServeArgs) -> Result<ExitCode> {
+    let scratch = temp_dir("bundles");
+    let result = serve(a, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
+    let runtimes = aistd::bundling::runtimes();
+    let repo = Arc::new(ModelRepository::new());
+    let mut served = Vec::new();
+    for path in &a.paths {
+        for bundle in bundles(path, a, scratch)? {
+            let m = bundle.manifest();
+            let endpoint: Arc<dyn Endpoint> = Arc::new(
+                runtimes
+                    .load(&bundle)
+                    .with_context(|| format!("loading {}:{}", m.name, m.version))?,
+            );
+            let endpoint: Arc<dyn Endpoint> = if a.max_batch > 1 {
+                Arc::new(Batcher::new(
+                    endpoint,
+                    BatchConfig {
+                        max_batch_size: a.max_batch,
+                        max_queue_delay: Duration::from_micros(a.batch_delay_us),
+                        ..BatchConfig::default()
+                    },
+                )?)
+            } else {
+                endpoint
+            };
+            served.push(format!("{}:{}", m.name, m.version));
+            repo.insert(endpoint)?;
+        }
+    }
+    let addr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .with_context(|| format!("--host {} --port {}: not an address", a.host, a.port))?;
+    let server = RunningServer::start(
+        addr,
+        repo,
+        ServerConfig {
+            max_body_bytes: a.max_body_mib << 20,
+            ..ServerConfig::default()
+        },
+    )?;
+    println!("serving {} at {}", served.join(", "), server.url());
+    std::io::stdout().flush()?;
+    server.run_until_signal()?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
