@@ -39,6 +39,7 @@ use aistd::compliance::report::{
 use aistd::compliance::{CedarPolicy, Policy, Request, privacy};
 use aistd::deploy::endpoint::block_on;
 use aistd::deploy::http::{ModelRepository, RunningServer, ServerConfig};
+use aistd::deploy::metrics::{Metrics, MetricsConfig};
 use aistd::deploy::registry::{LocalStore, Registry};
 use aistd::deploy::{Bundle, Endpoint, InferRequest, SigningKey, Tensor, Verify};
 use aistd::glue::{AuditLogSink, AuditRegistrySink, AuditSpendSink, dataset_info, registry_events};
@@ -831,8 +832,16 @@ fn deploy_stage(
     // And over HTTP: the KServe v2 API on localhost, one keep-alive connection, a JSON request
     // per test row (up to 2,000).
     let repo = Arc::new(ModelRepository::new());
-    repo.insert(Arc::new(endpoint))?;
-    let server = RunningServer::start("127.0.0.1:0".parse()?, repo, ServerConfig::default())?;
+    let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+    repo.insert(Arc::new(metrics.wrap(Arc::new(endpoint))))?;
+    let server = RunningServer::start(
+        "127.0.0.1:0".parse()?,
+        repo,
+        ServerConfig {
+            metrics: Some(metrics.clone()),
+            ..ServerConfig::default()
+        },
+    )?;
     let mut conn = std::net::TcpStream::connect(server.addr())?;
     conn.set_nodelay(true)?;
     let path = format!("/v2/models/{}/infer", m.name);
@@ -864,6 +873,20 @@ fn deploy_stage(
         pct(&mut over_http, 0.5),
         pct(&mut over_http, 0.99),
         differ
+    );
+    let exposition = metrics.render();
+    let shown: Vec<&str> = exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("nv_inference_request_success{")
+                || l.starts_with("nv_inference_request_duration_us{")
+                || l.starts_with("aistd_recommended_replicas{")
+        })
+        .collect();
+    println!(
+        "   GET {}/metrics (Prometheus text): {}",
+        server.url(),
+        shown.join("; ")
     );
     server.shutdown()?;
     if differ > 0 {

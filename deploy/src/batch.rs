@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{BoxFuture, Endpoint, ModelMetadata, block_on};
 use crate::infer::{InferRequest, InferResponse, Tensor};
+use crate::metrics::Histogram;
 use crate::{Error, Result};
 
 /// How the batcher forms batches.
@@ -49,7 +50,7 @@ impl Default for BatchConfig {
 }
 
 /// What the batcher has done: batches by size, and recent queue waits.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchStats {
     /// Requests answered (successfully or not) through a batch.
     pub requests: u64,
@@ -61,6 +62,23 @@ pub struct BatchStats {
     /// The part of those waits the batcher itself added, holding a request while a worker was
     /// free to run it (from the later of its arrival and the worker becoming free), µs.
     pub hold_us: Vec<f64>,
+    /// Every request's queue wait, seconds (arrival to dispatch).
+    pub queue_seconds: Histogram,
+    /// Every batch's rows.
+    pub batch_size: Histogram,
+}
+
+impl Default for BatchStats {
+    fn default() -> Self {
+        BatchStats {
+            requests: 0,
+            batch_rows: BTreeMap::new(),
+            queue_waits_us: Vec::new(),
+            hold_us: Vec::new(),
+            queue_seconds: Histogram::latency(),
+            batch_size: Histogram::sizes(),
+        }
+    }
 }
 
 const WAIT_SAMPLES: usize = 65_536;
@@ -362,10 +380,12 @@ impl Shared {
             state.queued -= batch.len();
             let rows: usize = batch.iter().map(|p| p.rows).sum();
             *state.stats.batch_rows.entry(rows).or_insert(0) += 1;
+            state.stats.batch_size.observe(rows as f64);
             state.stats.requests += batch.len() as u64;
             let st = &mut *state;
             for p in &batch {
                 let wait = now.saturating_duration_since(p.arrived).as_secs_f64() * 1e6;
+                st.stats.queue_seconds.observe(wait / 1e6);
                 let hold = now
                     .saturating_duration_since(p.arrived.max(free_since))
                     .as_secs_f64()

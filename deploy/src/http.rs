@@ -3,7 +3,7 @@
 //! Routes: `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`,
 //! `GET /v2/models/{m}[/versions/{v}]`, `GET /v2/models/{m}[/versions/{v}]/ready`,
 //! `POST /v2/models/{m}[/versions/{v}]/infer` (JSON, or the binary tensor data extension;
-//! `gzip`/`deflate` request bodies). Errors are `{"error": "…"}`: 400 for a bad request, 404 for
+//! `gzip`/`deflate` request bodies), and `GET /metrics` (Prometheus text) when configured. Errors are `{"error": "…"}`: 400 for a bad request, 404 for
 //! an unknown model, version or route, 413 for an oversized body, 500 when the model fails, 503
 //! when it is not ready or overloaded. Models can be added and replaced while serving
 //! ([`ModelRepository`]); shutdown stops accepting and drains requests in flight.
@@ -128,12 +128,14 @@ impl ModelRepository {
 }
 
 /// Server settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The largest request body accepted, before and after decompression (bytes).
     pub max_body_bytes: usize,
     /// Worker threads of the tokio runtime (0: one per core).
     pub threads: usize,
+    /// Served at `GET /metrics` when set.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +143,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 64 << 20,
             threads: 0,
+            metrics: None,
         }
     }
 }
@@ -236,6 +239,17 @@ impl Service {
                     &json!({ "ready": ready }),
                 )
             }
+            (Method::GET, ["metrics"]) => match &self.config.metrics {
+                Some(m) => {
+                    let mut r = Response::new(Full::new(Bytes::from(m.render())));
+                    r.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),
+            },
             (Method::GET, ["v2"]) => json_response(
                 StatusCode::OK,
                 &json!({

@@ -19,6 +19,8 @@
 //!   transport.
 //! - `http` (feature `http`): the v2 REST API over HTTP/1.1 (hyper on tokio), a
 //!   `ModelRepository` that can change while serving, graceful shutdown.
+//! - [`metrics`]: Prometheus text metrics of served models ([`metrics::Metered`]), with
+//!   Triton's `nv_inference_*` names and a recommended-replicas signal.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
 //! - [`tensor`]: the v2 datatypes ([`DataType`]) and tensor signatures.
 //!
@@ -40,8 +42,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): the other middleware (router, limits,
-//! metrics, drift) and the ONNX runtime.
+//! Not yet here (see the README's status table): the other middleware (router, limits, drift)
+//! and the ONNX runtime.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -54,6 +56,7 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod infer;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod sign;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use aistd_deploy::endpoint::BoxFuture;
 use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
+use aistd_deploy::metrics::{Metrics, MetricsConfig};
 use aistd_deploy::{
     Bundle, DataType, Endpoint, InferRequest, InferResponse, Manifest, ModelMetadata, Runtimes,
     TensorSpec,
@@ -118,13 +119,16 @@ fn start(root: &Path) -> (RunningServer, Arc<ModelRepository>) {
     let ep = Runtimes::builtin()
         .load(&identity_bundle(root, "1"))
         .expect("load");
-    repo.insert(Arc::new(ep)).expect("insert");
+    let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+    repo.insert(Arc::new(metrics.wrap(Arc::new(ep))))
+        .expect("insert");
     let server = RunningServer::start(
         "127.0.0.1:0".parse().expect("addr"),
         repo.clone(),
         ServerConfig {
             max_body_bytes: 1 << 20,
             threads: 2,
+            metrics: Some(metrics.clone()),
         },
     )
     .expect("start");
@@ -198,6 +202,30 @@ fn health_metadata_and_json_inference() {
     one["outputs"] = json!([{"name": "out_BOOL"}]);
     let v = post_json(addr, "/v2/models/echo/versions/1/infer", &one).json();
     assert_eq!(v["outputs"].as_array().expect("outputs").len(), 1);
+    // Two answered, one refused by the model's signature: the metrics say so.
+    let mut wrong = json_inputs();
+    wrong["inputs"][2]["shape"] = json!([3]);
+    wrong["inputs"][2]["data"] = json!([true, true, true]);
+    assert_eq!(post_json(addr, "/v2/models/echo/infer", &wrong).status, 400);
+    let m = http(addr, "GET", "/metrics", &[], b"");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .expect("type")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8_lossy(&m.body);
+    for line in [
+        "aistd_inference_request_success_total{model=\"echo\",version=\"1\"} 2",
+        "aistd_inference_request_failure_total{model=\"echo\",version=\"1\",reason=\"invalid\"} 1",
+        "nv_inference_request_success{model=\"echo\",version=\"1\"} 2",
+        "aistd_inference_request_duration_seconds_count{model=\"echo\",version=\"1\"} 3",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
     server.shutdown().expect("shutdown");
 }
 

@@ -13,6 +13,8 @@ Usage: check_serving.py AISTD_BINARY WORK_DIR
 
 import os
 import pathlib
+import re
+import urllib.request
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,7 @@ import sys
 import ml_dtypes
 import numpy as np
 import tritonclient.http as httpclient
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 AISTD = os.path.abspath(sys.argv[1])
@@ -65,12 +68,12 @@ for dt in VALUES:
 subprocess.run(list(map(str, args)), check=True, capture_output=True)
 
 server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), "--port", "0", "--max-batch", "8",
-                           "--batch-delay-us", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           "--batch-delay-us", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 try:
     line = server.stdout.readline()
     if not line.startswith("serving "):
         raise SystemExit(f"aistd serve did not start: {line!r} {server.stderr.read()}")
-    url = line.split()[-1].removeprefix("http://")
+    url = re.search(r" at http://(\S+)", line).group(1)
     client = httpclient.InferenceServerClient(url=url, concurrency=8)
 
     check(client.is_server_live(), "server live")
@@ -181,6 +184,32 @@ try:
     inputs, _ = request(True, True)
     r = client.infer("echo", inputs)
     check(same("UINT64", r.as_numpy("out_UINT64"), VALUES["UINT64"]), "still serving after the errors")
+
+    # /metrics, parsed by the Prometheus Python client: 1 + 1 + 1 + 2 + 64 + 1 = 70 answered
+    # requests of 2 rows (64 of them 1 row), 2 refused by the model's signature (the others never
+    # reached a model).
+    answered, rows = 70, 6 * 2 + 64
+    text = urllib.request.urlopen(f"http://{url}/metrics").read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for smp in family.samples:
+            # The parser names every counter sample NAME_total; compare without the suffix.
+            key = (smp.name.removesuffix("_total"), tuple(sorted((k, v) for k, v in smp.labels.items() if k not in ("model", "version"))))
+            samples[key] = smp.value
+    get = lambda name, **labels: samples.get((name.removesuffix("_total"), tuple(sorted(labels.items()))))
+    check(get("nv_inference_request_success") == answered and get("aistd_inference_request_success_total") == answered,
+          f"metrics: {answered} successful requests (Triton's and our name)")
+    check(get("nv_inference_request_failure") == 2 and get("aistd_inference_request_failure_total", reason="invalid") == 2,
+          "metrics: 2 failures, reason invalid")
+    check(get("nv_inference_count") == rows, f"metrics: {rows} inferences (rows)")
+    check(get("aistd_inference_request_duration_seconds_count") == answered + 2
+          and get("aistd_inference_request_duration_seconds_bucket", le="+Inf") == answered + 2,
+          "metrics: the latency histogram counts every request")
+    execs = get("nv_inference_exec_count")
+    check(get("aistd_inference_batch_size_sum") == rows and execs == get("aistd_inference_batch_size_count")
+          and execs < answered, f"metrics: {answered} requests ran in {execs:.0f} batches of {rows} rows in all")
+    check(get("aistd_inference_in_flight_requests") == 0 and get("aistd_recommended_replicas") == 1,
+          "metrics: nothing in flight, one replica recommended")
     client.close()
 finally:
     server.send_signal(signal.SIGINT)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aistd_deploy::batch::{BatchConfig, Batcher};
 use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
+use aistd_deploy::metrics::{Metrics, MetricsConfig};
 use aistd_deploy::registry::{LocalStore, MemoryAudit, Registry};
 use aistd_deploy::{Bundle, Endpoint};
 use anyhow::{Context, Result, bail};
@@ -98,6 +99,7 @@ pub(crate) fn run(a: &ServeArgs) -> Result<ExitCode> {
 fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
     let runtimes = aistd::bundling::runtimes();
     let repo = Arc::new(ModelRepository::new());
+    let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
     let mut served = Vec::new();
     for path in &a.paths {
         for bundle in bundles(path, a, scratch)? {
@@ -108,16 +110,17 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
                     .with_context(|| format!("loading {}:{}", m.name, m.version))?,
             );
             let endpoint: Arc<dyn Endpoint> = if a.max_batch > 1 {
-                Arc::new(Batcher::new(
+                let batcher = Arc::new(Batcher::new(
                     endpoint,
                     BatchConfig {
                         max_batch_size: a.max_batch,
                         max_queue_delay: Duration::from_micros(a.batch_delay_us),
                         ..BatchConfig::default()
                     },
-                )?)
+                )?);
+                Arc::new(metrics.wrap(batcher.clone()).with_batcher(batcher))
             } else {
-                endpoint
+                Arc::new(metrics.wrap(endpoint))
             };
             served.push(format!("{}:{}", m.name, m.version));
             repo.insert(endpoint)?;
@@ -131,10 +134,16 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
         repo,
         ServerConfig {
             max_body_bytes: a.max_body_mib << 20,
+            metrics: Some(metrics),
             ..ServerConfig::default()
         },
     )?;
-    println!("serving {} at {}", served.join(", "), server.url());
+    println!(
+        "serving {} at {} (metrics at {}/metrics)",
+        served.join(", "),
+        server.url(),
+        server.url()
+    );
     std::io::stdout().flush()?;
     server.run_until_signal()?;
     eprintln!("stopped");
