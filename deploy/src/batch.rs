@@ -426,6 +426,7 @@ impl Shared {
                 .collect(),
             outputs: first.outputs.clone(),
             parameters: BTreeMap::new(),
+            bearer: None,
         };
         for p in &batch {
             for (m, t) in merged.inputs.iter_mut().zip(&p.request.inputs) {

@@ -105,6 +105,42 @@ pub enum Error {
         /// Which limit.
         reason: String,
     },
+    /// The request carries no valid credentials.
+    #[error("model {model}: {reason}")]
+    Unauthenticated {
+        /// The model.
+        model: String,
+        /// Why (never the token).
+        reason: String,
+    },
+    /// The caller may not use this model.
+    #[error("model {model}: {principal} is not allowed: {reason}")]
+    Forbidden {
+        /// The model.
+        model: String,
+        /// Who asked.
+        principal: String,
+        /// The policy's reason.
+        reason: String,
+    },
+    /// The request's tensors are larger than the endpoint accepts.
+    #[error("model {model}: the request holds {bytes} bytes of tensors, over the limit of {limit}")]
+    TooLarge {
+        /// The model.
+        model: String,
+        /// The request's tensor bytes.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request took longer than the endpoint allows.
+    #[error("model {model}: no answer within {millis} ms")]
+    Timeout {
+        /// The model.
+        model: String,
+        /// The limit, in milliseconds.
+        millis: u64,
+    },
     /// The endpoint is not ready (its warm-up inference has not succeeded).
     #[error("model {0} is not ready")]
     NotReady(String),

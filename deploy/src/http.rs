@@ -182,6 +182,10 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 /// The HTTP status of an error, as Triton maps them.
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
+        Error::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::NotReady(_) | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Runtime { .. } | Error::Io { .. } | Error::Audit(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -318,6 +322,16 @@ impl Service {
                 }
             },
         };
+        let bearer = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| crate::Bearer::new(token.trim()))
+            });
         let encoding = req
             .headers()
             .get(CONTENT_ENCODING)
@@ -385,8 +399,10 @@ impl Service {
             Err(e) => return error(status_of(&e), &e.to_string()),
         };
         let model = endpoint.metadata().name;
+        let mut request = wire.request.clone();
+        request.bearer = bearer;
         let answer = CatchUnwind {
-            inner: endpoint.infer(wire.request.clone()),
+            inner: endpoint.infer(request),
             model,
         }
         .await;
@@ -397,7 +413,14 @@ impl Service {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "inference failed");
-                error(status_of(&e), &e.to_string())
+                let mut r = error(status_of(&e), &e.to_string());
+                if matches!(e, Error::Unauthenticated { .. }) {
+                    r.headers_mut().insert(
+                        hyper::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer"),
+                    );
+                }
+                r
             }
         }
     }

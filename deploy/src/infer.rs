@@ -251,6 +251,32 @@ pub struct InferRequest {
     pub outputs: Vec<String>,
     /// Request parameters (the v2 `parameters` object).
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// The caller's bearer token, if it sent one (the HTTP server takes it from the
+    /// `Authorization` header); never shown by `Debug`.
+    pub bearer: Option<Bearer>,
+}
+
+/// A bearer token. `Debug` shows only its length; comparisons go through its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bearer(String);
+
+impl Bearer {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Bearer(token.into())
+    }
+
+    /// The token's SHA-256 (hex): what token stores keep instead of the token.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bearer(<{} characters, redacted>)", self.0.len())
+    }
 }
 
 impl InferRequest {

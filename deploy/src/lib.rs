@@ -19,6 +19,8 @@
 //!   transport.
 //! - `http` (feature `http`): the v2 REST API over HTTP/1.1 (hyper on tokio), a
 //!   `ModelRepository` that can change while serving, graceful shutdown.
+//! - [`middleware`]: concurrency and rate limits, timeouts, request-size limits, bearer-token
+//!   authentication with an authorization policy.
 //! - [`metrics`]: Prometheus text metrics of served models ([`metrics::Metered`]), with
 //!   Triton's `nv_inference_*` names and a recommended-replicas signal.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
@@ -42,8 +44,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): the other middleware (router, limits, drift)
-//! and the ONNX runtime.
+//! Not yet here (see the README's status table): the router (canaries, shadow traffic), the drift
+//! monitor and the ONNX runtime.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -57,6 +59,7 @@ mod error;
 pub mod http;
 pub mod infer;
 pub mod metrics;
+pub mod middleware;
 pub mod registry;
 pub mod runtime;
 pub mod sign;
@@ -66,7 +69,7 @@ pub mod v2;
 pub use bundle::{Bundle, FileEntry, Manifest, Verify};
 pub use endpoint::{Endpoint, ModelMetadata};
 pub use error::{Error, Result};
-pub use infer::{InferRequest, InferResponse, Tensor, TensorData};
+pub use infer::{Bearer, InferRequest, InferResponse, Tensor, TensorData};
 pub use runtime::{BundleEndpoint, Identity, Predictor, Runtimes};
 pub use sign::SigningKey;
 pub use tensor::{DataType, TensorSpec};

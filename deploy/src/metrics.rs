@@ -136,6 +136,9 @@ fn reason(e: &Error) -> &'static str {
         }
         Error::NotReady(_) => "not_ready",
         Error::Overloaded { .. } => "overloaded",
+        Error::Unauthenticated { .. } | Error::Forbidden { .. } => "unauthorized",
+        Error::Timeout { .. } => "timeout",
+        Error::TooLarge { .. } => "too_large",
         Error::Runtime { .. } => "runtime",
         _ => "other",
     }

@@ -530,3 +530,55 @@ fn hot_reload_panics_and_graceful_shutdown() {
     });
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
 }
+
+#[test]
+fn bearer_tokens_over_http() {
+    use aistd_deploy::Bearer;
+    use aistd_deploy::middleware::{AllowAll, Authenticated};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = Arc::new(ModelRepository::new());
+    let ep = Runtimes::builtin()
+        .load(&identity_bundle(tmp.path(), "1"))
+        .expect("load");
+    let guarded = Authenticated::new(Arc::new(ep), Arc::new(AllowAll))
+        .with_token(&Bearer::new("s3cret"), "ci");
+    repo.insert(Arc::new(guarded)).expect("insert");
+    let server = RunningServer::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        repo,
+        ServerConfig::default(),
+    )
+    .expect("start");
+    let addr = server.addr();
+    let body = serde_json::to_vec(&json_inputs()).expect("json");
+    let none = http(addr, "POST", "/v2/models/echo/infer", &[], &body);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    assert!(
+        none.json()["error"]
+            .as_str()
+            .expect("error")
+            .contains("no bearer token")
+    );
+    let wrong = http(
+        addr,
+        "POST",
+        "/v2/models/echo/infer",
+        &[("Authorization", "Bearer guess")],
+        &body,
+    );
+    assert_eq!(wrong.status, 401);
+    let right = http(
+        addr,
+        "POST",
+        "/v2/models/echo/infer",
+        &[("Authorization", "Bearer s3cret")],
+        &body,
+    );
+    assert_eq!(
+        right.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&right.body)
+    );
+}

@@ -219,4 +219,24 @@ finally:
         server.kill()
         raise SystemExit("FAILED: aistd serve did not stop on SIGINT")
 check(code == 0, f"SIGINT stops the server cleanly (exit {code})")
+
+# Bearer tokens: a second server that requires one (read from a file, not the command line).
+(WORK / "tokens").write_text("first-token\nsecond-token\n")
+server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), "--port", "0", "--token-file", str(WORK / "tokens")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+try:
+    url = re.search(r" at http://(\S+)", server.stdout.readline()).group(1)
+    client = httpclient.InferenceServerClient(url=url)
+    inputs, _ = request(True, True)
+    try:
+        client.infer("echo", inputs)
+        raise SystemExit("FAILED: a request without a token was answered")
+    except InferenceServerException as e:
+        check("401" in str(e.status()) or "no bearer token" in str(e), f"no token: refused ({str(e)[:70]})")
+    r = client.infer("echo", inputs, headers={"Authorization": "Bearer second-token"})
+    check(same("INT16", r.as_numpy("out_INT16"), VALUES["INT16"]), "a token from the file: answered")
+    client.close()
+finally:
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
 print(f"\nall {checks} tritonclient checks passed")

@@ -9,8 +9,9 @@ use std::time::Duration;
 use aistd_deploy::batch::{BatchConfig, Batcher};
 use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
 use aistd_deploy::metrics::{Metrics, MetricsConfig};
+use aistd_deploy::middleware::{AllowAll, Authenticated, ConcurrencyLimit, Timeout};
 use aistd_deploy::registry::{LocalStore, MemoryAudit, Registry};
-use aistd_deploy::{Bundle, Endpoint};
+use aistd_deploy::{Bearer, Bundle, Endpoint};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
@@ -41,6 +42,18 @@ pub(crate) struct ServeArgs {
     /// The largest request body, in MiB.
     #[arg(long, default_value_t = 64)]
     max_body_mib: usize,
+    /// Require this bearer token (repeatable); the file form keeps it out of the process list.
+    #[arg(long = "token", value_name = "TOKEN")]
+    tokens: Vec<String>,
+    /// Require one of the bearer tokens in this file (one per line).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Refuse requests beyond this many in flight per model (503).
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+    /// Answer 504 when a model takes longer than this, ms.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -96,8 +109,70 @@ pub(crate) fn run(a: &ServeArgs) -> Result<ExitCode> {
     result
 }
 
+/// The bearer tokens from --token and --token-file.
+fn tokens(a: &ServeArgs) -> Result<Vec<Bearer>> {
+    let mut out: Vec<Bearer> = a.tokens.iter().map(Bearer::new).collect();
+    if let Some(f) = &a.token_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--token-file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(Bearer::new),
+        );
+        if out.is_empty() {
+            bail!("--token-file {}: no tokens in it", f.display());
+        }
+    }
+    Ok(out)
+}
+
+/// The middleware stack around a model, innermost first: batching, timeout, concurrency
+/// limit, authentication, metrics.
+fn stack(
+    a: &ServeArgs,
+    model: Arc<dyn Endpoint>,
+    tokens: &[Bearer],
+    metrics: &Metrics,
+) -> Result<Arc<dyn Endpoint>> {
+    let mut batcher = None;
+    let mut ep = model;
+    if a.max_batch > 1 {
+        let b = Arc::new(Batcher::new(
+            ep,
+            BatchConfig {
+                max_batch_size: a.max_batch,
+                max_queue_delay: Duration::from_micros(a.batch_delay_us),
+                ..BatchConfig::default()
+            },
+        )?);
+        batcher = Some(b.clone());
+        ep = b;
+    }
+    if let Some(ms) = a.timeout_ms {
+        ep = Arc::new(Timeout::new(ep, Duration::from_millis(ms)));
+    }
+    if let Some(n) = a.max_concurrency {
+        ep = Arc::new(ConcurrencyLimit::new(ep, n));
+    }
+    if !tokens.is_empty() {
+        let mut auth = Authenticated::new(ep, Arc::new(AllowAll));
+        for (i, t) in tokens.iter().enumerate() {
+            auth = auth.with_token(t, format!("token-{}", i + 1));
+        }
+        ep = Arc::new(auth);
+    }
+    let metered = metrics.wrap(ep);
+    Ok(Arc::new(match batcher {
+        Some(b) => metered.with_batcher(b),
+        None => metered,
+    }))
+}
+
 fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
     let runtimes = aistd::bundling::runtimes();
+    let tokens = tokens(a)?;
     let repo = Arc::new(ModelRepository::new());
     let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
     let mut served = Vec::new();
@@ -109,19 +184,7 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
                     .load(&bundle)
                     .with_context(|| format!("loading {}:{}", m.name, m.version))?,
             );
-            let endpoint: Arc<dyn Endpoint> = if a.max_batch > 1 {
-                let batcher = Arc::new(Batcher::new(
-                    endpoint,
-                    BatchConfig {
-                        max_batch_size: a.max_batch,
-                        max_queue_delay: Duration::from_micros(a.batch_delay_us),
-                        ..BatchConfig::default()
-                    },
-                )?);
-                Arc::new(metrics.wrap(batcher.clone()).with_batcher(batcher))
-            } else {
-                Arc::new(metrics.wrap(endpoint))
-            };
+            let endpoint = stack(a, endpoint, &tokens, &metrics)?;
             served.push(format!("{}:{}", m.name, m.version));
             repo.insert(endpoint)?;
         }
