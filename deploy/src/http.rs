@@ -36,6 +36,9 @@ pub const HEADER_LENGTH: &str = "inference-header-content-length";
 #[derive(Debug, Default)]
 pub struct ModelRepository {
     models: RwLock<Models>,
+    /// The endpoint answering a model's unversioned routes, when not its latest version (a
+    /// router splitting traffic between versions, for instance).
+    defaults: RwLock<BTreeMap<String, Arc<dyn Endpoint>>>,
 }
 
 /// Endpoints by model name, then version.
@@ -67,6 +70,16 @@ impl ModelRepository {
         }
         tracing::info!(model = %m.name, versions = ?m.versions, "model added");
         Ok(())
+    }
+
+    /// Makes `endpoint` answer the unversioned routes of its model (instead of the latest
+    /// version); versioned routes still reach each version.
+    pub fn set_default(&self, endpoint: Arc<dyn Endpoint>) {
+        let name = endpoint.metadata().name;
+        self.defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name, endpoint);
     }
 
     /// Removes a version of a model (the model when it was the last); whether it was there.
@@ -103,6 +116,15 @@ impl ModelRepository {
 
     /// The endpoint of `model` at `version`, or at its latest version.
     pub fn get(&self, model: &str, version: Option<&str>) -> Option<Arc<dyn Endpoint>> {
+        if version.is_none()
+            && let Some(e) = self
+                .defaults
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(model)
+        {
+            return Some(e.clone());
+        }
         let models = self.read();
         let versions = models.get(model)?;
         match version {

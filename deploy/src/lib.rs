@@ -21,6 +21,7 @@
 //!   `ModelRepository` that can change while serving, graceful shutdown.
 //! - [`middleware`]: concurrency and rate limits, timeouts, request-size limits, bearer-token
 //!   authentication with an authorization policy.
+//! - [`router`]: weighted canaries, sticky routing, shadow traffic, promotion and rollback.
 //! - [`metrics`]: Prometheus text metrics of served models ([`metrics::Metered`]), with
 //!   Triton's `nv_inference_*` names and a recommended-replicas signal.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
@@ -44,8 +45,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): the router (canaries, shadow traffic), the drift
-//! monitor and the ONNX runtime.
+//! Not yet here (see the README's status table): the drift monitor and the ONNX runtime.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -61,6 +61,7 @@ pub mod infer;
 pub mod metrics;
 pub mod middleware;
 pub mod registry;
+pub mod router;
 pub mod runtime;
 pub mod sign;
 pub mod tensor;

@@ -239,4 +239,26 @@ try:
 finally:
     server.send_signal(signal.SIGINT)
     server.wait(timeout=30)
+
+# A canary: versions 3 and 4 of the model, 25% of unversioned requests to 4.
+args4 = [str(a) for a in args]
+args4[args4.index("--version") + 1] = "4"
+args4[args4.index("--out") + 1] = str(WORK / "bundle4")
+subprocess.run(args4, check=True, capture_output=True)
+server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), str(WORK / "bundle4"), "--port", "0",
+                           "--canary", "4=25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+try:
+    url = re.search(r" at http://(\S+)", server.stdout.readline()).group(1)
+    client = httpclient.InferenceServerClient(url=url)
+    check(client.get_model_metadata("echo")["versions"] == ["3", "4"], "both versions listed")
+    inputs, _ = request(True, True)
+    versions = [client.infer("echo", inputs).get_response()["model_version"] for _ in range(100)]
+    check(versions.count("4") == 25 and versions.count("3") == 75, f"--canary 4=25: {versions.count('4')} of 100 to version 4")
+    check(client.infer("echo", inputs, model_version="3").get_response()["model_version"] == "3",
+          "a versioned request bypasses the split")
+    client.close()
+finally:
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
+
 print(f"\nall {checks} tritonclient checks passed")

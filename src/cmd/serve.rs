@@ -1,5 +1,6 @@
 //! `aistd serve`: bundles (or a registry's models) behind the KServe v2 HTTP API.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
 use aistd_deploy::metrics::{Metrics, MetricsConfig};
 use aistd_deploy::middleware::{AllowAll, Authenticated, ConcurrencyLimit, Timeout};
 use aistd_deploy::registry::{LocalStore, MemoryAudit, Registry};
+use aistd_deploy::router::Router;
 use aistd_deploy::{Bearer, Bundle, Endpoint};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -54,6 +56,10 @@ pub(crate) struct ServeArgs {
     /// Answer 504 when a model takes longer than this, ms.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// When several versions of a model are served: send WEIGHT percent of its unversioned
+    /// requests to VERSION (repeatable); the first version given gets the rest.
+    #[arg(long = "canary", value_name = "VERSION=WEIGHT")]
+    canaries: Vec<String>,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -170,12 +176,69 @@ fn stack(
     }))
 }
 
+/// Each model's served versions, in the order given.
+type Versions = BTreeMap<String, Vec<(String, Arc<dyn Endpoint>)>>;
+
+/// For each model given in several versions, a router over them: the `--canary` weights, the
+/// first version the rest; it answers the model's unversioned routes.
+fn canary_routes(a: &ServeArgs, by_model: &Versions, repo: &ModelRepository) -> Result<()> {
+    let mut weights: BTreeMap<String, u32> = BTreeMap::new();
+    for c in &a.canaries {
+        let (v, w) = c
+            .split_once('=')
+            .with_context(|| format!("--canary `{c}`: expected VERSION=WEIGHT"))?;
+        let w: u32 = w
+            .parse()
+            .ok()
+            .filter(|w| *w <= 100)
+            .with_context(|| format!("--canary `{c}`: the weight is a percentage, 0 to 100"))?;
+        weights.insert(v.to_string(), w);
+    }
+    let mut used = 0;
+    for (model, versions) in by_model.iter().filter(|(_, v)| v.len() > 1) {
+        let canary: u32 = versions
+            .iter()
+            .skip(1)
+            .filter_map(|(v, _)| weights.get(v))
+            .sum();
+        if canary > 100 {
+            bail!("model {model}: --canary weights add up to {canary}%");
+        }
+        let router = Router::new(versions[0].0.clone(), versions[0].1.clone(), "user");
+        let routes = versions
+            .iter()
+            .enumerate()
+            .map(|(i, (v, e))| {
+                let w = if i == 0 {
+                    100 - canary
+                } else {
+                    weights.get(v).copied().unwrap_or(0)
+                };
+                (v.clone(), e.clone(), w)
+            })
+            .collect();
+        router.set_routes(routes)?;
+        used += versions
+            .iter()
+            .skip(1)
+            .filter(|(v, _)| weights.contains_key(v))
+            .count();
+        eprintln!("{model}: unversioned requests split {:?}", router.weights());
+        repo.set_default(Arc::new(router));
+    }
+    if used < weights.len() {
+        bail!("--canary names a version that is not a second or later version of a model served");
+    }
+    Ok(())
+}
+
 fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
     let runtimes = aistd::bundling::runtimes();
     let tokens = tokens(a)?;
     let repo = Arc::new(ModelRepository::new());
     let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
     let mut served = Vec::new();
+    let mut by_model = Versions::new();
     for path in &a.paths {
         for bundle in bundles(path, a, scratch)? {
             let m = bundle.manifest();
@@ -186,9 +249,14 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
             );
             let endpoint = stack(a, endpoint, &tokens, &metrics)?;
             served.push(format!("{}:{}", m.name, m.version));
+            by_model
+                .entry(m.name.clone())
+                .or_default()
+                .push((m.version.clone(), endpoint.clone()));
             repo.insert(endpoint)?;
         }
     }
+    canary_routes(a, &by_model, &repo)?;
     let addr = format!("{}:{}", a.host, a.port)
         .parse()
         .with_context(|| format!("--host {} --port {}: not an address", a.host, a.port))?;
