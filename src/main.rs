@@ -82,6 +82,9 @@ enum Command {
     /// Serve bundles or a registry's models over the KServe v2 HTTP API until interrupted;
     /// prints the URL.
     Serve(Box<cmd::serve::ServeArgs>),
+    /// Per-feature drift (PSI, Kolmogorov–Smirnov, Jensen–Shannon, Wasserstein) of a current
+    /// CSV against a reference CSV.
+    Drift(cmd::drift::DriftArgs),
     /// Serving measurements: dynamic batching against none (scripts/bench-peers.sh).
     #[command(subcommand)]
     ServeBench(cmd::serve_bench::ServeBenchCommand),
@@ -434,6 +437,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
         Command::ServeBench(c) => return cmd::serve_bench::run(c),
+        Command::Drift(a) => return cmd::drift::run(&a),
         Command::Serve(a) => return cmd::serve::run(&a),
         Command::Bundle(c) => return cmd::bundle::run(c),
         Command::Registry(c) => return cmd::registry::run(c),

@@ -22,6 +22,8 @@
 //! - [`middleware`]: concurrency and rate limits, timeouts, request-size limits, bearer-token
 //!   authentication with an authorization policy.
 //! - [`router`]: weighted canaries, sticky routing, shadow traffic, promotion and rollback.
+//! - [`drift`]: per-feature PSI, Kolmogorov–Smirnov, Jensen–Shannon and Wasserstein drift
+//!   against a reference profile, in memory bounded by the bins ([`drift::DriftMonitor`]).
 //! - [`metrics`]: Prometheus text metrics of served models ([`metrics::Metered`]), with
 //!   Triton's `nv_inference_*` names and a recommended-replicas signal.
 //! - [`sign`]: Ed25519 keys (RFC 8032) whose secrets stay out of `Debug` output.
@@ -45,7 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not yet here (see the README's status table): the drift monitor and the ONNX runtime.
+//! Not yet here (see the README's status table): the ONNX runtime.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -53,6 +55,7 @@ pub mod batch;
 pub mod bundle;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;
+pub mod drift;
 pub mod endpoint;
 mod error;
 #[cfg(feature = "http")]

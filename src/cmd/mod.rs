@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod bundle;
 pub(crate) mod compliance;
+pub(crate) mod drift;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod pii;
