@@ -213,3 +213,18 @@ fn serve_bench_batching_reports_both_runs() {
     assert!(r["throughput_ratio"].as_f64().expect("ratio") > 0.0);
     assert!(r["mean_batch_rows"].as_f64().expect("mean") >= 1.0);
 }
+
+#[test]
+fn serve_bench_overhead_reports_three_paths() {
+    let out = ok(&aistd(&["serve-bench", "overhead", "--requests", "200"]));
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for path in [
+        "predictor_direct",
+        "endpoint_in_process",
+        "http_keep_alive_json",
+    ] {
+        let p50 = r[path]["p50_us"].as_f64().expect("p50");
+        let p99 = r[path]["p99_us"].as_f64().expect("p99");
+        assert!(p50 > 0.0 && p99 >= p50, "{path}: {out}");
+    }
+}

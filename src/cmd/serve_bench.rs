@@ -19,6 +19,16 @@ pub(crate) enum ServeBenchCommand {
     /// Dynamic batching against none, on one model instance whose cost is a + b·rows, with
     /// closed-loop clients sending one-row requests; prints JSON.
     Batching(BatchingArgs),
+    /// Serving overhead on a no-op (identity) model: the predictor called directly, through
+    /// the in-process endpoint, and over HTTP (one keep-alive connection, JSON); prints JSON.
+    Overhead(OverheadArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OverheadArgs {
+    /// Requests per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
 }
 
 #[derive(Debug, Args)]
@@ -151,8 +161,115 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Latency percentiles (µs) of `n` calls of `f`, after 1,000 warm-up calls.
+fn time(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<serde_json::Value> {
+    for _ in 0..1000 {
+        f()?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f()?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "p50_us": percentile(&lat, 0.5),
+        "p99_us": percentile(&lat, 0.99),
+    }))
+}
+
+/// POSTs on a keep-alive connection; the status.
+fn post(conn: &mut std::net::TcpStream, path: &str, body: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
+    use std::io::{Read, Write};
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk)?;
+        anyhow::ensure!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk)?;
+                anyhow::ensure!(n > 0, "the server closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            return Ok(status);
+        }
+    }
+}
+
+fn overhead(a: &OverheadArgs) -> Result<()> {
+    use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
+    use aistd_deploy::{Bundle, Manifest, Predictor, Runtimes};
+    let dir = std::env::temp_dir().join(format!("aistd-overhead-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(dir.join("src/README"), "no-op model")?;
+    let m = Manifest::new("noop", "1", "identity")?
+        .with_input(TensorSpec::new("x", DataType::Fp32, &[-1, 4])?)
+        .with_output(TensorSpec::new("y", DataType::Fp32, &[-1, 4])?);
+    let bundle = Bundle::create(&dir.join("bundle"), m, &dir.join("src"))?;
+    let predictor = aistd_deploy::Identity::for_manifest(bundle.manifest())?;
+    let endpoint = Arc::new(Runtimes::builtin().load(&bundle)?);
+    let x = Tensor::fp32("x", &[1, 4], vec![1.0, 2.0, 3.0, 4.0])?;
+    let direct = time(a.requests, || {
+        predictor
+            .predict(std::slice::from_ref(&x))
+            .map_err(anyhow::Error::msg)?;
+        Ok(())
+    })?;
+    let request = InferRequest::new().with_input(x.clone());
+    let in_process = time(a.requests, || {
+        block_on(endpoint.infer(request.clone()))?;
+        Ok(())
+    })?;
+    let repo = Arc::new(ModelRepository::new());
+    repo.insert(endpoint)?;
+    let server = RunningServer::start("127.0.0.1:0".parse()?, repo, ServerConfig::default())?;
+    let mut conn = std::net::TcpStream::connect(server.addr())?;
+    conn.set_nodelay(true)?;
+    let body = br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}"#;
+    let mut buf = Vec::new();
+    let http = time(a.requests, || {
+        let status = post(&mut conn, "/v2/models/noop/infer", body, &mut buf)?;
+        anyhow::ensure!(
+            status == 200,
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        Ok(())
+    })?;
+    server.shutdown()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    print_json(&serde_json::json!({
+        "requests": a.requests,
+        "predictor_direct": direct,
+        "endpoint_in_process": in_process,
+        "http_keep_alive_json": http,
+    }))
+}
+
 pub(crate) fn run(cmd: ServeBenchCommand) -> Result<ExitCode> {
     match cmd {
+        ServeBenchCommand::Overhead(a) => overhead(&a)?,
         ServeBenchCommand::Batching(a) => {
             let model = Arc::new(CostModel {
                 a: Duration::from_micros(a.a_us),
