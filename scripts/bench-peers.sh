@@ -87,6 +87,9 @@ print("|---|---:|---:|---:|")
 print(f"| predictor called directly | {d['p50_us']:.2f} | {d['p99_us']:.2f} | - |")
 print(f"| in-process Endpoint (validation, output checks) | {e['p50_us']:.2f} | {e['p99_us']:.2f} | {e['p50_us'] - d['p50_us']:.2f} |")
 print(f"| KServe v2 HTTP, JSON, keep-alive | {h['p50_us']:.1f} | {h['p99_us']:.1f} | {h['p50_us'] - d['p50_us']:.1f} |")
+f = r["tcp_fixed_response_floor"]
+print(f"| floor: a bare TCP thread answering a fixed response | {f['p50_us']:.1f} | {f['p99_us']:.1f} | - |")
+print(f"| server time above the floor and the model | {h['p50_us'] - f['p50_us'] - d['p50_us']:.1f} | {h['p99_us'] - f['p99_us']:.1f} | - |")
 PY
 echo
 echo "dynamic batching: one model instance costing 2 ms + 0.1 ms per row, one-row requests from closed-loop clients, max batch 32, max delay 500 us:"

@@ -222,6 +222,7 @@ fn serve_bench_overhead_reports_three_paths() {
         "predictor_direct",
         "endpoint_in_process",
         "http_keep_alive_json",
+        "tcp_fixed_response_floor",
     ] {
         let p50 = r[path]["p50_us"].as_f64().expect("p50");
         let p99 = r[path]["p99_us"].as_f64().expect("p99");

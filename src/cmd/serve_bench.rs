@@ -29,6 +29,9 @@ pub(crate) struct OverheadArgs {
     /// Requests per measurement.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Worker threads of the HTTP server (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    server_threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +246,14 @@ fn overhead(a: &OverheadArgs) -> Result<()> {
     })?;
     let repo = Arc::new(ModelRepository::new());
     repo.insert(endpoint)?;
-    let server = RunningServer::start("127.0.0.1:0".parse()?, repo, ServerConfig::default())?;
+    let server = RunningServer::start(
+        "127.0.0.1:0".parse()?,
+        repo,
+        ServerConfig {
+            threads: a.server_threads,
+            ..ServerConfig::default()
+        },
+    )?;
     let mut conn = std::net::TcpStream::connect(server.addr())?;
     conn.set_nodelay(true)?;
     let body = br#"{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}"#;
@@ -258,12 +268,54 @@ fn overhead(a: &OverheadArgs) -> Result<()> {
         Ok(())
     })?;
     server.shutdown()?;
+    // The transport's floor: a thread that answers each request with a fixed response, with
+    // no HTTP library, no routing and no model, on the same kind of connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let echo_addr = listener.local_addr()?;
+    std::thread::spawn(move || -> Result<()> {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let len: usize = String::from_utf8_lossy(&buf[..end])
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if buf.len() < end + 4 + len {
+                    break;
+                }
+                buf.drain(..end + 4 + len);
+                s.write_all(reply)?;
+            }
+        }
+    });
+    let mut conn = std::net::TcpStream::connect(echo_addr)?;
+    conn.set_nodelay(true)?;
+    let floor = time(a.requests, || {
+        post(&mut conn, "/", body, &mut buf)?;
+        Ok(())
+    })?;
+    drop(conn);
     let _ = std::fs::remove_dir_all(&dir);
     print_json(&serde_json::json!({
         "requests": a.requests,
         "predictor_direct": direct,
         "endpoint_in_process": in_process,
         "http_keep_alive_json": http,
+        "tcp_fixed_response_floor": floor,
     }))
 }
 
