@@ -10,6 +10,8 @@
 //! - [`AuditRegistrySink`] (feature `deploy`): every model-registry change (publish, promote,
 //!   rollback) is committed to the audit log before the registry applies it, and
 //!   [`registry_events`] reads them back.
+//! - [`PolicyAuthorize`] (feature `deploy`): a compliance policy decides who may call a served
+//!   model (`aistd_deploy::middleware::Authenticated`).
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -301,6 +303,40 @@ impl aistd_deploy::registry::AuditSink for AuditRegistrySink {
         log.append(&event).map_err(|x| fail(x.to_string()))?;
         log.commit().map_err(|x| fail(x.to_string()))?;
         Ok(())
+    }
+}
+
+/// Decides with a compliance policy (Cedar, for instance) who may call a served model: the
+/// request `User::"<principal>"`, `Action::"infer"`, `Model::"<model>"` with context
+/// `{"version": …}`; a deny or an evaluation error refuses, with the policy's explanation.
+#[cfg(feature = "deploy")]
+#[derive(Debug, Clone)]
+pub struct PolicyAuthorize {
+    policy: Arc<dyn Policy>,
+}
+
+#[cfg(feature = "deploy")]
+impl PolicyAuthorize {
+    /// Wraps `policy`.
+    pub fn new(policy: Arc<dyn Policy>) -> Self {
+        Self { policy }
+    }
+}
+
+#[cfg(feature = "deploy")]
+impl aistd_deploy::middleware::Authorize for PolicyAuthorize {
+    fn authorize(&self, principal: &str, model: &str, version: &str) -> Result<(), String> {
+        let request = Request::new(
+            entity("User", principal),
+            entity("Action", "infer"),
+            entity("Model", model),
+        )
+        .with_context(serde_json::json!({ "version": version }));
+        match self.policy.evaluate(&request) {
+            Ok(d) if d.allowed() => Ok(()),
+            Ok(d) => Err(d.explain()),
+            Err(e) => Err(format!("the policy could not decide: {e}")),
+        }
     }
 }
 

@@ -146,3 +146,64 @@ fn privacy_ledger_spending_survives_a_restart_through_the_audit_log() {
             .is_err()
     );
 }
+
+#[test]
+fn cedar_decides_who_may_call_a_served_model_and_the_audit_log_records_it() {
+    use aistd::deploy::endpoint::block_on;
+    use aistd::deploy::middleware::Authenticated;
+    use aistd::deploy::{
+        Bearer, Endpoint, Error, InferRequest, Manifest, Runtimes, Tensor, TensorSpec,
+    };
+    use aistd::glue::PolicyAuthorize;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("dir");
+    std::fs::write(src.join("f"), b"x").expect("write");
+    let m = Manifest::new("ranker", "2", "identity")
+        .expect("manifest")
+        .with_input(TensorSpec::new("x", aistd::deploy::DataType::Fp32, &[-1]).expect("spec"))
+        .with_output(TensorSpec::new("y", aistd::deploy::DataType::Fp32, &[-1]).expect("spec"));
+    let bundle = aistd::deploy::Bundle::create(&dir.path().join("b"), m, &src).expect("bundle");
+    let model = Arc::new(Runtimes::builtin().load(&bundle).expect("load"));
+
+    let log_path = dir.path().join("audit.jsonl");
+    let log = Arc::new(Mutex::new(
+        AuditLog::open(&log_path, AuditOptions::default().fsync(false)).expect("log"),
+    ));
+    let cedar = CedarPolicy::from_str(
+        "inference",
+        r#"permit(principal == User::"alice", action == Action::"infer", resource == Model::"ranker")
+           when { context.version == "2" };"#,
+    )
+    .expect("parse");
+    let policy = Audited::new(cedar, Arc::new(AuditLogSink::new(log.clone())));
+    let (alice, bob) = (Bearer::new("alice-token"), Bearer::new("bob-token"));
+    let guarded = Authenticated::new(model, Arc::new(PolicyAuthorize::new(Arc::new(policy))))
+        .with_token(&alice, "alice")
+        .with_token(&bob, "bob");
+    let call = |t: &Bearer| {
+        let mut r = InferRequest::new().with_input(Tensor::fp32("x", &[1], vec![1.0]).expect("t"));
+        r.bearer = Some(t.clone());
+        block_on(guarded.infer(r))
+    };
+    call(&alice).expect("alice may call ranker version 2");
+    match call(&bob) {
+        Err(Error::Forbidden { principal, .. }) => assert_eq!(principal, "bob"),
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    drop(guarded);
+    log.lock().expect("log").commit().expect("commit");
+    verify(&log_path, &[]).expect("the audit log verifies");
+    let decisions: Vec<(String, String)> = read_records(&log_path)
+        .expect("records")
+        .into_iter()
+        .filter(|r| r.event.action == "authorize")
+        .map(|r| (r.event.who.clone(), r.event.data.clone()))
+        .collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(
+        decisions[0].0.contains("alice") && decisions[1].0.contains("bob"),
+        "{decisions:?}"
+    );
+}
