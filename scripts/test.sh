@@ -9,12 +9,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy skl2onnx onnxruntime)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, torch; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__, "| torch", torch.__version__)'
@@ -79,7 +79,7 @@ for ex in examples/*.rs; do
   cargo run --quiet --features "$FEATURES" --example "$name" -- 100000 target/examples/"$name"
 done
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile, tritonclient, scipy)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile, tritonclient, scipy, onnxruntime)"
 cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
@@ -87,6 +87,7 @@ cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
 "$VENV/bin/python" scripts/peers/check_deploy.py target/debug/aistd target/peer-checks/deploy
 "$VENV/bin/python" scripts/peers/check_serving.py target/debug/aistd target/peer-checks/serving
+"$VENV/bin/python" scripts/peers/check_onnx.py target/debug/aistd target/peer-checks/onnx
 "$VENV/bin/python" scripts/peers/check_drift.py target/debug/aistd target/peer-checks/drift
 # The training check also drives `aistd train --backend tch`: the CLI with the root's `tch` feature
 # (only the root crate is compiled again).

@@ -129,7 +129,7 @@ fn bundles_are_created_signed_verified_packed_and_refused_when_damaged() {
         "--version",
         "3",
         "--platform",
-        "onnx",
+        "python",
     ]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
@@ -152,4 +152,59 @@ fn bundles_are_created_signed_verified_packed_and_refused_when_damaged() {
     assert_eq!(bad_spec.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_spec.stderr).contains("FLOAT32"));
     assert!(!tmp.path().join("b2").exists());
+}
+
+#[test]
+fn onnx_bundles_take_their_signature_from_the_model_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("model");
+    std::fs::create_dir_all(&src).expect("dir");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/tests/data/digits_logreg.onnx");
+    std::fs::copy(&fixture, src.join("digits.onnx")).expect("copy");
+    let dir = tmp.path().join("bundle");
+    let created: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "bundle",
+        "create",
+        "--from",
+        s(&src),
+        "--out",
+        s(&dir),
+        "--name",
+        "digits",
+        "--version",
+        "1",
+        "--platform",
+        "onnx",
+        "--json",
+    ])))
+    .expect("json");
+    let m = &created["manifest"];
+    assert_eq!(m["inputs"][0]["name"], "X");
+    assert_eq!(m["inputs"][0]["datatype"], "FP32");
+    assert_eq!(m["inputs"][0]["shape"], serde_json::json!([-1, 64]));
+    assert_eq!(m["outputs"][0]["name"], "label");
+    assert_eq!(m["outputs"][0]["datatype"], "INT64");
+    assert_eq!(m["outputs"][1]["name"], "probabilities");
+    assert_eq!(m["outputs"][1]["shape"], serde_json::json!([-1, 10]));
+    // Without a model file there is nothing to read the signature from.
+    std::fs::remove_file(src.join("digits.onnx")).expect("rm");
+    std::fs::write(src.join("README"), b"no model").expect("write");
+    let out = aistd(&[
+        "bundle",
+        "create",
+        "--from",
+        s(&src),
+        "--out",
+        s(&tmp.path().join("other")),
+        "--name",
+        "digits",
+        "--version",
+        "1",
+        "--platform",
+        "onnx",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no .onnx file"), "{err}");
 }

@@ -214,6 +214,14 @@ impl Tensor {
         }
     }
 
+    /// The elements if the datatype is `INT64`.
+    pub fn as_int64(&self) -> Option<&[i64]> {
+        match &self.data {
+            TensorData::Int64(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Checks this tensor against `spec`: datatype, rank and fixed dimensions, element count.
     pub fn conforms_to(&self, spec: &TensorSpec) -> Result<()> {
         self.check()?;
@@ -344,7 +352,8 @@ impl InferRequest {
     }
 }
 
-fn names(specs: &[TensorSpec]) -> String {
+/// The specs' names, comma-separated.
+pub(crate) fn names(specs: &[TensorSpec]) -> String {
     specs
         .iter()
         .map(|s| s.name.as_str())

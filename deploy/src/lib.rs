@@ -63,6 +63,8 @@ pub mod http;
 pub mod infer;
 pub mod metrics;
 pub mod middleware;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod registry;
 pub mod router;
 pub mod runtime;

@@ -48,11 +48,16 @@ impl Runtimes {
         Runtimes::default()
     }
 
-    /// The runtimes built into this crate: [`IDENTITY`] ([`Identity`]).
+    /// The runtimes built into this crate: [`IDENTITY`] ([`Identity`]) and, with the `onnx`
+    /// feature, [`ONNX`](crate::onnx::ONNX) ([`OnnxPredictor`](crate::onnx::OnnxPredictor)).
     pub fn builtin() -> Self {
         let mut r = Runtimes::new();
         r.register(IDENTITY, |b: &Bundle| {
             Ok(Arc::new(Identity::for_manifest(b.manifest())?) as Arc<dyn Predictor>)
+        });
+        #[cfg(feature = "onnx")]
+        r.register(crate::onnx::ONNX, |b: &Bundle| {
+            Ok(Arc::new(crate::onnx::OnnxPredictor::load(b)?) as Arc<dyn Predictor>)
         });
         r
     }

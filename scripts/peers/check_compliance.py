@@ -20,6 +20,7 @@ import random
 import shutil
 import subprocess
 import sys
+from peercheck import check, passed
 
 import dp_accounting
 import numpy as np
@@ -41,15 +42,8 @@ AISTD = sys.argv[1]
 WORK = pathlib.Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
-checks = 0
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise SystemExit(f"FAIL: {what}")
-    checks += 1
-    print(f"ok  {what}")
 
 
 def aistd(*args):
@@ -236,4 +230,4 @@ for name, scale, gaussian in (("gaussian", 2.0, True), ("laplace", 1.5, False)):
     check(p_two > 1e-6 and p_fit > 1e-6 and p_bad < 1e-6,
           f"{name}({scale}): same law as OpenDP (KS p = {p_two:.3g}), fits scipy's CDF (p = {p_fit:.3g}), a 10% wrong scale is rejected (p = {p_bad:.1e})")
 
-print(f"\nall {checks} compliance peer checks passed")
+print(f"\nall {passed()} compliance peer checks passed")

@@ -22,10 +22,10 @@ import tarfile
 
 from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
+from peercheck import check, passed
 
 AISTD = os.path.abspath(sys.argv[1])
 WORK = pathlib.Path(sys.argv[2])
-checks = 0
 
 
 def run(*args, ok=True):
@@ -35,12 +35,6 @@ def run(*args, ok=True):
     return p
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise SystemExit(f"FAIL: {what}")
-    checks += 1
-    print(f"ok  {what}")
 
 
 shutil.rmtree(WORK, ignore_errors=True)
@@ -126,4 +120,4 @@ check(p.returncode == 1 and "../escaped.txt" in p.stderr and not (WORK.parent / 
       and not (WORK / "evil-out").exists(),
       "aistd refuses an archive with a ../ member and writes nothing")
 
-print(f"\nall {checks} bundle peer checks passed")
+print(f"\nall {passed()} bundle peer checks passed")

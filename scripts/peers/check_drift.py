@@ -23,18 +23,12 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.special import kolmogorov
 from scipy.stats import ks_2samp, wasserstein_distance
+from peercheck import check, passed
 
 AISTD = os.path.abspath(sys.argv[1])
 WORK = pathlib.Path(sys.argv[2])
-checks = 0
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise SystemExit(f"FAILED: {what}")
-    checks += 1
-    print(f"ok  {what}")
 
 
 shutil.rmtree(WORK, ignore_errors=True)
@@ -111,4 +105,4 @@ for name in names:
 check(not report["stable"]["psi_drift"] and not report["stable"]["ks_drift"], "the unchanged feature shows no drift")
 check(report["shifted"]["psi_drift"] and report["shifted"]["ks_drift"], "the shifted feature drifts on both tests")
 check(report["scaled"]["ks_drift"], "the scaled feature drifts (KS)")
-print(f"\nall {checks} drift checks passed")
+print(f"\nall {passed()} drift checks passed")

@@ -26,13 +26,13 @@ from Crypto.Cipher import ChaCha20_Poly1305
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from peercheck import check, passed
 
 AISTD = os.path.abspath(sys.argv[1])
 WORK = pathlib.Path(sys.argv[2])
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MASTER = bytes(range(32))
 ENV = dict(os.environ, AISTD_MASTER_KEY=MASTER.hex())
-checks = 0
 
 
 def run(*args, ok=True):
@@ -42,12 +42,6 @@ def run(*args, ok=True):
     return p
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise SystemExit(f"FAIL: {what}")
-    checks += 1
-    print(f"ok  {what}")
 
 
 # ---- docs/formats.md, implemented independently -------------------------------------------------
@@ -292,4 +286,4 @@ check(facets_seen == {"schema", "dataSource", "dataQualityMetrics", "dataQuality
 broken = dict(events[1], eventTime="yesterday")
 check(errors(broken, broken["schemaURL"]), "the validator rejects a broken event (it is not a no-op)")
 
-print(f"\nall {checks} protection/audit/lineage peer checks passed")
+print(f"\nall {passed()} protection/audit/lineage peer checks passed")

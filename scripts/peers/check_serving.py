@@ -25,18 +25,12 @@ import numpy as np
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
+from peercheck import check, passed
 
 AISTD = os.path.abspath(sys.argv[1])
 WORK = pathlib.Path(sys.argv[2])
-checks = 0
 
 
-def check(cond, what):
-    global checks
-    if not cond:
-        raise SystemExit(f"FAILED: {what}")
-    checks += 1
-    print(f"ok  {what}")
 
 
 # Triton datatype -> numpy values for a [2, 3] tensor (extremes included).
@@ -261,4 +255,4 @@ finally:
     server.send_signal(signal.SIGINT)
     server.wait(timeout=30)
 
-print(f"\nall {checks} tritonclient checks passed")
+print(f"\nall {passed()} tritonclient checks passed")

@@ -86,7 +86,8 @@ pub(crate) struct CreateArgs {
     /// The runtime that loads it (`onnx`, `aistd-mlp`, …).
     #[arg(long)]
     platform: String,
-    /// An input, as NAME:DATATYPE:DIMS (e.g. `x:FP32:-1,64`; -1 for any size).
+    /// An input, as NAME:DATATYPE:DIMS (e.g. `x:FP32:-1,64`; -1 for any size). For platform
+    /// `onnx` without inputs and outputs, they are read from the model file.
     #[arg(long = "input", value_name = "SPEC")]
     inputs: Vec<String>,
     /// An output, as NAME:DATATYPE:DIMS.
@@ -224,6 +225,12 @@ fn create(a: &CreateArgs) -> Result<()> {
     if let Some(card) = &a.model_card {
         m = m.with_model_card(card);
     }
+    if a.platform == aistd_deploy::onnx::ONNX && a.inputs.is_empty() && a.outputs.is_empty() {
+        let file = onnx_file(&a.from, &m)?;
+        let (inputs, outputs) = aistd_deploy::onnx::signature(&file)?;
+        m.inputs = inputs;
+        m.outputs = outputs;
+    }
     if let Some(p) = &a.preprocessing {
         let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
         let v =
@@ -242,6 +249,34 @@ fn create(a: &CreateArgs) -> Result<()> {
         describe(&b);
     }
     Ok(())
+}
+
+/// The ONNX model among the files to bundle: the one named in the metadata, or the only `.onnx`
+/// file at the top of `from`.
+fn onnx_file(from: &Path, m: &Manifest) -> Result<PathBuf> {
+    if let Some(f) = m.metadata.get(aistd_deploy::onnx::MODEL_FILE_KEY) {
+        return Ok(from.join(f));
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}", from.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "onnx") {
+            found.push(path);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "{}: no .onnx file to read the signature from (or give --input and --output)",
+            from.display()
+        ),
+        _ => bail!(
+            "{}: {} .onnx files; name the model with --metadata {}=FILE",
+            from.display(),
+            found.len(),
+            aistd_deploy::onnx::MODEL_FILE_KEY
+        ),
+    }
 }
 
 /// Opens a bundle directory, or unpacks an archive to a temporary directory, verifies it and
