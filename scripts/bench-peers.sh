@@ -104,4 +104,24 @@ n, b = r["no_batching"], r["batching"]
 print(f"| {r['clients']} | {n['requests_per_s']:.0f} | {n['p95_us']/1000:.1f} | {b['requests_per_s']:.0f} | {b['p95_us']/1000:.1f} | {r['throughput_ratio']:.2f}x | {r['mean_batch_rows']:.1f} | {r['batcher_hold_p99_us']:.0f} |")
 PY
 done
+echo
+# MLServer lives in a venv of its own: it pins versions the peer tools do not share (uvloop before
+# 0.22: 0.22 breaks its inference workers).
+MLS_VENV=target/mlserver-venv
+[ -x "$MLS_VENV/bin/python" ] || python3 -m venv "$MLS_VENV"
+"$MLS_VENV/bin/python" -c 'import mlserver, mlserver_sklearn, skl2onnx' 2>/dev/null ||
+  "$MLS_VENV/bin/pip" install --quiet --disable-pip-version-check mlserver mlserver-sklearn "uvloop<0.22" skl2onnx
+SERVE_SECONDS=${SERVE_SECONDS:-5}
+echo "aistd vs MLServer: the same scikit-learn MLP (digits, 64 hidden), one-row KServe v2 JSON requests for the label, closed-loop clients on keep-alive connections, ${SERVE_SECONDS} s each (aistd: skl2onnx's ONNX of it on the onnx runtime):"
+sj=$("$MLS_VENV/bin/python" scripts/peers/bench_serving.py "$AISTD" "$WORK/serving" "$SERVE_SECONDS")
+"$VENV/bin/python" - "$sj" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"MLServer {r['mlserver']} (scikit-learn runtime, default settings); identical labels on {r['same_labels']} of {r['rows']} rows, probabilities within {r['max_probability_diff']:.1e}")
+print("| clients | MLServer req/s | p50 ms | p99 ms | aistd req/s | p50 ms | p99 ms | aistd throughput / MLServer |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for x in r["runs"]:
+    m, a = x["mlserver"], x["aistd"]
+    print(f"| {x['clients']} | {m['requests_per_s']:.0f} | {m['p50_us']/1000:.2f} | {m['p99_us']/1000:.2f} | {a['requests_per_s']:.0f} | {a['p50_us']/1000:.2f} | {a['p99_us']/1000:.2f} | {a['requests_per_s']/m['requests_per_s']:.1f}x |")
+PY
 fi

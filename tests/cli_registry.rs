@@ -1,6 +1,6 @@
 //! `aistd registry`: publish (directory and archive), list, promote, roll back and fetch, every
 //! change in a verifiable audit log; refusals leave the log and the aliases unchanged. And
-//! `aistd serve-bench batching`.
+//! `aistd serve-bench batching`, `overhead` and `load`.
 
 mod common;
 
@@ -228,4 +228,88 @@ fn serve_bench_overhead_reports_three_paths() {
         let p99 = r[path]["p99_us"].as_f64().expect("p99");
         assert!(p50 > 0.0 && p99 >= p50, "{path}: {out}");
     }
+}
+
+#[test]
+fn serve_bench_load_drives_a_v2_server_and_names_its_refusal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("model");
+    std::fs::create_dir_all(&src).expect("dir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/tests/data/digits_logreg.onnx"),
+        src.join("model.onnx"),
+    )
+    .expect("copy");
+    let bundle = tmp.path().join("bundle");
+    ok(&aistd(&[
+        "bundle",
+        "create",
+        "--from",
+        s(&src),
+        "--out",
+        s(&bundle),
+        "--name",
+        "digits",
+        "--version",
+        "1",
+        "--platform",
+        "onnx",
+    ]));
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_aistd"))
+        .args(["serve", s(&bundle), "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_string);
+    let body = tmp.path().join("body.json");
+    let row = vec!["0.25"; 64].join(",");
+    std::fs::write(
+        &body,
+        format!(r#"{{"inputs":[{{"name":"X","datatype":"FP32","shape":[1,64],"data":[{row}]}}]}}"#),
+    )
+    .expect("body");
+    let run = |model: &str| {
+        aistd(&[
+            "serve-bench",
+            "load",
+            "--url",
+            url.as_deref().unwrap_or("http://missing"),
+            "--model",
+            model,
+            "--body",
+            s(&body),
+            "--clients",
+            "2",
+            "--seconds",
+            "0.3",
+            "--warmup-seconds",
+            "0.1",
+        ])
+    };
+    let good = run("digits");
+    let bad = run("nope");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(url.is_some(), "no URL in {line:?}");
+    let r: serde_json::Value = serde_json::from_str(&ok(&good)).expect("json");
+    assert_eq!(r["clients"], 2);
+    assert!(r["requests"].as_u64().expect("requests") > 0, "{r}");
+    let (p50, p99) = (
+        r["p50_us"].as_f64().expect("p50"),
+        r["p99_us"].as_f64().expect("p99"),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("HTTP 404"), "{err}");
 }

@@ -20,8 +20,35 @@ pub(crate) enum ServeBenchCommand {
     /// closed-loop clients sending one-row requests; prints JSON.
     Batching(BatchingArgs),
     /// Serving overhead on a no-op (identity) model: the predictor called directly, through
-    /// the in-process endpoint, and over HTTP (one keep-alive connection, JSON); prints JSON.
+    /// the in-process endpoint and over HTTP (one keep-alive connection, JSON); prints JSON.
     Overhead(OverheadArgs),
+    /// Load on any KServe v2 server: closed-loop clients, each on its own keep-alive
+    /// connection, POST the same JSON body to a model's infer path; prints throughput and
+    /// latency percentiles as JSON (scripts/peers/bench_serving.py drives aistd and MLServer
+    /// with it).
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The server, as http://HOST:PORT.
+    #[arg(long)]
+    url: String,
+    /// The model whose `/v2/models/MODEL/infer` is called.
+    #[arg(long)]
+    model: String,
+    /// A file holding the JSON request body.
+    #[arg(long)]
+    body: std::path::PathBuf,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds of load before measuring (connections opened, caches warm).
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
 }
 
 #[derive(Debug, Args)]
@@ -186,7 +213,7 @@ fn time(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<serde_json::Value
 fn post(conn: &mut std::net::TcpStream, path: &str, body: &[u8], buf: &mut Vec<u8>) -> Result<u16> {
     use std::io::{Read, Write};
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes())?;
@@ -199,6 +226,10 @@ fn post(conn: &mut std::net::TcpStream, path: &str, body: &[u8], buf: &mut Vec<u
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            anyhow::ensure!(
+                !head.contains("transfer-encoding: chunked"),
+                "the server answered with a chunked body, which this client does not read"
+            );
             let len: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
@@ -319,9 +350,78 @@ fn overhead(a: &OverheadArgs) -> Result<()> {
     }))
 }
 
+/// `aistd serve-bench load`.
+fn load(a: &LoadArgs) -> Result<()> {
+    use anyhow::Context;
+    let addr = a
+        .url
+        .strip_prefix("http://")
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| !r.is_empty() && !r.contains('/'))
+        .with_context(|| format!("--url {}: expected http://HOST:PORT", a.url))?
+        .to_string();
+    anyhow::ensure!(a.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        a.seconds > 0.0 && a.warmup_seconds >= 0.0,
+        "--seconds must be positive and --warmup-seconds not negative"
+    );
+    let body = std::fs::read(&a.body).with_context(|| format!("{}", a.body.display()))?;
+    let path = format!("/v2/models/{}/infer", a.model);
+    let warm_until = Instant::now() + Duration::from_secs_f64(a.warmup_seconds);
+    let stop = warm_until + Duration::from_secs_f64(a.seconds);
+    let per_client = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..a.clients)
+            .map(|_| {
+                let (addr, path, body) = (&addr, &path, &body);
+                s.spawn(move || -> Result<Vec<f64>> {
+                    let mut conn = std::net::TcpStream::connect(addr.as_str())
+                        .with_context(|| format!("connect to {addr}"))?;
+                    conn.set_nodelay(true)?;
+                    let mut buf = Vec::new();
+                    let mut lat = Vec::new();
+                    loop {
+                        let t = Instant::now();
+                        if t >= stop {
+                            return Ok(lat);
+                        }
+                        let status = post(&mut conn, path, body, &mut buf)?;
+                        anyhow::ensure!(
+                            status == 200,
+                            "HTTP {status}: {}",
+                            String::from_utf8_lossy(&buf)
+                        );
+                        if t >= warm_until {
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a client panicked"))?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut all: Vec<f64> = per_client.into_iter().flatten().collect();
+    all.sort_by(f64::total_cmp);
+    print_json(&serde_json::json!({
+        "url": a.url,
+        "model": a.model,
+        "clients": a.clients,
+        "seconds": a.seconds,
+        "requests": all.len(),
+        "requests_per_s": all.len() as f64 / a.seconds,
+        "p50_us": percentile(&all, 0.50),
+        "p95_us": percentile(&all, 0.95),
+        "p99_us": percentile(&all, 0.99),
+        "max_us": all.last().copied().unwrap_or(0.0),
+    }))
+}
+
 pub(crate) fn run(cmd: ServeBenchCommand) -> Result<ExitCode> {
     match cmd {
         ServeBenchCommand::Overhead(a) => overhead(&a)?,
+        ServeBenchCommand::Load(a) => load(&a)?,
         ServeBenchCommand::Batching(a) => {
             let model = Arc::new(CostModel {
                 a: Duration::from_micros(a.a_us),

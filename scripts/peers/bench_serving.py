@@ -1,0 +1,131 @@
+"""aistd serving a scikit-learn model next to MLServer serving the same model, in one run.
+
+Usage: bench_serving.py AISTD WORK SECONDS   (run with a Python that has mlserver, mlserver-sklearn
+and skl2onnx: scripts/bench-peers.sh makes that venv)
+
+An MLPClassifier (64 hidden units) is trained on the digits data. MLServer serves it with its
+scikit-learn runtime (joblib file, default settings: one inference worker process); aistd serves
+skl2onnx's conversion of it with the `onnx` runtime (`aistd bundle create --platform onnx`,
+`aistd serve`, default settings). Both get the same KServe v2 JSON requests: first all 1,797 rows
+in one request each, whose labels must be identical and probabilities equal to 1e-5; then
+one-row requests asking for the label only, from `aistd serve-bench load` (closed-loop clients on
+keep-alive connections) at 1 and 8 clients, SECONDS each. Prints JSON.
+"""
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+
+import joblib
+import numpy as np
+import mlserver
+from skl2onnx import to_onnx
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+AISTD = os.path.abspath(sys.argv[1])
+WORK = pathlib.Path(sys.argv[2]).resolve()
+SECONDS = float(sys.argv[3])
+shutil.rmtree(WORK, ignore_errors=True)
+(WORK / "mlserver" / "digits").mkdir(parents=True)
+(WORK / "onnx").mkdir()
+
+x, y = load_digits(return_X_y=True)
+x = (x / 16.0).astype(np.float32)
+model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(x, y)
+joblib.dump(model, WORK / "mlserver" / "digits" / "model.joblib")
+onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+(WORK / "onnx" / "model.onnx").write_bytes(onx.SerializeToString())
+subprocess.run([AISTD, "bundle", "create", "--from", WORK / "onnx", "--out", WORK / "bundle", "--name", "digits",
+                "--version", "1", "--platform", "onnx"], check=True, capture_output=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ports = [free_port() for _ in range(3)]
+(WORK / "mlserver" / "settings.json").write_text(json.dumps(
+    {"http_port": ports[0], "grpc_port": ports[1], "metrics_port": ports[2], "debug": False}))
+(WORK / "mlserver" / "digits" / "model-settings.json").write_text(json.dumps(
+    {"name": "digits", "implementation": "mlserver_sklearn.SKLearnModel",
+     "parameters": {"uri": "./model.joblib", "version": "1"}}))
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def outputs(response):
+    return {o["name"]: np.array(o["data"]) for o in response["outputs"]}
+
+
+def load(url, body_file, clients):
+    out = subprocess.run([AISTD, "serve-bench", "load", "--url", url, "--model", "digits", "--body", body_file,
+                          "--clients", str(clients), "--seconds", str(SECONDS)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+one_row = {"name": "X", "datatype": "FP32", "shape": [1, 64], "data": x[0].tolist()}
+(WORK / "mlserver-body.json").write_text(json.dumps({"inputs": [one_row], "outputs": [{"name": "predict"}]}))
+(WORK / "aistd-body.json").write_text(json.dumps({"inputs": [one_row], "outputs": [{"name": "label"}]}))
+all_rows = {"name": "X", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1).tolist()}
+
+mls = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlserver"), "start", str(WORK / "mlserver")],
+                       stdout=subprocess.DEVNULL, stderr=open(WORK / "mlserver.log", "w"))
+aistd = subprocess.Popen([AISTD, "serve", WORK / "bundle", "--port", "0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+try:
+    aistd_url = "http://" + re.search(r" at http://(\S+)", aistd.stdout.readline()).group(1)
+    mls_url = f"http://127.0.0.1:{ports[0]}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{mls_url}/v2/models/digits/ready", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or mls.poll() is not None:
+            raise SystemExit(f"MLServer did not become ready: {(WORK / 'mlserver.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    theirs = outputs(post(f"{mls_url}/v2/models/digits/infer",
+                          {"inputs": [all_rows], "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}))
+    ours = outputs(post(f"{aistd_url}/v2/models/digits/infer", {"inputs": [all_rows]}))
+    same_labels = int((theirs["predict"].reshape(-1) == ours["label"].reshape(-1)).sum())
+    prob_diff = float(np.abs(theirs["predict_proba"].reshape(-1) - ours["probabilities"].reshape(-1)).max())
+    runs = []
+    for clients in (1, 8):
+        m = load(mls_url, WORK / "mlserver-body.json", clients)
+        a = load(aistd_url, WORK / "aistd-body.json", clients)
+        runs.append({"clients": clients, "mlserver": m, "aistd": a})
+finally:
+    for p in (aistd, mls):
+        p.send_signal(signal.SIGINT)
+    for p in (aistd, mls):
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+print(json.dumps({
+    "mlserver": mlserver.__version__,
+    "rows": len(x),
+    "same_labels": same_labels,
+    "max_probability_diff": prob_diff,
+    "seconds": SECONDS,
+    "runs": runs,
+}))
