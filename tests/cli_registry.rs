@@ -313,3 +313,46 @@ fn serve_bench_load_drives_a_v2_server_and_names_its_refusal() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("HTTP 404"), "{err}");
 }
+
+#[test]
+fn serve_refuses_a_drift_reference_that_does_not_fit_the_model() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("dir");
+    std::fs::write(src.join("README"), b"identity").expect("write");
+    let bundle = tmp.path().join("bundle");
+    ok(&aistd(&[
+        "bundle",
+        "create",
+        "--from",
+        s(&src),
+        "--out",
+        s(&bundle),
+        "--name",
+        "echo",
+        "--version",
+        "1",
+        "--platform",
+        "identity",
+        "--input",
+        "x:FP32:-1,3",
+        "--output",
+        "y:FP32:-1,3",
+    ]));
+    let reference = tmp.path().join("ref.csv");
+    std::fs::write(&reference, "a,b\n1,2\n3,4\n5,6\n").expect("csv");
+    let out = aistd(&[
+        "serve",
+        s(&bundle),
+        "--port",
+        "0",
+        "--drift-reference",
+        s(&reference),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model echo") && err.contains("2 features"),
+        "{err}"
+    );
+}

@@ -144,11 +144,19 @@ fn reason(e: &Error) -> &'static str {
     }
 }
 
+/// A label value as the text format escapes it.
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Every served model's metrics, rendered together.
 #[derive(Debug, Default)]
 pub struct Metrics {
     config: MetricsConfig,
     endpoints: Mutex<Vec<Arc<EndpointMetrics>>>,
+    drift: Mutex<Vec<(String, Arc<crate::drift::DriftTracker>)>>,
 }
 
 impl Metrics {
@@ -157,7 +165,31 @@ impl Metrics {
         Metrics {
             config,
             endpoints: Mutex::new(Vec::new()),
+            drift: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Exposes `tracker`'s report for `model` with the other metrics: per feature, the gauges
+    /// `aistd_drift_psi`, `aistd_drift_ks_statistic`, `aistd_drift_ks_p_value`,
+    /// `aistd_drift_jensen_shannon`, `aistd_drift_wasserstein`, `aistd_drift_observations` and
+    /// `aistd_drift_detected{test="psi"|"ks"}` (1 past the threshold).
+    pub fn track_drift(
+        &self,
+        model: &str,
+        version: &str,
+        tracker: Arc<crate::drift::DriftTracker>,
+    ) {
+        self.drift
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((
+                format!(
+                    "model=\"{}\",version=\"{}\"",
+                    escape_label(model),
+                    escape_label(version)
+                ),
+                tracker,
+            ));
     }
 
     /// Wraps `inner` so its requests are counted (labels: its name and first version).
@@ -207,11 +239,6 @@ impl Metrics {
             batch: Option<crate::batch::BatchStats>,
             pending: u64,
         }
-        let esc = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
         let rows: Vec<Row> = self
             .endpoints
             .lock()
@@ -231,8 +258,8 @@ impl Metrics {
                 Row {
                     labels: format!(
                         "model=\"{}\",version=\"{}\"",
-                        esc(&e.model),
-                        esc(&e.version)
+                        escape_label(&e.model),
+                        escape_label(&e.version)
                     ),
                     success: c.success,
                     failures: c.failures.clone(),
@@ -429,6 +456,77 @@ impl Metrics {
                     );
                 },
             );
+        }
+        let drift: Vec<(String, Vec<crate::drift::FeatureDrift>)> = self
+            .drift
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(labels, t)| (labels.clone(), t.report()))
+            .collect();
+        if !drift.is_empty() {
+            type Value = fn(&crate::drift::FeatureDrift) -> f64;
+            let gauges: [(&str, &str, Value); 6] = [
+                (
+                    "aistd_drift_psi",
+                    "Population stability index of the feature's served values against the reference profile.",
+                    |d| d.psi,
+                ),
+                (
+                    "aistd_drift_ks_statistic",
+                    "Kolmogorov-Smirnov statistic against the reference profile.",
+                    |d| d.ks_statistic,
+                ),
+                (
+                    "aistd_drift_ks_p_value",
+                    "Asymptotic p-value of the Kolmogorov-Smirnov statistic.",
+                    |d| d.ks_p_value,
+                ),
+                (
+                    "aistd_drift_jensen_shannon",
+                    "Jensen-Shannon distance (natural log) against the reference profile.",
+                    |d| d.jensen_shannon,
+                ),
+                (
+                    "aistd_drift_wasserstein",
+                    "Wasserstein-1 distance on the reference's bin centres.",
+                    |d| d.wasserstein,
+                ),
+                (
+                    "aistd_drift_observations",
+                    "Served values of the feature counted (NaNs excluded).",
+                    |d| d.current_count as f64,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for (model, report) in &drift {
+                    for d in report {
+                        let _ = writeln!(
+                            o,
+                            "{name}{{{model},feature=\"{}\"}} {}",
+                            escape_label(&d.name),
+                            value(d)
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(
+                o,
+                "# HELP aistd_drift_detected 1 when the feature drifted: PSI >= 0.1, or the KS p-value below 0.05 / features.\n# TYPE aistd_drift_detected gauge"
+            );
+            for (model, report) in &drift {
+                for d in report {
+                    for (test, hit) in [("psi", d.psi_drift), ("ks", d.ks_drift)] {
+                        let _ = writeln!(
+                            o,
+                            "aistd_drift_detected{{{model},feature=\"{}\",test=\"{test}\"}} {}",
+                            escape_label(&d.name),
+                            u8::from(hit)
+                        );
+                    }
+                }
+            }
         }
         o
     }

@@ -254,3 +254,53 @@ fn in_flight_requests_raise_the_recommended_replicas() {
     );
     assert_eq!(s[&format!("aistd_recommended_replicas{{{l}}}")], 1.0);
 }
+
+#[test]
+fn drift_of_the_served_inputs_is_exposed_per_feature() {
+    use aistd_deploy::drift::{DriftMonitor, DriftTracker, ReferenceProfile};
+    // Reference: x uniform on [0, 1); served: the same, then shifted by +0.5.
+    let reference: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+    let profile =
+        ReferenceProfile::from_columns(&["x".to_string()], &[reference], 10).expect("profile");
+    let tracker = Arc::new(DriftTracker::new(profile));
+    let metrics = Metrics::new(MetricsConfig::default());
+    metrics.track_drift("echo", "7", tracker.clone());
+    let served = metrics.wrap(Arc::new(
+        DriftMonitor::new(Arc::new(Echo::default()), "x", tracker.clone()).expect("monitor"),
+    ));
+    let send =
+        |values: Vec<f32>| {
+            let n = values.len();
+            block_on(served.infer(
+                InferRequest::new().with_input(Tensor::fp32("x", &[n, 1], values).expect("t")),
+            ))
+            .expect("infer");
+        };
+    send((0..500).map(|i| i as f32 / 500.0).collect());
+    let calm = parse(&metrics.render());
+    let key = |name: &str| format!("{name}{{model=\"echo\",version=\"7\",feature=\"x\"}}");
+    assert_eq!(calm[&key("aistd_drift_observations")], 500.0);
+    assert!(calm[&key("aistd_drift_psi")] < 0.1, "{calm:?}");
+    assert_eq!(
+        calm["aistd_drift_detected{model=\"echo\",version=\"7\",feature=\"x\",test=\"psi\"}"],
+        0.0
+    );
+    tracker.reset();
+    send((0..500).map(|i| 0.5 + i as f32 / 500.0).collect());
+    let text = metrics.render();
+    let shifted = parse(&text);
+    let report = &tracker.report()[0];
+    assert!(report.psi >= 0.1, "{report:?}");
+    // The exposition carries the tracker's own numbers.
+    assert_eq!(shifted[&key("aistd_drift_psi")], report.psi);
+    assert_eq!(shifted[&key("aistd_drift_ks_p_value")], report.ks_p_value);
+    assert_eq!(shifted[&key("aistd_drift_wasserstein")], report.wasserstein);
+    assert_eq!(
+        shifted["aistd_drift_detected{model=\"echo\",version=\"7\",feature=\"x\",test=\"psi\"}"],
+        1.0
+    );
+    assert_eq!(
+        shifted["aistd_drift_detected{model=\"echo\",version=\"7\",feature=\"x\",test=\"ks\"}"],
+        1.0
+    );
+}

@@ -67,6 +67,13 @@ fn read(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
     Ok((header, columns))
 }
 
+/// The reference profile of a numeric CSV, `bins` quantile bins per column.
+pub(crate) fn profile(path: &Path, bins: usize) -> Result<ReferenceProfile> {
+    let (names, columns) = read(path)?;
+    ReferenceProfile::from_columns(&names, &columns, bins)
+        .with_context(|| format!("profile of {}", path.display()))
+}
+
 pub(crate) fn run(a: &DriftArgs) -> Result<ExitCode> {
     let (names, reference) = read(&a.reference)?;
     let (current_names, current) = read(&a.current)?;

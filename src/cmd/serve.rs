@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aistd_deploy::batch::{BatchConfig, Batcher};
+use aistd_deploy::drift::{DriftMonitor, DriftTracker, ReferenceProfile};
 use aistd_deploy::http::{ModelRepository, RunningServer, ServerConfig};
 use aistd_deploy::metrics::{Metrics, MetricsConfig};
 use aistd_deploy::middleware::{AllowAll, Authenticated, ConcurrencyLimit, Timeout};
@@ -60,6 +61,18 @@ pub(crate) struct ServeArgs {
     /// requests to VERSION (repeatable); the first version given gets the rest.
     #[arg(long = "canary", value_name = "VERSION=WEIGHT")]
     canaries: Vec<String>,
+    /// Watch the served inputs for drift against this CSV of reference data (a header naming
+    /// the features, then numeric rows): per-feature PSI, Kolmogorov-Smirnov, Jensen-Shannon and
+    /// Wasserstein gauges appear at /metrics (`aistd_drift_*`).
+    #[arg(long, value_name = "CSV")]
+    drift_reference: Option<PathBuf>,
+    /// The input (rows × features) whose values are watched; default: each model's first
+    /// two-dimensional input.
+    #[arg(long, value_name = "NAME", requires = "drift_reference")]
+    drift_input: Option<String>,
+    /// Quantile bins per feature of the drift reference.
+    #[arg(long, default_value_t = 10)]
+    drift_bins: usize,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -176,6 +189,39 @@ fn stack(
     }))
 }
 
+/// Wraps a model in a drift monitor of `profile` whose report `/metrics` shows.
+fn watch_drift(
+    a: &ServeArgs,
+    model: Arc<dyn Endpoint>,
+    profile: &ReferenceProfile,
+    metrics: &Metrics,
+) -> Result<Arc<dyn Endpoint>> {
+    let m = model.metadata();
+    let input = match &a.drift_input {
+        Some(name) => name.clone(),
+        None => m
+            .inputs
+            .iter()
+            .find(|s| s.shape.len() == 2)
+            .map(|s| s.name.clone())
+            .with_context(|| {
+                format!(
+                    "--drift-reference: model {} has no two-dimensional input to watch",
+                    m.name
+                )
+            })?,
+    };
+    let tracker = Arc::new(DriftTracker::new(profile.clone()));
+    let monitor = DriftMonitor::new(model, input, tracker.clone())
+        .with_context(|| format!("--drift-reference for model {}", m.name))?;
+    metrics.track_drift(
+        &m.name,
+        m.versions.first().map_or("", String::as_str),
+        tracker,
+    );
+    Ok(Arc::new(monitor))
+}
+
 /// Each model's served versions, in the order given.
 type Versions = BTreeMap<String, Vec<(String, Arc<dyn Endpoint>)>>;
 
@@ -237,6 +283,11 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
     let tokens = tokens(a)?;
     let repo = Arc::new(ModelRepository::new());
     let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+    let drift = a
+        .drift_reference
+        .as_deref()
+        .map(|p| crate::cmd::drift::profile(p, a.drift_bins))
+        .transpose()?;
     let mut served = Vec::new();
     let mut by_model = Versions::new();
     for path in &a.paths {
@@ -247,6 +298,10 @@ fn serve(a: &ServeArgs, scratch: &Path) -> Result<ExitCode> {
                     .load(&bundle)
                     .with_context(|| format!("loading {}:{}", m.name, m.version))?,
             );
+            let endpoint = match &drift {
+                Some(profile) => watch_drift(a, endpoint, profile, &metrics)?,
+                None => endpoint,
+            };
             let endpoint = stack(a, endpoint, &tokens, &metrics)?;
             served.push(format!("{}:{}", m.name, m.version));
             by_model
