@@ -3,8 +3,9 @@
 //! Routes: `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`,
 //! `GET /v2/models/{m}[/versions/{v}]`, `GET /v2/models/{m}[/versions/{v}]/ready`,
 //! `POST /v2/models/{m}[/versions/{v}]/infer` (JSON, or the binary tensor data extension;
-//! `gzip`/`deflate` request bodies), and `GET /metrics` (Prometheus text) when configured. Errors are `{"error": "…"}`: 400 for a bad request, 404 for
-//! an unknown model, version or route, 413 for an oversized body, 500 when the model fails, 503
+//! `gzip`/`deflate` request bodies, and inference responses compressed as `Accept-Encoding`
+//! asks), and `GET /metrics` (Prometheus text) when configured. Errors are
+//! `{"error": "…"}`: 400 for a bad request, 404 for an unknown model, version or route, 413 for an oversized body, 500 when the model fails, 503
 //! when it is not ready or overloaded. Models can be added and replaced while serving
 //! ([`ModelRepository`]); shutdown stops accepting and drains requests in flight.
 
@@ -193,6 +194,39 @@ fn respond(status: StatusCode, body: Vec<u8>, header_len: Option<usize>) -> Resp
     r
 }
 
+/// The response encoding an `Accept-Encoding` value asks for: `gzip`, else `deflate`, when
+/// listed without `q=0`; none otherwise (identity).
+fn response_encoding(accept: &str) -> Option<&'static str> {
+    let accepted = |name: &str| {
+        accept.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next_back()
+                .unwrap_or(1.0);
+            coding.eq_ignore_ascii_case(name) && q > 0.0
+        })
+    };
+    ["gzip", "deflate"].into_iter().find(|e| accepted(e))
+}
+
+/// `body` compressed with `encoding` (`gzip`, or `deflate`: the zlib format, as HTTP means it).
+fn compress(encoding: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let level = flate2::Compression::fast();
+    if encoding == "gzip" {
+        let mut w = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2), level);
+        w.write_all(body)?;
+        w.finish()
+    } else {
+        let mut w = flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 2), level);
+        w.write_all(body)?;
+        w.finish()
+    }
+}
+
 fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     respond(status, serde_json::to_vec(v).unwrap_or_default(), None)
 }
@@ -359,6 +393,11 @@ impl Service {
             .get(CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_ascii_lowercase());
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(response_encoding);
         let limit = self.config.max_body_bytes;
         if let Some(len) = req
             .headers()
@@ -431,7 +470,19 @@ impl Service {
         match answer {
             Ok(r) => {
                 let (body, header_len) = v2::encode_response(&r, &wire);
-                respond(StatusCode::OK, body, header_len)
+                match accept.map(|enc| (enc, compress(enc, &body))) {
+                    Some((enc, Ok(packed))) => {
+                        let mut r = respond(StatusCode::OK, packed, header_len);
+                        r.headers_mut()
+                            .insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
+                        r
+                    }
+                    Some((enc, Err(e))) => {
+                        tracing::warn!(error = %e, encoding = enc, "response not compressed");
+                        respond(StatusCode::OK, body, header_len)
+                    }
+                    None => respond(StatusCode::OK, body, header_len),
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "inference failed");

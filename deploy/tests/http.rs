@@ -322,6 +322,42 @@ fn binary_tensor_data_and_compressed_requests() {
         );
         assert_eq!(r.json()["id"], "r1");
     }
+
+    // Compressed responses, as Accept-Encoding asks: gzip first, deflate next, q=0 refuses.
+    let uncompressed = http(addr, "POST", "/v2/models/echo/infer", &[], &plain);
+    assert_eq!(uncompressed.header("content-encoding"), None);
+    for (accept, want) in [
+        ("gzip", Some("gzip")),
+        ("deflate, gzip;q=0.5", Some("gzip")),
+        ("gzip;q=0, deflate", Some("deflate")),
+        ("br", None),
+        ("identity", None),
+    ] {
+        let r = http(
+            addr,
+            "POST",
+            "/v2/models/echo/infer",
+            &[("Accept-Encoding", accept)],
+            &plain,
+        );
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.header("content-encoding"), want, "{accept}");
+        let mut body = Vec::new();
+        match want {
+            Some("gzip") => {
+                flate2::read::GzDecoder::new(&r.body[..])
+                    .read_to_end(&mut body)
+                    .expect("gunzip");
+            }
+            Some(_) => {
+                flate2::read::ZlibDecoder::new(&r.body[..])
+                    .read_to_end(&mut body)
+                    .expect("inflate");
+            }
+            None => body = r.body.clone(),
+        }
+        assert_eq!(body, uncompressed.body, "{accept}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ An identity model (platform `identity`: each input comes back as the output at i
 one input per KServe v2 datatype is bundled with `aistd bundle create` and served with dynamic
 batching. tritonclient then checks: liveness, readiness, server and model metadata; inference
 with binary and with JSON inputs and outputs for every datatype (BF16 only in binary, as
-tritonclient sends it), explicit and default outputs, gzip and deflate requests, concurrent
+tritonclient sends it), explicit and default outputs, gzip and deflate requests and responses, concurrent
 asynchronous requests, and the error cases (unknown model and version, wrong datatype, shape and
 element count) with the server still serving afterwards; finally SIGINT stops it cleanly.
 
@@ -134,6 +134,11 @@ try:
         inputs, _ = request(True, True)
         r = client.infer("echo", inputs, request_compression_algorithm=algo)
         check(same("FP32", r.as_numpy("out_FP32"), VALUES["FP32"]), f"{algo}-compressed request")
+    # Compressed responses (tritonclient sends Accept-Encoding and inflates the answer).
+    for algo in ("gzip", "deflate"):
+        inputs, _ = request(True, True)
+        r = client.infer("echo", inputs, response_compression_algorithm=algo)
+        check(all(same(dt, r.as_numpy(f"out_{dt}"), VALUES[dt]) for dt in VALUES), f"{algo}-compressed response, every datatype")
 
     # Concurrent asynchronous requests of one row each (through the dynamic batcher).
     pending = []
@@ -179,10 +184,10 @@ try:
     r = client.infer("echo", inputs)
     check(same("UINT64", r.as_numpy("out_UINT64"), VALUES["UINT64"]), "still serving after the errors")
 
-    # /metrics, parsed by the Prometheus Python client: 1 + 1 + 1 + 2 + 64 + 1 = 70 answered
+    # /metrics, parsed by the Prometheus Python client: 1 + 1 + 1 + 2 + 2 + 64 + 1 = 72 answered
     # requests of 2 rows (64 of them 1 row), 2 refused by the model's signature (the others never
     # reached a model).
-    answered, rows = 70, 6 * 2 + 64
+    answered, rows = 72, 8 * 2 + 64
     text = urllib.request.urlopen(f"http://{url}/metrics").read().decode()
     samples = {}
     for family in text_string_to_metric_families(text):
