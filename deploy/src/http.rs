@@ -84,6 +84,8 @@ impl ModelRepository {
     }
 
     /// Removes a version of a model (the model when it was the last); whether it was there.
+    /// A default endpoint set for the model is dropped with it (it may route to that version):
+    /// the unversioned routes fall back to the latest version left.
     pub fn remove(&self, model: &str, version: &str) -> bool {
         let mut models = self
             .models
@@ -96,7 +98,24 @@ impl ModelRepository {
         if versions.is_empty() {
             models.remove(model);
         }
+        if removed && self.clear_default(model) {
+            tracing::warn!(
+                model,
+                version,
+                "version removed: its model's default endpoint (a router?) was dropped; unversioned requests go to the latest version"
+            );
+        }
         removed
+    }
+
+    /// Drops the default endpoint of `model` (see [`set_default`](Self::set_default)); whether
+    /// there was one.
+    pub fn clear_default(&self, model: &str) -> bool {
+        self.defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(model)
+            .is_some()
     }
 
     /// The model names.

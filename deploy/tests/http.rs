@@ -618,3 +618,32 @@ fn bearer_tokens_over_http() {
         String::from_utf8_lossy(&right.body)
     );
 }
+
+#[test]
+fn removing_a_version_drops_the_model_default_so_nothing_routes_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = ModelRepository::new();
+    let load = |v: &str| -> Arc<dyn aistd_deploy::Endpoint> {
+        Arc::new(
+            Runtimes::builtin()
+                .load(&identity_bundle(dir.path(), v))
+                .expect("load"),
+        )
+    };
+    let (v1, v2) = (load("1"), load("2"));
+    repo.insert(v1.clone()).expect("insert");
+    repo.insert(v2.clone()).expect("insert");
+    // The default (a router, say) answers unversioned requests instead of the latest.
+    repo.set_default(v1.clone());
+    let version_of = |e: Option<Arc<dyn aistd_deploy::Endpoint>>| {
+        e.expect("endpoint").metadata().versions[0].clone()
+    };
+    assert_eq!(version_of(repo.get("echo", None)), "1");
+    assert!(repo.remove("echo", "1"));
+    assert_eq!(version_of(repo.get("echo", None)), "2");
+    assert!(repo.get("echo", Some("1")).is_none());
+    assert!(!repo.clear_default("echo"), "already dropped");
+    assert!(repo.remove("echo", "2"));
+    assert!(repo.get("echo", None).is_none());
+    assert!(!repo.remove("echo", "2"));
+}
