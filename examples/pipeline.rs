@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aistd::bundling::bundle_model;
+use aistd::bundling::{bundle_columns_model, bundle_model, columns_request};
 use aistd::compliance::cedar::packs;
 use aistd::compliance::dp::aggregate;
 use aistd::compliance::dp::ledger::{Budget, PrivacyLedger};
@@ -555,8 +555,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.finished.unwrap_or(0.0),
         100.0 * gpu_seconds / (32.0 * end.max(1.0))
     );
-    let (model, model_dir, test_x) = train_stage(&governed, &out)?;
-    deploy_stage(&model, &model_dir, &test_x, &out)?;
+    let (model, model_dir, test_x, test_rows) = train_stage(&governed, &out)?;
+    deploy_stage(&model, &model_dir, &test_x, &test_rows, &out)?;
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());
     }
@@ -583,11 +583,12 @@ impl Observer for EpochBar {
 
 /// The training stage: an MLP predicting historical approval from the governed table's
 /// non-identifying columns, preprocessing inferred from the Arrow schema and saved with it;
-/// then the fairness of its decisions by gender.
+/// then the fairness of its decisions by gender. Returns the model, its directory, and the
+/// test split as features and as the raw rows.
 fn train_stage(
     governed: &std::path::Path,
     out: &std::path::Path,
-) -> Result<(MlpModel, PathBuf, ndarray::Array2<f32>), Box<dyn std::error::Error>> {
+) -> Result<TrainedModel, Box<dyn std::error::Error>> {
     let data = IpcFileSource::open(governed.join("data.arrow"))?;
     let keep = [
         "gender",
@@ -681,8 +682,16 @@ fn train_stage(
         frame.demographic_parity_difference(Method::BetweenGroups),
         frame.equalized_odds_difference(Method::BetweenGroups)
     );
-    Ok((model, model_dir, test.x))
+    Ok((model, model_dir, test.x, test_b))
 }
+
+/// What the training stage hands to the deploy stage.
+type TrainedModel = (
+    MlpModel,
+    PathBuf,
+    ndarray::Array2<f32>,
+    arrow_array::RecordBatch,
+);
 
 /// Bundles the trained model with the SHA-256 of its files, signs it with a fresh key, verifies
 /// it against that key and packs it into one archive.
@@ -730,6 +739,7 @@ fn deploy_stage(
     model: &MlpModel,
     model_dir: &std::path::Path,
     test_x: &ndarray::Array2<f32>,
+    test_rows: &arrow_array::RecordBatch,
     out: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let dir = out.join("deploy");
@@ -891,6 +901,49 @@ fn deploy_stage(
     server.shutdown()?;
     if differ > 0 {
         return Err(format!("{differ} HTTP answers differ from the model's").into());
+    }
+    // The same model bundled to take the table's own columns (its preprocessing travels with
+    // it) and to answer class names: the test rows as they are, in one request.
+    let raw = bundle_columns_model(model, model_dir, "loan-risk-raw", "1", &dir.join("raw"))?;
+    let raw_endpoint = aistd::bundling::runtimes().load(&raw)?;
+    let answer = block_on(raw_endpoint.infer(columns_request(raw.manifest(), test_rows)?))?;
+    let labels = match answer.output("label").map(|t| &t.data) {
+        Some(aistd::deploy::TensorData::Bytes(v)) => v.clone(),
+        _ => return Err("no label output".into()),
+    };
+    let want = model.predict_batches(std::slice::from_ref(test_rows))?;
+    let classes = match model.preprocessor().map(|p| &p.target_plan) {
+        Some(aistd::training::preprocess::TargetPlan::Classes { names }) => names.clone(),
+        _ => return Err("the model has no class names".into()),
+    };
+    let agree = want
+        .outer_iter()
+        .zip(&labels)
+        .filter(|(p, l)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+            classes[best].as_bytes() == l.as_slice()
+        })
+        .count();
+    let columns: Vec<String> = raw
+        .manifest()
+        .inputs
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.datatype))
+        .collect();
+    println!(
+        "   raw columns: bundle {} takes {} ({}) and answers class names; {} test rows in one request: {} labels equal the model's",
+        raw.manifest().name,
+        columns.len(),
+        columns.join(", "),
+        labels.len(),
+        agree
+    );
+    if agree != labels.len() {
+        return Err(format!("{} raw-column labels differ", labels.len() - agree).into());
     }
     Ok(())
 }

@@ -95,3 +95,129 @@ fn a_bundled_model_is_served_with_the_models_own_predictions() {
         "the endpoint answers exactly what the model predicts"
     );
 }
+
+/// A table of loans: income (numeric, some missing), region (string), approved (string target,
+/// decided by income and region).
+fn loans(n: usize, seed: u64) -> arrow_array::RecordBatch {
+    use std::sync::Arc;
+    let mut state = seed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut income, mut region, mut approved) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let x = next() * 100.0;
+        let r = ["north", "south", "east"][(next() * 3.0) as usize % 3];
+        let ok = x + if r == "south" { 25.0 } else { 0.0 } > 55.0;
+        income.push((i % 17 != 0).then_some(x));
+        region.push(r);
+        approved.push(if ok { "yes" } else { "no" });
+    }
+    arrow_array::RecordBatch::try_from_iter([
+        (
+            "income",
+            Arc::new(arrow_array::Float64Array::from(income)) as arrow_array::ArrayRef,
+        ),
+        ("region", Arc::new(arrow_array::StringArray::from(region))),
+        (
+            "approved",
+            Arc::new(arrow_array::StringArray::from(approved)),
+        ),
+    ])
+    .expect("batch")
+}
+
+#[test]
+fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
+    use aistd::bundling::{bundle_columns_model, columns_manifest, columns_request};
+    use aistd::deploy::endpoint::block_on;
+    use aistd::deploy::{Endpoint, Error, InferRequest, Tensor, TensorData};
+    use aistd::training::preprocess::{PrepOptions, Preprocessor};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let train = loans(2000, 1);
+    let prep = Preprocessor::fit(
+        std::slice::from_ref(&train),
+        "approved",
+        &[],
+        &PrepOptions::default(),
+    )
+    .expect("fit");
+    let ds = prep.dataset(std::slice::from_ref(&train)).expect("dataset");
+    let mut config = TrainConfig::default();
+    config.epochs = 30;
+    config.hidden = vec![16];
+    config.seed = 3;
+    let (model, _) = NdarrayTrainer
+        .fit_mlp(&ds, None, &config, &mut Silent)
+        .expect("train");
+    let model = model.with_preprocessor(prep).expect("preprocessor");
+    let model_dir = tmp.path().join("model");
+    model.save(&model_dir).expect("save");
+    let b = bundle_columns_model(&model, &model_dir, "loans", "1", &tmp.path().join("bundle"))
+        .expect("bundle");
+    let m = b.manifest();
+    let inputs: Vec<(&str, DataType)> = m
+        .inputs
+        .iter()
+        .map(|s| (s.name.as_str(), s.datatype))
+        .collect();
+    assert_eq!(
+        inputs,
+        [("income", DataType::Fp64), ("region", DataType::Bytes)]
+    );
+    assert_eq!(m.outputs[1].name, "label");
+
+    let ep = aistd::bundling::runtimes().load(&b).expect("load");
+    let test = loans(50, 9);
+    let request = columns_request(b.manifest(), &test).expect("request");
+    assert!(
+        matches!(&request.inputs[0].data, TensorData::Fp64(v) if v[0].is_nan()),
+        "a missing income is NaN"
+    );
+    aistd_deploy::conformance::run_endpoint(&ep, &request);
+    let served = block_on(ep.infer(request)).expect("infer");
+    // The same probabilities as the model on the Arrow batch, and its class names.
+    let want = model
+        .predict_batches(std::slice::from_ref(&test))
+        .expect("predict");
+    assert_eq!(
+        served
+            .output("output")
+            .expect("output")
+            .as_fp32()
+            .expect("fp32"),
+        want.iter().copied().collect::<Vec<_>>().as_slice()
+    );
+    let labels = match &served.output("label").expect("label").data {
+        TensorData::Bytes(v) => v.clone(),
+        other => panic!("label is {other:?}"),
+    };
+    let truth = test
+        .column(2)
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .expect("str");
+    let right = (0..50)
+        .filter(|i| labels[*i] == truth.value(*i).as_bytes())
+        .count();
+    assert!(right >= 40, "{right} of 50 labels right");
+
+    // A model without preprocessing cannot take raw columns.
+    let (plain, _, _) = trained(&tmp.path().join("plain"));
+    assert!(matches!(
+        columns_manifest(&plain, "x", "1"),
+        Err(Error::InvalidInput { .. })
+    ));
+    // Rows that do not line up are refused, naming the input.
+    let uneven = InferRequest::new()
+        .with_input(Tensor::new("income", &[2], TensorData::Fp64(vec![1.0, 2.0])).expect("t"))
+        .with_input(
+            Tensor::new("region", &[1], TensorData::Bytes(vec![b"north".to_vec()])).expect("t"),
+        );
+    let err = block_on(ep.infer(uneven)).expect_err("uneven rows");
+    assert!(err.to_string().contains("region"), "{err}");
+}
