@@ -29,7 +29,7 @@ fn create(tmp: &Path, version: &str, content: &[u8], key: Option<&Path>) -> std:
         "--version",
         version,
         "--platform",
-        "onnx",
+        "python",
     ];
     if let Some(k) = key {
         args.extend(["--sign", s(k)]);
@@ -355,4 +355,46 @@ fn serve_refuses_a_drift_reference_that_does_not_fit_the_model() {
         err.contains("model echo") && err.contains("2 features"),
         "{err}"
     );
+}
+
+#[test]
+fn the_registry_trust_policy_binds_every_later_caller() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = tmp.path().join("signing.key");
+    let public = ok(&aistd(&["bundle", "keygen", "--out", s(&key)]))
+        .trim()
+        .to_string();
+    let root = tmp.path().join("registry");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--root", s(&root), "--actor", "ops"]);
+        aistd(&all)
+    };
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["registry", "trust"]))).expect("json");
+    assert_eq!(shown["require_signature"], false);
+    let set: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["registry", "trust", "--trusted-key", &public])))
+            .expect("json");
+    assert_eq!(set["require_signature"], true);
+    assert_eq!(set["trusted_keys"][0], public.as_str());
+    // Callers who pass no trust flags are still bound by it.
+    let unsigned = create(tmp.path(), "1", b"plain", None);
+    let refused = run(&["registry", "publish", s(&unsigned)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not signed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let signed = create(tmp.path(), "2", b"signed", Some(&key));
+    ok(&run(&["registry", "publish", s(&signed)]));
+    // Changes to the policy are in the audit log, as publications are.
+    let actions = audit_actions(&root.join("audit.jsonl"));
+    assert_eq!(
+        actions,
+        [" trust  ops", "publish 2 ops"].map(|a| a.trim_start())
+    );
+    ok(&run(&["registry", "trust", "--clear"]));
+    ok(&run(&["registry", "publish", s(&unsigned)]));
 }

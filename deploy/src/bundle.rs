@@ -168,7 +168,7 @@ impl Manifest {
 }
 
 /// What [`Bundle::open`] demands beyond intact files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Verify {
     /// Refuse a bundle without a signature.

@@ -7,7 +7,11 @@
 //! ```text
 //! models/{name}/versions/{version}.tar   the bundle's archive (Bundle::pack), never replaced
 //! models/{name}/aliases.json             {"production": {"version": "3", "history": ["1", "2"]}, …}
+//! trust.json                             {"require_signature": true, "trusted_keys": ["…"]}
 //! ```
+//!
+//! The trust policy stored with the registry ([`Registry::set_trust`]) holds for everyone who
+//! opens it: each caller's own [`Verify`] can only add to it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -15,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+
+use sha2::Digest;
 
 use crate::bundle::{Bundle, Verify};
 use crate::{Error, Result};
@@ -205,7 +211,8 @@ impl BundleStore for MemoryStore {
 /// A change to a registry, as its audit sink receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryEvent {
-    /// `publish`, `promote` or `rollback`.
+    /// `publish`, `promote`, `rollback` or `trust` (then model `*`, an empty version, and
+    /// `manifest_sha256` the SHA-256 of the policy's JSON).
     pub action: String,
     /// The model.
     pub model: String,
@@ -270,6 +277,9 @@ pub struct Alias {
     pub history: Vec<String>,
 }
 
+/// The key of the registry's trust policy.
+const TRUST_KEY: &str = "trust.json";
+
 /// Published bundles by model and version, with stage aliases.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -289,6 +299,92 @@ impl Registry {
         }
     }
 
+    /// The trust policy stored with the registry (intact files only, when none was set).
+    pub fn trust(&self) -> Result<Verify> {
+        match self.store.get(TRUST_KEY)? {
+            None => Ok(Verify::intact()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                file: TRUST_KEY.into(),
+                reason: format!("not a trust policy: {e}"),
+            }),
+        }
+    }
+
+    /// Stores `trust` as the registry's policy, after recording it to the audit sink: from then
+    /// on every publish, fetch, promotion and rollback demands it (with the caller's own
+    /// [`Verify`] on top). Keys must be 64 hex digits (Ed25519 public keys); a policy that
+    /// trusts keys requires signatures.
+    pub fn set_trust(&self, trust: &Verify, actor: &str) -> Result<()> {
+        let mut trust = trust.clone();
+        for k in &trust.trusted_keys {
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::invalid(
+                    format!("trusted key {k:?}"),
+                    "is not an Ed25519 public key (64 hex digits)",
+                ));
+            }
+        }
+        for k in trust.trusted_keys.iter_mut() {
+            k.make_ascii_lowercase();
+        }
+        trust.trusted_keys.sort();
+        trust.trusted_keys.dedup();
+        trust.require_signature |= !trust.trusted_keys.is_empty();
+        let bytes = serde_json::to_vec_pretty(&trust)
+            .map_err(|e| Error::invalid("trust", e.to_string()))?;
+        self.audit.record(&RegistryEvent {
+            action: "trust".into(),
+            model: "*".into(),
+            version: String::new(),
+            alias: None,
+            previous: None,
+            actor: actor.into(),
+            manifest_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            signer: None,
+        })?;
+        self.store.put(TRUST_KEY, &bytes)?;
+        tracing::info!(
+            require_signature = trust.require_signature,
+            keys = trust.trusted_keys.len(),
+            "trust policy set"
+        );
+        Ok(())
+    }
+
+    /// What this caller demands: the stored policy and its own [`Verify`] together (a
+    /// signature is required if either requires one; where both name keys, a key must be in
+    /// both).
+    pub fn effective_verify(&self) -> Result<Verify> {
+        let stored = self.trust()?;
+        let mut v = self.verify.clone();
+        v.require_signature |= stored.require_signature;
+        v.trusted_keys = match (stored.trusted_keys.is_empty(), v.trusted_keys.is_empty()) {
+            (true, _) => v.trusted_keys,
+            (false, true) => stored.trusted_keys,
+            (false, false) => {
+                let both: Vec<String> = v
+                    .trusted_keys
+                    .iter()
+                    .filter(|k| {
+                        stored
+                            .trusted_keys
+                            .iter()
+                            .any(|s| s.eq_ignore_ascii_case(k))
+                    })
+                    .cloned()
+                    .collect();
+                if both.is_empty() {
+                    return Err(Error::invalid(
+                        "trusted keys",
+                        "none of the keys given is trusted by the registry's policy",
+                    ));
+                }
+                both
+            }
+        };
+        Ok(v)
+    }
+
     fn version_key(model: &str, version: &str) -> String {
         format!("models/{model}/versions/{version}.tar")
     }
@@ -302,7 +398,7 @@ impl Registry {
     /// version is [`Error::AlreadyExists`].
     pub fn publish(&self, bundle: &Bundle, actor: &str) -> Result<()> {
         // Re-verify: a bundle may have changed on disk since it was opened.
-        let fresh = Bundle::open(bundle.dir(), &self.verify)?;
+        let fresh = Bundle::open(bundle.dir(), &self.effective_verify()?)?;
         let m = fresh.manifest();
         let key = Self::version_key(&m.name, &m.version);
         let archive = fresh.to_archive()?;
@@ -408,7 +504,7 @@ impl Registry {
             .store
             .get(&key)?
             .ok_or_else(|| Error::invalid(format!("model {model}"), format!("{key} vanished")))?;
-        Bundle::unpack_from(bytes.as_slice(), &key, out, &self.verify)
+        Bundle::unpack_from(bytes.as_slice(), &key, out, &self.effective_verify()?)
     }
 
     /// Points `alias` of `model` at published `version` (the previous target joins its
@@ -493,7 +589,7 @@ impl Registry {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        let bundle = Bundle::unpack_from(bytes.as_slice(), &key, &probe, &self.verify);
+        let bundle = Bundle::unpack_from(bytes.as_slice(), &key, &probe, &self.effective_verify()?);
         let _ = std::fs::remove_dir_all(&probe);
         let bundle = bundle?;
         Ok((

@@ -176,3 +176,73 @@ fn a_tampered_stored_version_is_refused_when_fetched_or_promoted() {
     ));
     assert!(reg.aliases("ranker").expect("aliases").is_empty());
 }
+
+#[test]
+fn the_stored_trust_policy_holds_for_every_caller() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (k1, k2) = (
+        SigningKey::from_seed(&[1; 32]),
+        SigningKey::from_seed(&[2; 32]),
+    );
+    let audit = Arc::new(MemoryAudit::default());
+    let store = Arc::new(LocalStore::new(tmp.path().join("registry")).expect("store"));
+    let open = |v: Verify| Registry::new(store.clone(), audit.clone(), v);
+    let admin = open(Verify::intact());
+    // Before a policy: intact files are enough; an unsigned version goes in.
+    assert_eq!(admin.trust().expect("trust"), Verify::intact());
+    let old = bundle(&tmp.path().join("old"), "1", b"old", None);
+    admin.publish(&old, "alice").expect("publish unsigned");
+    // Keys are checked before anything is stored.
+    let mut bad = Verify::intact();
+    bad.trusted_keys = vec!["not-a-key".into()];
+    assert!(matches!(
+        admin.set_trust(&bad, "root"),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(admin.trust().expect("unchanged"), Verify::intact());
+    // The policy: signatures by k1 only (upper-case hex is accepted and normalised).
+    admin
+        .set_trust(&Verify::signed_by([k1.public_hex().to_uppercase()]), "root")
+        .expect("set trust");
+    let stored = admin.trust().expect("trust");
+    assert!(stored.require_signature);
+    assert_eq!(stored.trusted_keys, [k1.public_hex()]);
+    let event = audit.events().last().cloned().expect("event");
+    assert_eq!(
+        (event.action.as_str(), event.model.as_str()),
+        ("trust", "*")
+    );
+    // A caller who asks for nothing more still gets the policy.
+    let caller = open(Verify::intact());
+    let unsigned = bundle(&tmp.path().join("u"), "2", b"u", None);
+    assert!(matches!(
+        caller.publish(&unsigned, "bob"),
+        Err(Error::Unsigned { .. })
+    ));
+    let by_k2 = bundle(&tmp.path().join("k2"), "3", b"k2", Some(&k2));
+    assert!(matches!(
+        caller.publish(&by_k2, "bob"),
+        Err(Error::UntrustedKey { .. })
+    ));
+    let by_k1 = bundle(&tmp.path().join("k1"), "4", b"k1", Some(&k1));
+    caller.publish(&by_k1, "bob").expect("signed by k1");
+    caller
+        .promote("ranker", "production", "4", "bob")
+        .expect("promote");
+    // The version published before the policy no longer passes: not promoted, not fetched.
+    assert!(caller.promote("ranker", "production", "1", "bob").is_err());
+    assert!(
+        caller
+            .fetch("ranker", "1", &tmp.path().join("fetched-1"))
+            .is_err()
+    );
+    caller
+        .fetch("ranker", "production", &tmp.path().join("fetched-4"))
+        .expect("fetch");
+    // A caller trusting only another key cannot loosen the policy.
+    let loose = open(Verify::signed_by([k2.public_hex()]));
+    assert!(matches!(
+        loose.fetch("ranker", "4", &tmp.path().join("loose")),
+        Err(Error::InvalidInput { .. })
+    ));
+}

@@ -76,6 +76,16 @@ pub(crate) enum RegistryCommand {
         #[command(flatten)]
         reg: RegistryArgs,
     },
+    /// Set the trust policy stored with the registry (--require-signature, --trusted-key …):
+    /// every later publish, fetch, promotion, rollback and `aistd serve` of the registry
+    /// demands it, whoever runs them. Recorded in the audit log. Without flags, prints it.
+    Trust {
+        #[command(flatten)]
+        reg: RegistryArgs,
+        /// Remove the policy (back to intact files only).
+        #[arg(long, conflicts_with_all = ["require_signature", "trusted_keys"])]
+        clear: bool,
+    },
 }
 
 /// Where the registry is and what it demands.
@@ -184,6 +194,19 @@ pub(crate) fn run(cmd: RegistryCommand) -> Result<ExitCode> {
         RegistryCommand::Rollback { model, alias, reg } => {
             let back = reg.open(true)?.rollback(&model, &alias, &reg.actor())?;
             println!("{model} {alias}: rolled back to {back}");
+        }
+        RegistryCommand::Trust { reg, clear } => {
+            let policy = reg.trust.verify();
+            if clear || policy != Verify::intact() {
+                reg.open(true)?.set_trust(&policy, &reg.actor())?;
+            }
+            let stored = Registry::new(
+                Arc::new(LocalStore::new(&reg.root)?),
+                Arc::new(MemoryAudit::default()),
+                Verify::intact(),
+            )
+            .trust()?;
+            print_json(&serde_json::to_value(&stored)?)?;
         }
         RegistryCommand::Fetch {
             model,
