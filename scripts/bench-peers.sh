@@ -117,11 +117,13 @@ sj=$("$MLS_VENV/bin/python" scripts/peers/bench_serving.py "$AISTD" "$WORK/servi
 "$VENV/bin/python" - "$sj" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-print(f"MLServer {r['mlserver']} (scikit-learn runtime, default settings); identical labels on {r['same_labels']} of {r['rows']} rows, probabilities within {r['max_probability_diff']:.1e}")
-print("| clients | MLServer req/s | p50 ms | p99 ms | aistd req/s | p50 ms | p99 ms | aistd throughput / MLServer |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"MLServer {r['mlserver']} (scikit-learn runtime); identical labels on {r['same_labels']} of {r['rows']} rows, probabilities within {r['max_probability_diff']:.1e}")
+print("| clients | server | req/s | p50 ms | p99 ms | aistd throughput / this |")
+print("|---:|---|---:|---:|---:|---:|")
 for x in r["runs"]:
-    m, a = x["mlserver"], x["aistd"]
-    print(f"| {x['clients']} | {m['requests_per_s']:.0f} | {m['p50_us']/1000:.2f} | {m['p99_us']/1000:.2f} | {a['requests_per_s']:.0f} | {a['p50_us']/1000:.2f} | {a['p99_us']/1000:.2f} | {a['requests_per_s']/m['requests_per_s']:.1f}x |")
+    a = x["aistd"]
+    print(f"| {x['clients']} | aistd (onnx runtime) | {a['requests_per_s']:.0f} | {a['p50_us']/1000:.3f} | {a['p99_us']/1000:.3f} | - |")
+    for name, m in x["mlserver"].items():
+        print(f"| {x['clients']} | MLServer, {name} | {m['requests_per_s']:.0f} | {m['p50_us']/1000:.3f} | {m['p99_us']/1000:.3f} | {a['requests_per_s']/m['requests_per_s']:.1f}x |")
 PY
 fi

@@ -4,7 +4,8 @@ Usage: bench_serving.py AISTD WORK SECONDS   (run with a Python that has mlserve
 and skl2onnx: scripts/bench-peers.sh makes that venv)
 
 An MLPClassifier (64 hidden units) is trained on the digits data. MLServer serves it with its
-scikit-learn runtime (joblib file, default settings: one inference worker process); aistd serves
+scikit-learn runtime (joblib file), with its default settings (one inference worker process)
+and with `parallel_workers` 0 (inference in the server process); aistd serves
 skl2onnx's conversion of it with the `onnx` runtime (`aistd bundle create --platform onnx`,
 `aistd serve`, default settings). Both get the same KServe v2 JSON requests: first all 1,797 rows
 in one request each, whose labels must be identical and probabilities equal to 1e-5; then
@@ -44,6 +45,9 @@ x, y = load_digits(return_X_y=True)
 x = (x / 16.0).astype(np.float32)
 model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(x, y)
 joblib.dump(model, WORK / "mlserver" / "digits" / "model.joblib")
+(WORK / "mlserver" / "digits" / "model-settings.json").write_text(json.dumps(
+    {"name": "digits", "implementation": "mlserver_sklearn.SKLearnModel",
+     "parameters": {"uri": "./model.joblib", "version": "1"}}))
 onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
 (WORK / "onnx" / "model.onnx").write_bytes(onx.SerializeToString())
 subprocess.run([AISTD, "bundle", "create", "--from", WORK / "onnx", "--out", WORK / "bundle", "--name", "digits",
@@ -54,14 +58,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-ports = [free_port() for _ in range(3)]
-(WORK / "mlserver" / "settings.json").write_text(json.dumps(
-    {"http_port": ports[0], "grpc_port": ports[1], "metrics_port": ports[2], "debug": False}))
-(WORK / "mlserver" / "digits" / "model-settings.json").write_text(json.dumps(
-    {"name": "digits", "implementation": "mlserver_sklearn.SKLearnModel",
-     "parameters": {"uri": "./model.joblib", "version": "1"}}))
 
 
 def post(url, body):
@@ -85,42 +81,64 @@ one_row = {"name": "X", "datatype": "FP32", "shape": [1, 64], "data": x[0].tolis
 (WORK / "aistd-body.json").write_text(json.dumps({"inputs": [one_row], "outputs": [{"name": "label"}]}))
 all_rows = {"name": "X", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1).tolist()}
 
-mls = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlserver"), "start", str(WORK / "mlserver")],
-                       stdout=subprocess.DEVNULL, stderr=open(WORK / "mlserver.log", "w"))
+
+
+def mlserver_run(workers):
+    """Starts MLServer with `parallel_workers` = workers (None: its default); its full-data
+    outputs and the load runs."""
+    root = WORK / f"mlserver-{workers}"
+    shutil.copytree(WORK / "mlserver", root)
+    ports = [free_port() for _ in range(3)]
+    settings = {"http_port": ports[0], "grpc_port": ports[1], "metrics_port": ports[2], "debug": False}
+    if workers is not None:
+        settings["parallel_workers"] = workers
+    (root / "settings.json").write_text(json.dumps(settings))
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlserver"), "start", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=open(root / "mlserver.log", "w"))
+    url = f"http://127.0.0.1:{ports[0]}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/v2/models/digits/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"MLServer did not become ready: {(root / 'mlserver.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        full = outputs(post(f"{url}/v2/models/digits/infer",
+                            {"inputs": [all_rows], "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}))
+        loads = {c: load(url, WORK / "mlserver-body.json", c) for c in CLIENTS}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return full, loads
+
+
+CLIENTS = (1, 8)
 aistd = subprocess.Popen([AISTD, "serve", WORK / "bundle", "--port", "0"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
 try:
     aistd_url = "http://" + re.search(r" at http://(\S+)", aistd.stdout.readline()).group(1)
-    mls_url = f"http://127.0.0.1:{ports[0]}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{mls_url}/v2/models/digits/ready", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or mls.poll() is not None:
-            raise SystemExit(f"MLServer did not become ready: {(WORK / 'mlserver.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    theirs = outputs(post(f"{mls_url}/v2/models/digits/infer",
-                          {"inputs": [all_rows], "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}))
     ours = outputs(post(f"{aistd_url}/v2/models/digits/infer", {"inputs": [all_rows]}))
-    same_labels = int((theirs["predict"].reshape(-1) == ours["label"].reshape(-1)).sum())
-    prob_diff = float(np.abs(theirs["predict_proba"].reshape(-1) - ours["probabilities"].reshape(-1)).max())
-    runs = []
-    for clients in (1, 8):
-        m = load(mls_url, WORK / "mlserver-body.json", clients)
-        a = load(aistd_url, WORK / "aistd-body.json", clients)
-        runs.append({"clients": clients, "mlserver": m, "aistd": a})
+    ours_loads = {c: load(aistd_url, WORK / "aistd-body.json", c) for c in CLIENTS}
 finally:
-    for p in (aistd, mls):
-        p.send_signal(signal.SIGINT)
-    for p in (aistd, mls):
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    aistd.send_signal(signal.SIGINT)
+    try:
+        aistd.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        aistd.kill()
+configs = {"default": None, "parallel_workers=0": 0}
+mls = {name: mlserver_run(w) for name, w in configs.items()}
+theirs = mls["default"][0]
+same_labels = int((theirs["predict"].reshape(-1) == ours["label"].reshape(-1)).sum())
+prob_diff = float(np.abs(theirs["predict_proba"].reshape(-1) - ours["probabilities"].reshape(-1)).max())
+runs = [{"clients": c, "aistd": ours_loads[c], "mlserver": {name: m[1][c] for name, m in mls.items()}} for c in CLIENTS]
 print(json.dumps({
     "mlserver": mlserver.__version__,
     "rows": len(x),
