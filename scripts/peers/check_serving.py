@@ -13,10 +13,8 @@ Usage: check_serving.py AISTD_BINARY WORK_DIR
 
 import os
 import pathlib
-import re
 import urllib.request
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -25,7 +23,7 @@ import numpy as np
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
-from peercheck import check, passed
+from peercheck import check, passed, serve, stop
 
 AISTD = os.path.abspath(sys.argv[1])
 WORK = pathlib.Path(sys.argv[2])
@@ -61,13 +59,8 @@ for dt in VALUES:
     args += ["--input", f"in_{dt}:{dt}:-1,3", "--output", f"out_{dt}:{dt}:-1,3"]
 subprocess.run(list(map(str, args)), check=True, capture_output=True)
 
-server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), "--port", "0", "--max-batch", "8",
-                           "--batch-delay-us", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+server, url = serve([AISTD, "serve", WORK / "bundle", "--port", "0", "--max-batch", "8", "--batch-delay-us", "20000"])
 try:
-    line = server.stdout.readline()
-    if not line.startswith("serving "):
-        raise SystemExit(f"aistd serve did not start: {line!r} {server.stderr.read()}")
-    url = re.search(r" at http://(\S+)", line).group(1)
     client = httpclient.InferenceServerClient(url=url, concurrency=8)
 
     check(client.is_server_live(), "server live")
@@ -211,20 +204,13 @@ try:
           "metrics: nothing in flight, one replica recommended")
     client.close()
 finally:
-    server.send_signal(signal.SIGINT)
-    try:
-        code = server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        raise SystemExit("FAILED: aistd serve did not stop on SIGINT")
+    code = stop(server)
 check(code == 0, f"SIGINT stops the server cleanly (exit {code})")
 
 # Bearer tokens: a second server that requires one (read from a file, not the command line).
 (WORK / "tokens").write_text("first-token\nsecond-token\n")
-server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), "--port", "0", "--token-file", str(WORK / "tokens")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+server, url = serve([AISTD, "serve", WORK / "bundle", "--port", "0", "--token-file", WORK / "tokens"])
 try:
-    url = re.search(r" at http://(\S+)", server.stdout.readline()).group(1)
     client = httpclient.InferenceServerClient(url=url)
     inputs, _ = request(True, True)
     try:
@@ -236,18 +222,15 @@ try:
     check(same("INT16", r.as_numpy("out_INT16"), VALUES["INT16"]), "a token from the file: answered")
     client.close()
 finally:
-    server.send_signal(signal.SIGINT)
-    server.wait(timeout=30)
+    stop(server)
 
 # A canary: versions 3 and 4 of the model, 25% of unversioned requests to 4.
 args4 = [str(a) for a in args]
 args4[args4.index("--version") + 1] = "4"
 args4[args4.index("--out") + 1] = str(WORK / "bundle4")
 subprocess.run(args4, check=True, capture_output=True)
-server = subprocess.Popen([AISTD, "serve", str(WORK / "bundle"), str(WORK / "bundle4"), "--port", "0",
-                           "--canary", "4=25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+server, url = serve([AISTD, "serve", WORK / "bundle", WORK / "bundle4", "--port", "0", "--canary", "4=25"])
 try:
-    url = re.search(r" at http://(\S+)", server.stdout.readline()).group(1)
     client = httpclient.InferenceServerClient(url=url)
     check(client.get_model_metadata("echo")["versions"] == ["3", "4"], "both versions listed")
     inputs, _ = request(True, True)
@@ -257,7 +240,6 @@ try:
           "a versioned request bypasses the split")
     client.close()
 finally:
-    server.send_signal(signal.SIGINT)
-    server.wait(timeout=30)
+    stop(server)
 
 print(f"\nall {passed()} tritonclient checks passed")

@@ -74,10 +74,23 @@ impl TchTrainer {
     ) -> Result<(MlpModel, History)> {
         config.validate()?;
         tch::set_num_threads(i32::try_from(config.threads).unwrap_or(i32::MAX));
+        // The optimizer's element-wise update runs on the same number of threads (libtorch's
+        // are idle then), as PyTorch's multi-tensor optimizers do.
+        let pool = if config.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.threads)
+                    .build()
+                    .map_err(|e| Error::invalid("threads", e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let mut engine = TchEngine {
             device: self.device,
             x: None,
             y: None,
+            pool,
         };
         fit_with(&mut engine, train, valid, config, observer)
     }
@@ -119,6 +132,8 @@ struct TchEngine {
     device: Device,
     x: Option<Tensor>,
     y: Option<DeviceTargets>,
+    /// Threads for the optimizer update (none: one thread).
+    pool: Option<rayon::ThreadPool>,
 }
 
 fn to_tensor(a: ArrayView2<f32>, device: Device) -> Result<Tensor> {
@@ -157,7 +172,10 @@ impl Engine for TchEngine {
         let (l, mut grads) = self.gradient(net, b.y, b.batch, b.loss, b.config, b.root, b.epoch)?;
         let finite = l.is_finite() && grads.iter().all(|g| g.is_finite());
         if finite {
-            opt.step(net.parameters_mut(), &mut grads, b.lr);
+            match &self.pool {
+                Some(pool) => opt.step_parallel(net.parameters_mut(), &mut grads, b.lr, pool),
+                None => opt.step(net.parameters_mut(), &mut grads, b.lr),
+            }
         }
         Ok((l, finite))
     }
