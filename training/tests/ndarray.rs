@@ -94,6 +94,10 @@ fn data_parallel_training_matches_single_threaded() {
     c.epochs = 3;
     c.dropout = 0.2;
     configs.push(c.clone());
+    // Batches of 300, cut into shards of 300, 150 and 100 rows.
+    let mut big = c.clone();
+    big.batch_size = 300;
+    configs.push(big);
     c.optimizer = OptimizerConfig::new(OptimizerKind::Sgd, 0.05);
     c.optimizer.clip_norm = Some(0.5);
     c.optimizer.l1 = 1e-4;
