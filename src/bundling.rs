@@ -159,6 +159,10 @@ pub fn bundle_columns_model(
     Bundle::create(out, columns_manifest(model, name, version)?, model_dir)
 }
 
+/// The input columns (name, whether numeric) and the class names, of a model served on raw
+/// columns.
+type ColumnsMode = (Vec<(String, bool)>, Option<Vec<String>>);
+
 /// A trained model loaded from a bundle, as a [`Predictor`]: input `input` (FP32, rows ×
 /// features) to output `output` (FP32, rows × outputs), through [`Model::predict`]; or, for a
 /// bundle made by [`columns_manifest`], raw columns through the model's preprocessing to
@@ -167,7 +171,7 @@ pub fn bundle_columns_model(
 pub struct MlpPredictor {
     model: MlpModel,
     /// Columns mode: the input columns and whether each is numeric; the class names.
-    columns: Option<(Vec<(String, bool)>, Option<Vec<String>>)>,
+    columns: Option<ColumnsMode>,
 }
 
 impl MlpPredictor {
