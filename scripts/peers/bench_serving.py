@@ -15,9 +15,7 @@ keep-alive connections) at 1 and 8 clients, SECONDS each. Prints JSON.
 import json
 import os
 import pathlib
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,8 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
+
+from peercheck import interrupt, serve, stop
 
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 AISTD = os.path.abspath(sys.argv[1])
@@ -112,27 +112,18 @@ def mlserver_run(workers):
                             {"inputs": [all_rows], "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}))
         loads = {c: load(url, WORK / "mlserver-body.json", c) for c in CLIENTS}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        interrupt(proc)
     return full, loads
 
 
 CLIENTS = (1, 8)
-aistd = subprocess.Popen([AISTD, "serve", WORK / "bundle", "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+aistd, addr = serve([AISTD, "serve", WORK / "bundle", "--port", "0"])
 try:
-    aistd_url = "http://" + re.search(r" at http://(\S+)", aistd.stdout.readline()).group(1)
+    aistd_url = f"http://{addr}"
     ours = outputs(post(f"{aistd_url}/v2/models/digits/infer", {"inputs": [all_rows]}))
     ours_loads = {c: load(aistd_url, WORK / "aistd-body.json", c) for c in CLIENTS}
 finally:
-    aistd.send_signal(signal.SIGINT)
-    try:
-        aistd.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        aistd.kill()
+    stop(aistd)
 configs = {"default": None, "parallel_workers=0": 0}
 mls = {name: mlserver_run(w) for name, w in configs.items()}
 theirs = mls["default"][0]

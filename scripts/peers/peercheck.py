@@ -31,11 +31,20 @@ def serve(argv):
     return server, re.search(r" at http://(\S+)", line).group(1)
 
 
-def stop(server):
-    """Interrupts a server as a user would; its exit code."""
-    server.send_signal(signal.SIGINT)
+def interrupt(proc):
+    """Interrupts a process as a user would (SIGINT); its exit code, or None when it had to be
+    killed after 30 s."""
+    proc.send_signal(signal.SIGINT)
     try:
-        return server.wait(timeout=30)
+        return proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        server.kill()
+        proc.kill()
+        return None
+
+
+def stop(server):
+    """Interrupts `aistd serve`; its exit code (FAILED if it does not stop)."""
+    code = interrupt(server)
+    if code is None:
         raise SystemExit("FAILED: aistd serve did not stop on SIGINT")
+    return code
