@@ -35,6 +35,20 @@ pub enum Error {
         /// The loss value.
         loss: f32,
     },
+    /// Differentially private training would spend more than its ε budget.
+    #[error(
+        "differential privacy: the planned training spends ε = {planned:.3} at δ = {delta}, over the budget of {budget}; {epochs} epochs fit in it"
+    )]
+    PrivacyBudget {
+        /// ε of the planned steps.
+        planned: f64,
+        /// The budget.
+        budget: f64,
+        /// δ.
+        delta: f64,
+        /// How many whole epochs the budget allows.
+        epochs: usize,
+    },
     /// Training was cancelled by its observer.
     #[error("cancelled at epoch {0}")]
     Cancelled(usize),

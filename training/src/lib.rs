@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod preprocess;
+pub mod privacy;
 pub mod rng;
 pub mod tensorboard;
 #[cfg(feature = "tch")]
@@ -54,6 +55,7 @@ pub mod tune;
 pub mod conformance;
 
 pub use error::{Error, Result};
+pub use privacy::{DpConfig, PrivacyAccountant, PrivacySpent};
 #[cfg(feature = "tch")]
 pub use torch::TchTrainer;
 pub use trainer::{

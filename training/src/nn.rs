@@ -51,57 +51,72 @@ impl Activation {
         }
     }
 
-    /// act(z) of every element (the match outside the loop, so each loop vectorizes).
-    fn map(self, z: &Array2<f32>) -> Array2<f32> {
+    /// Adds bias `b` to every row of `a` (the product x · W, standard layout) and applies the
+    /// activation in the same pass; for GELU, whose derivative needs the pre-activation, it is
+    /// kept in `z` (reshaped to `a`'s shape). The match is outside the loops, so each vectorizes.
+    fn bias_and_apply(self, a: &mut Array2<f32>, b: &[f32], z: &mut Array2<f32>) {
+        fn each(a: &mut [f32], b: &[f32], f: impl Fn(f32) -> f32) {
+            for row in a.chunks_exact_mut(b.len()) {
+                for (v, b) in row.iter_mut().zip(b) {
+                    *v = f(*v + b);
+                }
+            }
+        }
+        let Some(av) = a.as_slice_mut() else {
+            unreachable!("workspace buffers are standard layout")
+        };
         match self {
-            Activation::Relu => z.mapv(|v| Activation::Relu.apply(v)),
-            Activation::Gelu => z.mapv(|v| Activation::Gelu.apply(v)),
-            Activation::Tanh => z.mapv(|v| Activation::Tanh.apply(v)),
-            Activation::Sigmoid => z.mapv(|v| Activation::Sigmoid.apply(v)),
+            Activation::Relu => each(av, b, |v| v.max(0.0)),
+            Activation::Tanh => each(av, b, f32::tanh),
+            Activation::Sigmoid => each(av, b, sigmoid),
+            Activation::Gelu => {
+                shape_buffer(z, a.nrows(), a.ncols());
+                let (Some(zv), Some(av)) = (z.as_slice_mut(), a.as_slice_mut()) else {
+                    unreachable!("workspace buffers are standard layout")
+                };
+                for (zr, ar) in zv
+                    .chunks_exact_mut(b.len())
+                    .zip(av.chunks_exact_mut(b.len()))
+                {
+                    for ((z, a), b) in zr.iter_mut().zip(ar.iter_mut()).zip(b) {
+                        *z = *a + b;
+                        *a = Activation::Gelu.apply(*z);
+                    }
+                }
+            }
         }
     }
 
-    /// Multiplies each gradient by act'(z) (with `a` = act(z)), one loop per activation.
-    fn backprop(self, g: &mut Array2<f32>, z: &Array2<f32>, a: &Array2<f32>) {
-        // Contiguous arrays (the usual case): plain slice loops, which vectorize.
-        if let (Some(gs), Some(zs), Some(as_)) = (g.as_slice_mut(), z.as_slice(), a.as_slice()) {
-            match self {
-                Activation::Relu => {
-                    for (g, z) in gs.iter_mut().zip(zs) {
-                        *g *= if *z > 0.0 { 1.0 } else { 0.0 };
-                    }
-                }
-                Activation::Tanh => {
-                    for (g, a) in gs.iter_mut().zip(as_) {
-                        *g *= 1.0 - a * a;
-                    }
-                }
-                Activation::Sigmoid => {
-                    for (g, a) in gs.iter_mut().zip(as_) {
-                        *g *= a * (1.0 - a);
-                    }
-                }
-                Activation::Gelu => {
-                    for ((g, z), a) in gs.iter_mut().zip(zs).zip(as_) {
-                        *g *= Activation::Gelu.derivative(*z, *a);
-                    }
-                }
+    /// Multiplies each gradient `g` by d a / d z, where `a` is the layer's output: act(z), times
+    /// the dropout scaling `m` when there is one (so d a / d z = act'(z) · m). ReLU, tanh and
+    /// sigmoid read their derivative off `a` (where `m` is 0 so is the gradient); GELU needs `z`.
+    fn backprop(self, g: &mut [f32], a: &[f32], z: &[f32], m: Option<&[f32]>) {
+        fn each(g: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32) {
+            for (g, a) in g.iter_mut().zip(a) {
+                *g *= f(*a);
             }
-            return;
         }
-        let zip = ndarray::Zip::from(g).and(z).and(a);
-        match self {
-            Activation::Relu => {
-                zip.for_each(|g, &z, &a| *g *= Activation::Relu.derivative(z, a));
+        fn masked(g: &mut [f32], a: &[f32], m: &[f32], f: impl Fn(f32) -> f32) {
+            for ((g, a), m) in g.iter_mut().zip(a).zip(m) {
+                *g *= if *m > 0.0 { f(a / m) * m } else { 0.0 };
             }
-            Activation::Gelu => {
-                zip.for_each(|g, &z, &a| *g *= Activation::Gelu.derivative(z, a));
+        }
+        match (self, m) {
+            (Activation::Relu, None) => each(g, a, |a| if a > 0.0 { 1.0 } else { 0.0 }),
+            (Activation::Relu, Some(m)) => {
+                for ((g, a), m) in g.iter_mut().zip(a).zip(m) {
+                    *g *= if *a > 0.0 { *m } else { 0.0 };
+                }
             }
-            Activation::Tanh => {
-                zip.for_each(|g, &z, &a| *g *= Activation::Tanh.derivative(z, a));
-            }
-            Activation::Sigmoid => {
-                zip.for_each(|g, &z, &a| *g *= Activation::Sigmoid.derivative(z, a));
+            (Activation::Tanh, None) => each(g, a, |a| 1.0 - a * a),
+            (Activation::Tanh, Some(m)) => masked(g, a, m, |a| 1.0 - a * a),
+            (Activation::Sigmoid, None) => each(g, a, |a| a * (1.0 - a)),
+            (Activation::Sigmoid, Some(m)) => masked(g, a, m, |a| a * (1.0 - a)),
+            (Activation::Gelu, m) => {
+                for (k, (g, z)) in g.iter_mut().zip(z).enumerate() {
+                    let scale = m.map_or(1.0, |m| m[k]);
+                    *g *= Activation::Gelu.derivative(*z, 0.0) * scale;
+                }
             }
         }
     }
@@ -131,16 +146,55 @@ impl Activation {
 /// x · w + b (b added to every row): the rows start as copies of b and the product is
 /// accumulated onto them.
 fn affine(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Array2<f32> {
-    let (n, o) = (x.nrows(), w.ncols());
-    let bias: Vec<f32> = b.to_vec();
-    let mut data = Vec::with_capacity(n * o);
-    for _ in 0..n {
-        data.extend_from_slice(&bias);
-    }
-    let mut z =
-        Array2::from_shape_vec((n, o), data).unwrap_or_else(|_| unreachable!("n rows of o values"));
-    ndarray::linalg::general_mat_mul(1.0, &x, &w, 1.0, &mut z);
+    let mut z = Array2::zeros((0, 0));
+    affine_into(x, w, b, &mut z);
     z
+}
+
+/// [`affine`] into `z`, reusing its allocation.
+fn affine_into(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>, z: &mut Array2<f32>) {
+    let (n, o) = (x.nrows(), w.ncols());
+    shape_buffer(z, n, o);
+    for mut row in z.outer_iter_mut() {
+        match (row.as_slice_mut(), b.as_slice()) {
+            (Some(r), Some(b)) => r.copy_from_slice(b),
+            _ => row.assign(&b),
+        }
+    }
+    ndarray::linalg::general_mat_mul(1.0, &x, &w, 1.0, z);
+}
+
+/// The values of a standard-layout array (as every trace and workspace array is).
+fn slice(x: &Array2<f32>) -> &[f32] {
+    x.as_slice()
+        .unwrap_or_else(|| unreachable!("trace arrays are standard layout"))
+}
+
+/// Makes `buf` a standard-layout `rows × cols` array, keeping its allocation when it is large
+/// enough; the contents are left unspecified. Training steps reuse their arrays through this:
+/// fresh arrays of a few hundred kilobytes each step cost page faults that took a fifth of
+/// an epoch of the 100 → 256 → 256 → 1 benchmark.
+fn shape_buffer(buf: &mut Array2<f32>, rows: usize, cols: usize) {
+    if buf.dim() == (rows, cols) && buf.is_standard_layout() {
+        return;
+    }
+    let (mut v, _) = std::mem::take(buf).into_raw_vec_and_offset();
+    v.clear();
+    v.resize(rows * cols, 0.0);
+    *buf = Array2::from_shape_vec((rows, cols), v)
+        .unwrap_or_else(|_| unreachable!("rows × cols values"));
+}
+
+/// Copies rows `idx` of `x` into `out` (reused).
+fn gather_into(x: ArrayView2<'_, f32>, idx: &[usize], out: &mut Array2<f32>) {
+    shape_buffer(out, idx.len(), x.ncols());
+    for (mut dst, &i) in out.outer_iter_mut().zip(idx) {
+        let src = x.row(i);
+        match (dst.as_slice_mut(), src.as_slice()) {
+            (Some(d), Some(s)) => d.copy_from_slice(s),
+            _ => dst.assign(&src),
+        }
+    }
 }
 
 pub(crate) fn sigmoid(z: f32) -> f32 {
@@ -354,14 +408,31 @@ pub struct Mlp {
 }
 
 /// What a forward pass keeps for the backward pass.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Trace {
     /// Input, then each hidden activation (after dropout).
     acts: Vec<Array2<f32>>,
-    /// Pre-activations of the hidden layers.
+    /// Pre-activations of the hidden layers, for GELU (the other activations' derivatives come
+    /// from their outputs); empty otherwise.
     pre: Vec<Array2<f32>>,
     /// Dropout scaling per hidden layer (0 for dropped units), if used.
     masks: Vec<Option<Array2<f32>>>,
+}
+
+/// The arrays one training thread reuses from step to step ([`Mlp::loss_and_grad_rows`]), so
+/// that a step of a fixed batch size allocates nothing after the first.
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    /// The batch (as `acts[0]`), pre-activations, activations and dropout masks.
+    trace: Trace,
+    /// The network's outputs.
+    out: Array2<f32>,
+    /// d loss / d activations, for the layer being backpropagated and the one below it.
+    delta: Array2<f32>,
+    back: Array2<f32>,
+    /// DP-SGD: every layer's output gradient, and each example's clipping factor.
+    deltas: Vec<Array2<f32>>,
+    factors: Vec<f32>,
 }
 
 impl Mlp {
@@ -478,99 +549,157 @@ impl Mlp {
         rngs: &mut [Rng],
     ) -> Result<(Array2<f32>, Trace)> {
         self.check_input(&x)?;
-        let layers = self.arch.layers().len();
-        let mut acts = vec![x.to_owned()];
-        let mut pre = Vec::new();
-        let mut masks = Vec::new();
+        let mut trace = Trace {
+            acts: vec![x.as_standard_layout().into_owned()],
+            ..Trace::default()
+        };
         let mut out = Array2::zeros((0, 0));
+        self.forward_into(&mut trace, &mut out, dropout, rngs)?;
+        Ok((out, trace))
+    }
+
+    /// The forward pass of `trace.acts[0]` (already checked), into the trace's and `out`'s
+    /// arrays, reused.
+    fn forward_into(
+        &self,
+        trace: &mut Trace,
+        out: &mut Array2<f32>,
+        dropout: f32,
+        rngs: &mut [Rng],
+    ) -> Result<()> {
+        let layers = self.arch.layers().len();
+        let hidden = layers - 1;
+        let rows = trace.acts[0].nrows();
+        trace.acts.resize_with(layers, Default::default);
+        trace.pre.resize_with(hidden, Default::default);
+        trace.masks.resize_with(hidden, Default::default);
+        if dropout > 0.0 && rngs.len() != rows {
+            return Err(Error::invalid(
+                "dropout",
+                format!("{} generators for {rows} rows", rngs.len()),
+            ));
+        }
         for l in 0..layers {
             let (w, b) = self.layer(&self.params, l);
-            let z = affine(acts[l].view(), w, b);
-            if l + 1 < layers {
-                let mut a = self.arch.activation.map(&z);
-                let mask = if dropout > 0.0 {
-                    if rngs.len() != a.nrows() {
-                        return Err(Error::invalid(
-                            "dropout",
-                            format!("{} generators for {} rows", rngs.len(), a.nrows()),
-                        ));
+            let Trace { acts, pre, masks } = trace;
+            if l == hidden {
+                affine_into(acts[l].view(), w, b, out);
+                break;
+            }
+            // x · W into the activation's array, then bias and activation in one pass.
+            let (below, above) = acts.split_at_mut(l + 1);
+            let a = &mut above[0];
+            shape_buffer(a, rows, w.ncols());
+            ndarray::linalg::general_mat_mul(1.0, &below[l], &w, 0.0, a);
+            let bias = b
+                .as_slice()
+                .unwrap_or_else(|| unreachable!("biases are contiguous"));
+            self.arch.activation.bias_and_apply(a, bias, &mut pre[l]);
+            if dropout > 0.0 {
+                let keep = 1.0 / (1.0 - dropout);
+                let m = masks[l].get_or_insert_with(Default::default);
+                shape_buffer(m, rows, w.ncols());
+                for (mut row, rng) in m.outer_iter_mut().zip(rngs.iter_mut()) {
+                    for v in row.iter_mut() {
+                        *v = if rng.uniform() < f64::from(dropout) {
+                            0.0
+                        } else {
+                            keep
+                        };
                     }
-                    let keep = 1.0 / (1.0 - dropout);
-                    let mut m = Array2::zeros(a.dim());
-                    for (mut row, rng) in m.outer_iter_mut().zip(rngs.iter_mut()) {
-                        for v in row.iter_mut() {
-                            *v = if rng.uniform() < f64::from(dropout) {
-                                0.0
-                            } else {
-                                keep
-                            };
-                        }
-                    }
-                    a *= &m;
-                    Some(m)
-                } else {
-                    None
-                };
-                pre.push(z);
-                masks.push(mask);
-                acts.push(a);
+                }
+                *a *= &*m;
             } else {
-                out = z;
+                masks[l] = None;
             }
         }
-        Ok((out, Trace { acts, pre, masks }))
+        Ok(())
     }
 
     /// Gradients of the loss with respect to every parameter, given d loss / d outputs, added
     /// into `grads` (same layout as the parameters).
     pub fn backward(&self, trace: &Trace, d_out: Array2<f32>, grads: &mut [f32]) {
-        let layers = self.arch.layers();
-        let mut delta = d_out;
-        for l in (0..layers.len()).rev() {
-            let (i, o) = layers[l];
-            let off = self.offsets[l];
-            let a_prev = &trace.acts[l];
-            // dW += a_prevᵀ · δ, straight into the gradient's slice.
-            let mut dw = ndarray::ArrayViewMut2::from_shape((i, o), &mut grads[off..off + i * o])
-                .unwrap_or_else(|_| unreachable!("offsets follow the architecture"));
-            ndarray::linalg::general_mat_mul(1.0, &a_prev.t(), &delta, 1.0, &mut dw);
-            let db = delta.sum_axis(Axis(0));
-            for (g, d) in grads[off + i * o..off + i * o + o]
-                .iter_mut()
-                .zip(db.iter())
-            {
-                *g += d;
-            }
+        let mut delta = if d_out.is_standard_layout() {
+            d_out
+        } else {
+            d_out.as_standard_layout().into_owned()
+        };
+        let mut back = Array2::zeros((0, 0));
+        self.backward_into(trace, &mut delta, &mut back, grads, true);
+    }
+
+    /// [`Mlp::backward`] with d loss / d outputs in `delta`; `delta` and `back` are reused
+    /// as the gradients of the layers below. The gradients are added into `grads` if
+    /// `accumulate`, else written over it.
+    fn backward_into(
+        &self,
+        trace: &Trace,
+        delta: &mut Array2<f32>,
+        back: &mut Array2<f32>,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) {
+        for l in (0..self.offsets.len()).rev() {
+            self.layer_grads(l, &trace.acts[l], delta, grads, accumulate);
             if l > 0 {
-                let (w, _) = self.layer(&self.params, l);
-                // δ · Wᵀ into a row-major array, so the loops below run over contiguous slices.
-                let mut back = Array2::<f32>::zeros((delta.nrows(), i));
-                ndarray::linalg::general_mat_mul(1.0, &delta, &w.t(), 0.0, &mut back);
-                let act = self.arch.activation;
-                let z = &trace.pre[l - 1];
-                let a = &trace.acts[l];
-                match &trace.masks[l - 1] {
-                    Some(m) => {
-                        // a = act(z) · m: d a / d z = act'(z) · m (act(z) = a / m where kept).
-                        ndarray::Zip::from(&mut back)
-                            .and(z)
-                            .and(m)
-                            .for_each(|g, &z, &m| {
-                                *g *= act.derivative(z, act.apply(z)) * m;
-                            });
-                    }
-                    None => act.backprop(&mut back, z, a),
-                }
-                delta = back;
+                self.back_through(trace, l, delta, back);
+                std::mem::swap(delta, back);
             }
         }
     }
 
-    /// Loss and gradients over one batch (rows of `x`), summed into `grads`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn loss_and_grad(
+    /// Layer `l`'s gradients from its input `a_prev` and output gradient `delta`: dW = a_prevᵀ · δ
+    /// and db = the sum of δ's rows, added into or written over their slices of `grads`.
+    fn layer_grads(
         &self,
+        l: usize,
+        a_prev: &Array2<f32>,
+        delta: &Array2<f32>,
+        grads: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (i, o) = (a_prev.ncols(), delta.ncols());
+        let off = self.offsets[l];
+        let mut dw = ndarray::ArrayViewMut2::from_shape((i, o), &mut grads[off..off + i * o])
+            .unwrap_or_else(|_| unreachable!("offsets follow the architecture"));
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        ndarray::linalg::general_mat_mul(1.0, &a_prev.t(), delta, beta, &mut dw);
+        let db = &mut grads[off + i * o..off + i * o + o];
+        if !accumulate {
+            db.fill(0.0);
+        }
+        for row in delta.outer_iter() {
+            for (g, d) in db.iter_mut().zip(row.iter()) {
+                *g += d;
+            }
+        }
+    }
+
+    /// The gradient with respect to layer `l`'s input (the output of hidden layer `l − 1`,
+    /// before its activation) from its output gradient `delta`, into `back`.
+    fn back_through(&self, trace: &Trace, l: usize, delta: &Array2<f32>, back: &mut Array2<f32>) {
+        let (w, _) = self.layer(&self.params, l);
+        // δ · Wᵀ into a row-major array, so the loops below run over contiguous slices.
+        shape_buffer(back, delta.nrows(), w.nrows());
+        ndarray::linalg::general_mat_mul(1.0, delta, &w.t(), 0.0, back);
+        let g = back
+            .as_slice_mut()
+            .unwrap_or_else(|| unreachable!("workspace buffers are standard layout"));
+        let z = trace.pre.get(l - 1).map_or(&[][..], slice);
+        let m = trace.masks[l - 1].as_ref().map(slice);
+        self.arch
+            .activation
+            .backprop(g, slice(&trace.acts[l]), z, m);
+    }
+
+    /// Loss and gradients over rows `idx` of `x`, written over `grads`, in `ws`'s reused
+    /// arrays.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn loss_and_grad_rows(
+        &self,
+        ws: &mut Workspace,
         x: ArrayView2<f32>,
+        idx: &[usize],
         y: Targets,
         loss: Loss,
         reduction: Reduction,
@@ -578,10 +707,91 @@ impl Mlp {
         rngs: &mut [Rng],
         grads: &mut [f32],
     ) -> Result<f32> {
-        let (out, trace) = self.forward_train(x, dropout, rngs)?;
+        self.check_input(&x)?;
+        let Workspace {
+            trace,
+            out,
+            delta,
+            back,
+            ..
+        } = ws;
+        trace.acts.resize_with(1, Default::default);
+        gather_into(x, idx, &mut trace.acts[0]);
+        self.forward_into(trace, out, dropout, rngs)?;
         let (l, d) = loss.evaluate(out.view(), y, reduction)?;
-        self.backward(&trace, d, grads);
+        shape_buffer(delta, d.nrows(), d.ncols());
+        delta.assign(&d);
+        self.backward_into(trace, delta, back, grads, false);
         Ok(l)
+    }
+
+    /// DP-SGD's gradient of rows `idx` of `x` ([`crate::privacy`]): each example's gradient of
+    /// its own loss, clipped to L2 norm `clip`, summed and written over `grads`. Returns the
+    /// summed loss and how many examples were clipped. The norms come from one backward pass:
+    /// example r's share of a dense layer's gradient has squared norm (‖a_r‖² + 1) · ‖δ_r‖²
+    /// (weights and bias), so scaling δ_r by its clipping factor before the weight products
+    /// clips it exactly.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn clipped_grad_rows(
+        &self,
+        ws: &mut Workspace,
+        x: ArrayView2<f32>,
+        idx: &[usize],
+        y: Targets,
+        loss: Loss,
+        dropout: f32,
+        rngs: &mut [Rng],
+        clip: f32,
+        grads: &mut [f32],
+    ) -> Result<(f32, usize)> {
+        self.check_input(&x)?;
+        let Workspace {
+            trace,
+            out,
+            deltas,
+            factors,
+            ..
+        } = ws;
+        trace.acts.resize_with(1, Default::default);
+        gather_into(x, idx, &mut trace.acts[0]);
+        self.forward_into(trace, out, dropout, rngs)?;
+        let (total, d) = loss.evaluate(out.view(), y, Reduction::Sum)?;
+        let layers = self.offsets.len();
+        deltas.resize_with(layers, Default::default);
+        shape_buffer(&mut deltas[layers - 1], d.nrows(), d.ncols());
+        deltas[layers - 1].assign(&d);
+        for l in (1..layers).rev() {
+            let (below, above) = deltas.split_at_mut(l);
+            self.back_through(trace, l, &above[0], &mut below[l - 1]);
+        }
+        factors.clear();
+        factors.resize(idx.len(), 0.0);
+        for (a, d) in trace.acts.iter().zip(deltas.iter()) {
+            for ((f, a), d) in factors.iter_mut().zip(a.outer_iter()).zip(d.outer_iter()) {
+                let a2: f32 = a.iter().map(|v| v * v).sum();
+                let d2: f32 = d.iter().map(|v| v * v).sum();
+                *f += (a2 + 1.0) * d2;
+            }
+        }
+        let mut clipped = 0;
+        for f in factors.iter_mut() {
+            let scale = clip / (f.sqrt() + 1e-6);
+            *f = if scale < 1.0 {
+                clipped += 1;
+                scale
+            } else {
+                1.0
+            };
+        }
+        for (l, d) in deltas.iter_mut().enumerate() {
+            for (mut row, f) in d.outer_iter_mut().zip(factors.iter()) {
+                if *f < 1.0 {
+                    row.mapv_inplace(|v| v * f);
+                }
+            }
+            self.layer_grads(l, &trace.acts[l], d, grads, false);
+        }
+        Ok((total, clipped))
     }
 }
 
@@ -637,8 +847,40 @@ mod tests {
                     _ => Targets::Classes(&classes),
                 };
                 let mut grads = vec![0.0; arch.parameters()];
-                net.loss_and_grad(x.view(), y, loss, Reduction::Mean, 0.0, &mut [], &mut grads)
-                    .expect("grad");
+                // A smaller batch first, so the checked pass runs in reused, reshaped arrays.
+                let mut ws = Workspace::default();
+                let mut scratch = vec![0.0; arch.parameters()];
+                let first = match y {
+                    Targets::Values(_) => {
+                        Targets::Values(values.slice_axis(Axis(0), (0..2).into()))
+                    }
+                    Targets::Classes(c) => Targets::Classes(&c[..2]),
+                };
+                let all: Vec<usize> = (0..6).collect();
+                net.loss_and_grad_rows(
+                    &mut ws,
+                    x.view(),
+                    &all[..2],
+                    first,
+                    loss,
+                    Reduction::Mean,
+                    0.0,
+                    &mut [],
+                    &mut scratch,
+                )
+                .expect("first batch");
+                net.loss_and_grad_rows(
+                    &mut ws,
+                    x.view(),
+                    &all,
+                    y,
+                    loss,
+                    Reduction::Mean,
+                    0.0,
+                    &mut [],
+                    &mut grads,
+                )
+                .expect("grad");
                 let f = |p: &[f32]| -> f64 {
                     let n = Mlp::from_parameters(arch.clone(), p.to_vec()).expect("net");
                     let out = n.forward(x.view()).expect("fwd");
@@ -661,6 +903,144 @@ mod tests {
                         (numeric - f64::from(grads[k])).abs() < tol,
                         "{act:?} {loss:?} parameter {k}: numeric {numeric}, backprop {}",
                         grads[k]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Backpropagation through dropout: with the masks fixed (the same per-example generators),
+    /// the gradients match finite differences for every activation.
+    #[test]
+    fn gradients_through_dropout_match_finite_differences() {
+        for act in [
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            let arch = Architecture::new(4, vec![6, 5], 3, act);
+            let net = Mlp::new(arch.clone(), 8).expect("net");
+            let mut rng = Rng::new(2);
+            let x = Array2::from_shape_fn((5, 4), |_| (rng.uniform() * 4.0 - 2.0) as f32);
+            let classes = [0u32, 2, 1, 1, 0];
+            let y = Targets::Classes(&classes);
+            let gens: Vec<Rng> = (0..5).map(|i| Rng::new(100 + i)).collect();
+            let (out, trace) = net
+                .forward_train(x.view(), 0.4, &mut gens.clone())
+                .expect("forward");
+            let dropped = trace.masks[0]
+                .as_ref()
+                .expect("mask")
+                .iter()
+                .filter(|m| **m == 0.0);
+            assert!(dropped.count() > 0, "some units dropped");
+            let (_, d) = Loss::CrossEntropy
+                .evaluate(out.view(), y, Reduction::Mean)
+                .expect("loss");
+            let mut grads = vec![0.0; arch.parameters()];
+            net.backward(&trace, d, &mut grads);
+            let f = |p: &[f32]| -> f64 {
+                let n = Mlp::from_parameters(arch.clone(), p.to_vec()).expect("net");
+                let (out, _) = n
+                    .forward_train(x.view(), 0.4, &mut gens.clone())
+                    .expect("forward");
+                let (l, _) = Loss::CrossEntropy
+                    .evaluate(out.view(), y, Reduction::Mean)
+                    .expect("loss");
+                f64::from(l)
+            };
+            for k in (0..arch.parameters()).step_by(3) {
+                let mut p = net.parameters().to_vec();
+                let h = 1e-2f32;
+                p[k] += h;
+                let up = f(&p);
+                p[k] -= 2.0 * h;
+                let down = f(&p);
+                let numeric = (up - down) / (2.0 * f64::from(h));
+                let tol = 2e-2 * numeric.abs().max(1e-2);
+                assert!(
+                    (numeric - f64::from(grads[k])).abs() < tol,
+                    "{act:?} parameter {k}: numeric {numeric}, backprop {}",
+                    grads[k]
+                );
+            }
+        }
+    }
+
+    /// DP-SGD's clipped sum equals clipping each example's own gradient (computed alone) and
+    /// adding them up, for every activation, with and without dropout.
+    #[test]
+    fn clipped_gradients_equal_per_example_clipping() {
+        for act in [
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            for dropout in [0.0, 0.3] {
+                let arch = Architecture::new(5, vec![7, 4], 3, act);
+                let net = Mlp::new(arch.clone(), 4).expect("net");
+                let mut rng = Rng::new(6);
+                let x = Array2::from_shape_fn((9, 5), |_| (rng.uniform() * 6.0 - 3.0) as f32);
+                let classes: Vec<u32> = (0..9).map(|i| (i * 5 % 3) as u32).collect();
+                let idx = [7usize, 1, 4, 0, 8, 3];
+                let y: Vec<u32> = idx.iter().map(|i| classes[*i]).collect();
+                let gens: Vec<Rng> = idx.iter().map(|i| Rng::new(50 + *i as u64)).collect();
+                let p = arch.parameters();
+                // A clip norm between the examples' norms, so some are clipped and some not.
+                let mut ws = Workspace::default();
+                let mut norms = Vec::new();
+                let mut expected = vec![0.0f64; p];
+                let mut each = Vec::new();
+                for (k, i) in idx.iter().enumerate() {
+                    let mut g = vec![0.0; p];
+                    net.loss_and_grad_rows(
+                        &mut ws,
+                        x.view(),
+                        &[*i],
+                        Targets::Classes(&y[k..k + 1]),
+                        Loss::CrossEntropy,
+                        Reduction::Sum,
+                        dropout,
+                        &mut gens[k..k + 1].to_vec(),
+                        &mut g,
+                    )
+                    .expect("one example");
+                    norms.push(g.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt());
+                    each.push(g);
+                }
+                let mut sorted = norms.clone();
+                sorted.sort_by(f64::total_cmp);
+                let clip = 0.5 * (sorted[2] + sorted[3]);
+                for (g, n) in each.iter().zip(&norms) {
+                    let f = (clip / (n + 1e-6)).min(1.0);
+                    for (e, v) in expected.iter_mut().zip(g) {
+                        *e += f64::from(*v) * f;
+                    }
+                }
+                let mut got = vec![1.0; p];
+                let (_, clipped) = net
+                    .clipped_grad_rows(
+                        &mut ws,
+                        x.view(),
+                        &idx,
+                        Targets::Classes(&y),
+                        Loss::CrossEntropy,
+                        dropout,
+                        &mut gens.clone(),
+                        clip as f32,
+                        &mut got,
+                    )
+                    .expect("clipped");
+                assert_eq!(
+                    clipped, 3,
+                    "{act:?} dropout {dropout}: norms {norms:?}, clip {clip}"
+                );
+                for (k, (e, g)) in expected.iter().zip(&got).enumerate() {
+                    assert!(
+                        (e - f64::from(*g)).abs() < 1e-4 * (1.0 + e.abs()),
+                        "{act:?} dropout {dropout} parameter {k}: {e} against {g}"
                     );
                 }
             }

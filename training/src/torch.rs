@@ -92,7 +92,7 @@ impl TchTrainer {
             y: None,
             pool,
         };
-        fit_with(&mut engine, train, valid, config, observer)
+        fit_with(&mut engine, train, valid, config, None, observer)
     }
 }
 

@@ -11,9 +11,12 @@ use sha2::Digest;
 use crate::data::{Dataset, Standardizer, Target};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::nn::{Activation, Architecture, Loss, Mlp, Reduction, Targets, rows, sigmoid, softmax};
+use crate::nn::{
+    Activation, Architecture, Loss, Mlp, Reduction, Targets, Workspace, rows, sigmoid, softmax,
+};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, update};
 use crate::preprocess::Preprocessor;
+use crate::privacy::{DpConfig, PrivacyAccountant, PrivacySpent, gaussian, poisson_batch};
 use crate::rng::Rng;
 
 /// How to train.
@@ -54,6 +57,11 @@ pub struct TrainConfig {
     /// Continue from the checkpoint in `checkpoint` if there is one: the result is the same,
     /// bit for bit, as training without the interruption.
     pub resume: bool,
+    /// Train with differential privacy (DP-SGD, [`crate::privacy`]): Poisson-sampled batches of
+    /// `batch_size` examples on average, per-example clipping and Gaussian noise. Shuffling
+    /// does not apply.
+    #[serde(default)]
+    pub dp: Option<DpConfig>,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +84,7 @@ impl Default for TrainConfig {
             shuffle: true,
             checkpoint: None,
             resume: false,
+            dp: None,
         }
     }
 }
@@ -93,6 +102,9 @@ impl TrainConfig {
                 "training config",
                 format!("dropout {} must be in [0, 1)", self.dropout),
             ));
+        }
+        if let Some(dp) = &self.dp {
+            dp.validate()?;
         }
         self.optimizer.validate()
     }
@@ -129,6 +141,9 @@ pub struct History {
     pub best_epoch: usize,
     /// Whether early stopping ended it.
     pub stopped_early: bool,
+    /// What differentially private training spent (DP-SGD only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySpent>,
 }
 
 /// One optimizer step's numbers.
@@ -241,6 +256,7 @@ pub struct MlpModel {
     standardizer: Option<Standardizer>,
     features: Vec<String>,
     preprocessor: Option<Preprocessor>,
+    privacy: Option<PrivacySpent>,
 }
 
 /// `manifest.json` of a saved [`MlpModel`].
@@ -257,6 +273,9 @@ struct Manifest {
     /// Preprocessing of Arrow input, when the model was trained from Arrow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     preprocessor: Option<Preprocessor>,
+    /// What differentially private training spent, when the model was trained with DP-SGD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    privacy: Option<PrivacySpent>,
     /// File name → SHA-256 (hex).
     files: std::collections::BTreeMap<String, String>,
 }
@@ -289,6 +308,11 @@ impl MlpModel {
     /// The Arrow preprocessing, if any.
     pub fn preprocessor(&self) -> Option<&Preprocessor> {
         self.preprocessor.as_ref()
+    }
+
+    /// What differentially private training spent (saved with the model), if it was private.
+    pub fn privacy(&self) -> Option<&PrivacySpent> {
+        self.privacy.as_ref()
     }
 
     /// Predictions for Arrow record batches, through the saved preprocessing.
@@ -356,6 +380,7 @@ impl MlpModel {
             standardizer: m.standardizer,
             features: m.features,
             preprocessor: m.preprocessor,
+            privacy: m.privacy,
         })
     }
 }
@@ -479,6 +504,7 @@ impl Model for MlpModel {
             features: self.features.clone(),
             standardizer: self.standardizer.clone(),
             preprocessor: self.preprocessor.clone(),
+            privacy: self.privacy.clone(),
             files: [(
                 "model.safetensors".to_string(),
                 hex::encode(sha2::Sha256::digest(&bytes)),
@@ -536,6 +562,20 @@ impl NdarrayTrainer {
         config: &TrainConfig,
         observer: &mut dyn Observer,
     ) -> Result<(MlpModel, History)> {
+        self.fit_mlp_with(train, valid, config, None, observer)
+    }
+
+    /// [`NdarrayTrainer::fit_mlp`] with a privacy accountant for DP-SGD ([`TrainConfig::dp`]):
+    /// it calibrates the noise to a target ε, refuses a run over the ε budget, and reports the
+    /// ε spent in [`History::privacy`] and the model's manifest.
+    pub fn fit_mlp_with(
+        &self,
+        train: &Dataset,
+        valid: Option<&Dataset>,
+        config: &TrainConfig,
+        accountant: Option<&dyn PrivacyAccountant>,
+        observer: &mut dyn Observer,
+    ) -> Result<(MlpModel, History)> {
         config.validate()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
@@ -546,10 +586,12 @@ impl NdarrayTrainer {
                 pool,
                 shards: Vec::new(),
                 local: Vec::new(),
+                noise: Vec::new(),
             },
             train,
             valid,
             config,
+            accountant,
             observer,
         )
     }
@@ -564,14 +606,34 @@ pub(crate) trait Engine {
     /// Computes the loss of `b.batch` (reduced as `b.config.reduction` says) and its gradient
     /// with respect to every parameter of `net`, dropout masks drawn from per-example generators
     /// forked from `b.root` for `b.epoch`; then, if the loss and every gradient are finite,
-    /// applies `opt` at learning rate `b.lr`. Returns the loss and whether the step was applied:
-    /// a diverging batch leaves the parameters as they were.
+    /// applies `opt` at learning rate `b.lr`. Returns the loss and whether the step was applied;
+    /// after a step that was not, the parameters are unspecified (training stops with
+    /// [`Error::Diverged`]). With `b.dp`, the gradient is DP-SGD's ([`crate::privacy`]).
     fn train_step(
         &mut self,
         net: &mut Mlp,
         opt: &mut Optimizer,
         b: &StepInput,
     ) -> Result<(f64, bool)>;
+
+    /// Whether `train_step` runs DP-SGD when asked to.
+    fn supports_dp(&self) -> bool {
+        false
+    }
+}
+
+/// DP-SGD's part of one step.
+pub(crate) struct DpStep {
+    /// C.
+    pub clip: f32,
+    /// σ.
+    pub sigma: f32,
+    /// q · examples: what the summed gradient is divided by.
+    pub expected_batch: f32,
+    /// This step's noise generator.
+    pub noise: Rng,
+    /// Examples clipped so far (added to by the step).
+    pub clipped: std::sync::atomic::AtomicU64,
 }
 
 /// What one step of the training loop works on.
@@ -589,6 +651,8 @@ pub(crate) struct StepInput<'a> {
     /// 0-based.
     pub epoch: usize,
     pub lr: f32,
+    /// DP-SGD's clipping and noise.
+    pub dp: Option<&'a DpStep>,
 }
 
 /// The generator of example `i`'s dropout masks in `epoch` (0-based).
@@ -608,6 +672,8 @@ struct NdarrayEngine {
     shards: Vec<Vec<f32>>,
     /// Per thread, buffers for its range of parameters.
     local: Vec<Mutex<Local>>,
+    /// DP-SGD's noise for the step.
+    noise: Vec<f32>,
 }
 
 /// A thread's buffers for its range of parameters, touched by that thread only.
@@ -617,11 +683,17 @@ struct Local {
     grad: Vec<f32>,
     /// The parameters being updated, copied back in one pass.
     params: Vec<f32>,
+    /// The forward and backward passes' arrays, when this thread computes a shard.
+    work: Workspace,
 }
 
 impl Engine for NdarrayEngine {
     fn prepare(&mut self, _: &Array2<f32>, _: &Owned, _: &Architecture) -> Result<()> {
         Ok(())
+    }
+
+    fn supports_dp(&self) -> bool {
+        true
     }
 
     fn train_step(
@@ -633,9 +705,23 @@ impl Engine for NdarrayEngine {
         let params = net.parameters().len();
         let threads = self.pool.current_num_threads().max(1);
         let count = b.config.threads.min(threads).min(b.batch.len()).max(1);
-        let chunks: Vec<&[usize]> = b.batch.chunks(b.batch.len().div_ceil(count)).collect();
+        // A Poisson-sampled batch may be empty: one empty shard, whose gradient is zero.
+        let chunks: Vec<&[usize]> = if b.batch.is_empty() {
+            vec![b.batch]
+        } else {
+            b.batch.chunks(b.batch.len().div_ceil(count)).collect()
+        };
         if self.shards.len() < chunks.len() || self.shards.iter().any(|s| s.len() != params) {
             self.shards = (0..chunks.len()).map(|_| vec![0.0; params]).collect();
+        }
+        // DP-SGD's noise, σ·C·N(0, 1) per parameter, drawn here in one sequence so it does not
+        // depend on the thread count.
+        self.noise.clear();
+        if let Some(dp) = &b.dp {
+            let mut rng = dp.noise.clone();
+            let sd = f64::from(dp.sigma) * f64::from(dp.clip);
+            self.noise
+                .extend((0..params).map(|_| (sd * gaussian(&mut rng)) as f32));
         }
         // Parameter ranges, one per thread, whole cache lines (16 floats) each.
         let per = params.div_ceil(threads).next_multiple_of(16);
@@ -644,24 +730,54 @@ impl Engine for NdarrayEngine {
             self.local = (0..threads).map(|_| Mutex::default()).collect();
         }
         let (pool, shards, local) = (&self.pool, &mut self.shards[..chunks.len()], &self.local);
+        let noise = &self.noise[..];
         pool.install(|| {
-            let (loss, finite) = batch_gradient(net, b, &chunks, shards, local, &bounds, pool)?;
-            if !finite {
+            let total = shard_gradients(net, b, &chunks, shards, local, pool)?;
+            let denom = match (&b.dp, b.config.reduction, b.loss, b.y) {
+                (_, Reduction::Sum, _, _) => 1.0,
+                // DP-SGD divides by the expected batch size, which does not depend on the
+                // sample (Opacus' default).
+                (Some(dp), _, _, _) => dp.expected_batch,
+                (None, _, Loss::Mse | Loss::Huber { .. }, Owned::Values(v)) => {
+                    (b.batch.len() * v.ncols()) as f32
+                }
+                _ => b.batch.len() as f32,
+            };
+            let loss = match (&b.dp, b.config.reduction) {
+                (_, Reduction::Sum) => total,
+                (Some(_), _) => total / b.batch.len().max(1) as f64,
+                (None, _) => total / f64::from(denom),
+            };
+            if !loss.is_finite() {
                 return Ok((loss, false));
             }
+            let shards: &[Vec<f32>] = shards;
             match opt.begin_elementwise() {
                 Some((c, t, first, second)) => {
+                    // Thread k adds up the shards' gradients over its range of parameters,
+                    // and, if they are finite, updates that range: one pass over the threads.
+                    // A non-finite gradient leaves a range's parameters unchanged while others
+                    // move on; training stops with an error then, so no one sees them.
                     let parts: Vec<Mutex<[&mut [f32]; 3]>> = split(net.parameters_mut(), &bounds)
                         .into_iter()
                         .zip(split(first, &bounds))
                         .zip(split(second, &bounds))
                         .map(|((p, m), v)| Mutex::new([p, m, v]))
                         .collect();
-                    pool.broadcast(|ctx| {
-                        let mut part = lock(&parts[ctx.index()]);
+                    let finite = pool.broadcast(|ctx| {
+                        let k = ctx.index();
+                        let (lo, hi) = (bounds[k], bounds[k + 1]);
+                        let mut own = lock(&local[k]);
+                        let Local { grad, params, .. } = &mut *own;
+                        if !reduce_range(grad, shards, lo, hi, noise, denom) {
+                            return false;
+                        }
+                        let mut part = lock(&parts[k]);
                         let [p, m, v] = &mut *part;
-                        let mut own = lock(&local[ctx.index()]);
-                        let Local { grad, params } = &mut *own;
+                        if ctx.num_threads() == 1 {
+                            update(&c, t, b.lr, p, grad, m, v);
+                            return true;
+                        }
                         // Updated in a buffer of this thread's, then copied in one pass: the
                         // other threads read these parameters, and updating them in place
                         // made every store wait for their copies to be invalidated.
@@ -669,19 +785,74 @@ impl Engine for NdarrayEngine {
                         params.extend_from_slice(p);
                         update(&c, t, b.lr, params, grad, m, v);
                         p.copy_from_slice(params);
+                        true
                     });
+                    Ok((loss, finite.into_iter().all(|f| f)))
                 }
                 None => {
-                    let grads = &mut shards[0];
+                    let finite = pool.broadcast(|ctx| {
+                        let k = ctx.index();
+                        let mut own = lock(&local[k]);
+                        reduce_range(
+                            &mut own.grad,
+                            shards,
+                            bounds[k],
+                            bounds[k + 1],
+                            noise,
+                            denom,
+                        )
+                    });
+                    if !finite.into_iter().all(|f| f) {
+                        return Ok((loss, false));
+                    }
+                    let mut grads = vec![0.0; params];
                     for (k, w) in bounds.windows(2).enumerate() {
                         grads[w[0]..w[1]].copy_from_slice(&lock(&local[k]).grad);
                     }
-                    opt.step(net.parameters_mut(), grads, b.lr);
+                    opt.step(net.parameters_mut(), &mut grads, b.lr);
+                    Ok((loss, true))
                 }
             }
-            Ok((loss, true))
         })
     }
+}
+
+/// The gradient of parameters `lo..hi` into `acc`: the shards' sum, plus `noise` (if any) over
+/// the range, divided by `denom`. Returns whether every value is finite.
+fn reduce_range(
+    acc: &mut Vec<f32>,
+    shards: &[Vec<f32>],
+    lo: usize,
+    hi: usize,
+    noise: &[f32],
+    denom: f32,
+) -> bool {
+    acc.clear();
+    // One pass for the usual one or two shards (x / 1 is x, so dividing always is exact).
+    match (shards, noise.is_empty()) {
+        ([a], true) => acc.extend(a[lo..hi].iter().map(|g| g / denom)),
+        ([a, b], true) => acc.extend(
+            a[lo..hi]
+                .iter()
+                .zip(&b[lo..hi])
+                .map(|(x, y)| (x + y) / denom),
+        ),
+        _ => {
+            acc.extend_from_slice(&shards[0][lo..hi]);
+            for other in &shards[1..] {
+                for (a, g) in acc.iter_mut().zip(&other[lo..hi]) {
+                    *a += g;
+                }
+            }
+            if !noise.is_empty() {
+                for (a, z) in acc.iter_mut().zip(&noise[lo..hi]) {
+                    *a += z;
+                }
+            }
+            acc.iter_mut().for_each(|g| *g /= denom);
+        }
+    }
+    acc.iter().fold(true, |ok, g| ok & g.is_finite())
 }
 
 /// `s` cut at `bounds` (`bounds.len() - 1` pieces; the first bound is 0, the last `s.len()`).
@@ -700,12 +871,121 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Streams of the run's generator for DP-SGD's batches and noise.
+const DP_BATCH_STREAM: u64 = 0x5D9B_A7C4_0000_0001;
+const DP_NOISE_STREAM: u64 = 0x5D9B_A7C4_0000_0002;
+
+fn step_stream(epoch: usize, step: usize) -> u64 {
+    ((epoch as u64 + 1) << 32) ^ (step as u64 + 1)
+}
+
+/// DP-SGD's parameters for a run, checked against the budget before it starts.
+struct DpPlan {
+    sigma: f64,
+    clip: f64,
+    delta: f64,
+    /// Sampling rate: batch size / examples.
+    q: f64,
+    /// round(1 / q).
+    steps_per_epoch: usize,
+}
+
+impl DpPlan {
+    fn new(
+        d: &DpConfig,
+        n: usize,
+        config: &TrainConfig,
+        accountant: Option<&dyn PrivacyAccountant>,
+    ) -> Result<Self> {
+        let q = (config.batch_size as f64 / n as f64).min(1.0);
+        let steps_per_epoch = ((1.0 / q).round() as usize).max(1);
+        let planned = (steps_per_epoch * config.epochs) as u64;
+        let need = |why: &str| {
+            accountant.ok_or_else(|| {
+                Error::invalid(
+                    "differential privacy",
+                    format!("{why} needs a privacy accountant (NdarrayTrainer::fit_mlp_with)"),
+                )
+            })
+        };
+        let sigma = match (d.noise_multiplier, d.target_epsilon) {
+            (Some(s), _) => s,
+            (None, Some(target)) => {
+                need("calibrating the noise")?.noise_multiplier(q, planned, target, d.delta)?
+            }
+            (None, None) => unreachable!("validated: a noise multiplier or a target"),
+        };
+        if let Some(budget) = d.target_epsilon {
+            let acct = need("an ε budget")?;
+            if sigma == 0.0 {
+                return Err(Error::invalid(
+                    "differential privacy",
+                    format!(
+                        "noise multiplier 0 gives no guarantee, so the budget ε = {budget} cannot hold"
+                    ),
+                ));
+            }
+            let planned_eps = acct.epsilon(q, sigma, planned, d.delta)?;
+            if planned_eps > budget * (1.0 + 1e-9) {
+                let mut fit = 0;
+                for e in 1..config.epochs {
+                    if acct.epsilon(q, sigma, (e * steps_per_epoch) as u64, d.delta)? > budget {
+                        break;
+                    }
+                    fit = e;
+                }
+                return Err(Error::PrivacyBudget {
+                    planned: planned_eps,
+                    budget,
+                    delta: d.delta,
+                    epochs: fit,
+                });
+            }
+        }
+        tracing::info!(
+            sigma,
+            clip = d.clip_norm,
+            sampling_rate = q,
+            steps = planned,
+            "DP-SGD"
+        );
+        Ok(Self {
+            sigma,
+            clip: d.clip_norm,
+            delta: d.delta,
+            q,
+            steps_per_epoch,
+        })
+    }
+
+    fn spent(
+        &self,
+        steps: u64,
+        accountant: Option<&dyn PrivacyAccountant>,
+    ) -> Result<PrivacySpent> {
+        let epsilon = match accountant {
+            Some(a) if self.sigma > 0.0 => Some(a.epsilon(self.q, self.sigma, steps, self.delta)?),
+            _ => None,
+        };
+        Ok(PrivacySpent {
+            epsilon,
+            delta: self.delta,
+            noise_multiplier: self.sigma,
+            clip_norm: self.clip,
+            sampling_rate: self.q,
+            steps,
+            accountant: accountant.map(|a| a.name().to_string()),
+        })
+    }
+}
+
 /// The training loop, with `engine` computing gradients.
 pub(crate) fn fit_with(
     engine: &mut dyn Engine,
     train: &Dataset,
     valid: Option<&Dataset>,
     config: &TrainConfig,
+    accountant: Option<&dyn PrivacyAccountant>,
     observer: &mut dyn Observer,
 ) -> Result<(MlpModel, History)> {
     config.validate()?;
@@ -773,6 +1053,17 @@ pub(crate) fn fit_with(
     engine.prepare(&x, &y, net.architecture())?;
     let root = Rng::new(config.seed);
     let n = x.nrows();
+    let dp = match &config.dp {
+        Some(_) if !engine.supports_dp() => {
+            return Err(Error::invalid(
+                "differential privacy",
+                "this backend does not run DP-SGD; train with the ndarray backend",
+            ));
+        }
+        Some(d) => Some(DpPlan::new(d, n, config, accountant)?),
+        None => None,
+    };
+    let (dp_batches, dp_noise) = (root.fork(DP_BATCH_STREAM), root.fork(DP_NOISE_STREAM));
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = History::default();
     let mut best: Option<(f64, Vec<f32>, usize)> = None;
@@ -799,16 +1090,43 @@ pub(crate) fn fit_with(
     for epoch in first_epoch..config.epochs {
         let t0 = Instant::now();
         let mut erng = root.fork(epoch as u64 + 1);
-        if config.shuffle {
-            erng.shuffle(&mut order);
-        }
+        // DP-SGD: Poisson-sampled batches; otherwise a (shuffled) pass over the data.
+        let sampled: Vec<Vec<usize>> = match &dp {
+            Some(p) => (0..p.steps_per_epoch)
+                .map(|step| {
+                    let mut r = dp_batches.fork(step_stream(epoch, step));
+                    let mut batch = Vec::new();
+                    poisson_batch(&mut r, n, p.q, &mut batch);
+                    batch
+                })
+                .collect(),
+            None => {
+                if config.shuffle {
+                    erng.shuffle(&mut order);
+                }
+                Vec::new()
+            }
+        };
+        let batches: Vec<&[usize]> = match &dp {
+            Some(_) => sampled.iter().map(Vec::as_slice).collect(),
+            None => order.chunks(config.batch_size).collect(),
+        };
         let mut loss_sum = 0.0f64;
         let mut steps = 0usize;
-        for (step, batch) in order.chunks(config.batch_size).enumerate() {
+        let clipped = std::sync::atomic::AtomicU64::new(0);
+        let mut examples = 0usize;
+        for (step, batch) in batches.into_iter().enumerate() {
             if observer.cancelled() {
                 return Err(Error::Cancelled(epoch + 1));
             }
             let lr = config.optimizer.lr_at(epoch, opt.steps());
+            let dp_step = dp.as_ref().map(|p| DpStep {
+                clip: p.clip as f32,
+                sigma: p.sigma as f32,
+                expected_batch: (p.q * n as f64) as f32,
+                noise: dp_noise.fork(step_stream(epoch, step)),
+                clipped: std::sync::atomic::AtomicU64::new(0),
+            });
             let input = StepInput {
                 x: x.view(),
                 y: &y,
@@ -818,8 +1136,16 @@ pub(crate) fn fit_with(
                 root: &root,
                 epoch,
                 lr,
+                dp: dp_step.as_ref(),
             };
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
+            if let Some(d) = &dp_step {
+                clipped.fetch_add(
+                    d.clipped.load(std::sync::atomic::Ordering::Relaxed),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            examples += batch.len();
             if !applied {
                 return Err(Error::Diverged {
                     epoch: epoch + 1,
@@ -837,6 +1163,14 @@ pub(crate) fn fit_with(
             steps += 1;
         }
         let seconds = t0.elapsed().as_secs_f64();
+        if dp.is_some() {
+            tracing::debug!(
+                epoch = epoch + 1,
+                examples,
+                clipped = clipped.load(std::sync::atomic::Ordering::Relaxed),
+                "DP-SGD epoch"
+            );
+        }
         let (valid_loss, valid_metric) = match &valid_xy {
             Some((vx, vy, _)) => {
                 let out = net.forward(vx.view())?;
@@ -917,6 +1251,10 @@ pub(crate) fn fit_with(
         net.parameters_mut().copy_from_slice(&params);
         history.best_epoch = epoch;
     }
+    if let Some(p) = &dp {
+        // Every step ran, whichever weights are kept: early stopping looked at all of them.
+        history.privacy = Some(p.spent(opt.steps(), accountant)?);
+    }
     Ok((
         MlpModel {
             net,
@@ -925,6 +1263,7 @@ pub(crate) fn fit_with(
             standardizer,
             features: train.features.clone(),
             preprocessor: None,
+            privacy: history.privacy.clone(),
         },
         history,
     ))
@@ -1068,75 +1407,74 @@ impl Checkpoint {
     }
 }
 
-/// The loss and gradient of one batch on `pool`: thread `k` sums the gradients of `chunks[k]`'s
-/// examples into `shards[k]`; then thread `k` adds the shards over parameters
-/// `bounds[k]..bounds[k + 1]` into `local[k].grad`, in shard order, and divides as the reduction
-/// says. Dropout masks come from per-example generators, so the result does not depend on the
-/// number of threads (up to the order of float additions). Returns the loss and whether it and
-/// every gradient are finite.
-fn batch_gradient(
+/// The summed loss of one batch on `pool`, and its gradient in shards: thread `k` writes the
+/// summed gradient of `chunks[k]`'s examples (each clipped, for DP-SGD) over `shards[k]`.
+/// Dropout masks come from per-example generators, so the result does not depend on the number
+/// of threads (up to the order of float additions).
+fn shard_gradients(
     net: &Mlp,
     b: &StepInput,
     chunks: &[&[usize]],
     shards: &mut [Vec<f32>],
     local: &[Mutex<Local>],
-    bounds: &[usize],
     pool: &rayon::ThreadPool,
-) -> Result<(f64, bool)> {
+) -> Result<f64> {
     let buffers: Vec<Mutex<&mut Vec<f32>>> = shards.iter_mut().map(Mutex::new).collect();
     let losses: Vec<Option<Result<f64>>> = pool.broadcast(|ctx| {
         let idx = chunks.get(ctx.index())?;
+        // Written over, not added to: no need to clear it.
         let mut grads = lock(&buffers[ctx.index()]);
-        grads.fill(0.0);
-        let bx = rows(b.x, idx);
+        if idx.is_empty() {
+            grads.fill(0.0);
+            return Some(Ok(0.0));
+        }
+        let mut own = lock(&local[ctx.index()]);
         let by = b.y.pick(idx);
-        let mut rngs: Vec<Rng> = idx
-            .iter()
-            .map(|i| example_rng(b.root, b.epoch, *i))
-            .collect();
-        Some(
-            net.loss_and_grad(
-                bx.view(),
+        // Generators only for dropout, which is all they draw for.
+        let mut rngs: Vec<Rng> = if b.config.dropout > 0.0 {
+            idx.iter()
+                .map(|i| example_rng(b.root, b.epoch, *i))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let loss = match &b.dp {
+            Some(dp) => net
+                .clipped_grad_rows(
+                    &mut own.work,
+                    b.x,
+                    idx,
+                    by.view(),
+                    b.loss,
+                    b.config.dropout,
+                    &mut rngs,
+                    dp.clip,
+                    &mut grads,
+                )
+                .map(|(l, clipped)| {
+                    dp.clipped
+                        .fetch_add(clipped as u64, std::sync::atomic::Ordering::Relaxed);
+                    l
+                }),
+            None => net.loss_and_grad_rows(
+                &mut own.work,
+                b.x,
+                idx,
                 by.view(),
                 b.loss,
                 Reduction::Sum,
                 b.config.dropout,
                 &mut rngs,
                 &mut grads,
-            )
-            .map(f64::from),
-        )
+            ),
+        };
+        Some(loss.map(f64::from))
     });
-    drop(buffers);
     let mut total = 0.0;
     for l in losses.into_iter().flatten() {
         total += l?;
     }
-    let denom = match (b.config.reduction, b.loss, b.y) {
-        (Reduction::Sum, _, _) => 1.0,
-        (_, Loss::Mse | Loss::Huber { .. }, Owned::Values(v)) => (b.batch.len() * v.ncols()) as f32,
-        _ => b.batch.len() as f32,
-    };
-    let shards: &[Vec<f32>] = shards;
-    let finite = pool.broadcast(|ctx| {
-        let k = ctx.index();
-        let (lo, hi) = (bounds[k], bounds[k + 1]);
-        let mut own = lock(&local[k]);
-        let acc = &mut own.grad;
-        acc.clear();
-        acc.extend_from_slice(&shards[0][lo..hi]);
-        for other in &shards[1..] {
-            for (a, g) in acc.iter_mut().zip(&other[lo..hi]) {
-                *a += g;
-            }
-        }
-        if denom != 1.0 {
-            acc.iter_mut().for_each(|g| *g /= denom);
-        }
-        acc.iter().fold(true, |ok, g| ok & g.is_finite())
-    });
-    let loss = total / f64::from(denom);
-    Ok((loss, loss.is_finite() && finite.into_iter().all(|f| f)))
+    Ok(total)
 }
 
 impl Trainer for NdarrayTrainer {
