@@ -17,8 +17,12 @@
 //! gender. Then the deploy stage: the model bundled with the SHA-256 of its files, signed with
 //! Ed25519, verified and packed (serving joins with the rest of issue #7).
 //!
+//! With `--private`, the MLP is trained with DP-SGD instead (noise calibrated to ε = 1 at
+//! δ = 1/n by `aistd-compliance`'s RDP accountant, no early stopping on held-out data), and the
+//! ε it spent is shown beside its accuracy and fairness and kept in its manifest.
+//!
 //! ```text
-//! cargo run --release --example pipeline [-- ROWS [OUT_DIR]]
+//! cargo run --release --example pipeline [-- [--private] [ROWS [OUT_DIR]]]
 //! ```
 
 use std::path::PathBuf;
@@ -42,7 +46,9 @@ use aistd::deploy::http::{ModelRepository, RunningServer, ServerConfig};
 use aistd::deploy::metrics::{Metrics, MetricsConfig};
 use aistd::deploy::registry::{LocalStore, Registry};
 use aistd::deploy::{Bundle, Endpoint, InferRequest, SigningKey, Tensor, Verify};
-use aistd::glue::{AuditLogSink, AuditRegistrySink, AuditSpendSink, dataset_info, registry_events};
+use aistd::glue::{
+    AuditLogSink, AuditRegistrySink, AuditSpendSink, RdpAccountant, dataset_info, registry_events,
+};
 use aistd::governance::audit::{AuditLog, AuditOptions, verify};
 use aistd::governance::crypto::{Keyring, LocalKeyProvider};
 use aistd::governance::lineage::Lineage;
@@ -52,9 +58,10 @@ use aistd::governance::{DataSource, IpcFileSource, ScanOptions};
 use aistd::scheduler::{
     Blocking, JobSpec, NodeSpec, QueuePolicy, ResourcePool, Resources, SimulatedPool,
 };
+use aistd::training::optim::{OptimizerConfig, OptimizerKind};
 use aistd::training::preprocess::{PrepOptions, Preprocessor};
 use aistd::training::{
-    EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, TrainConfig, metrics,
+    DpConfig, EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, TrainConfig, metrics,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, Float64Array, StringArray};
@@ -74,7 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let private = args.iter().any(|a| a == "--private");
+    args.retain(|a| a != "--private");
+    let mut args = args.into_iter();
     let rows: u64 = args
         .next()
         .map(|s| s.parse())
@@ -555,7 +565,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.finished.unwrap_or(0.0),
         100.0 * gpu_seconds / (32.0 * end.max(1.0))
     );
-    let (model, model_dir, test_x, test_rows) = train_stage(&governed, &out)?;
+    let (model, model_dir, test_x, test_rows) = train_stage(&governed, &out, private)?;
     deploy_stage(&model, &model_dir, &test_x, &test_rows, &out)?;
     if !report.expectations_passed {
         return Err("expectations failed on the clean output".into());
@@ -588,6 +598,7 @@ impl Observer for EpochBar {
 fn train_stage(
     governed: &std::path::Path,
     out: &std::path::Path,
+    private: bool,
 ) -> Result<TrainedModel, Box<dyn std::error::Error>> {
     let data = IpcFileSource::open(governed.join("data.arrow"))?;
     let keep = [
@@ -632,6 +643,12 @@ fn train_stage(
     config.standardize = false;
     config.early_stopping = Some(3);
     config.seed = 7;
+    if private {
+        // DP-SGD at ε = 1, δ = 1/n; early stopping would look at held-out rows without noise.
+        config.early_stopping = None;
+        config.optimizer = OptimizerConfig::new(OptimizerKind::adam(), 0.01);
+        config.dp = Some(DpConfig::for_epsilon(1.0, 1.0 / train.len() as f64, 1.0));
+    }
     let bar = indicatif::ProgressBar::new(config.epochs as u64);
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("   epoch {pos}/{len} {bar:30} {msg}")
@@ -639,8 +656,13 @@ fn train_stage(
         bar.set_style(style);
     }
     let started = Instant::now();
-    let (model, history) =
-        NdarrayTrainer.fit_mlp(&train, Some(&valid), &config, &mut EpochBar(bar.clone()))?;
+    let (model, history) = NdarrayTrainer.fit_mlp_with(
+        &train,
+        Some(&valid),
+        &config,
+        Some(&RdpAccountant::default()),
+        &mut EpochBar(bar.clone()),
+    )?;
     bar.finish_and_clear();
     let model = model.with_preprocessor(prep)?;
     let model_dir = out.join("model");
@@ -661,6 +683,17 @@ fn train_stage(
         metrics::roc_auc(truth, &scores)?,
         model_dir.display()
     );
+    if let Some(p) = &history.privacy {
+        println!(
+            "   trained privately with DP-SGD: epsilon = {:.3} at delta = {:.1e} (sigma = {:.3}, clip {}, q = {:.5}, {} steps; RDP accountant), recorded in the manifest",
+            p.epsilon.unwrap_or(f64::INFINITY),
+            p.delta,
+            p.noise_multiplier,
+            p.clip_norm,
+            p.sampling_rate,
+            p.steps
+        );
+    }
     // Its decisions by gender: the historical approvals it learned from carry a gender bias.
     let gender_col = test_b
         .column_by_name("gender")

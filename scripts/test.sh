@@ -9,12 +9,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy skl2onnx onnxruntime)
+PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy skl2onnx onnxruntime opacus)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime, opacus' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, torch; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__, "| torch", torch.__version__)'
@@ -78,12 +78,15 @@ for ex in examples/*.rs; do
   echo "-- example $name"
   cargo run --quiet --features "$FEATURES" --example "$name" -- 100000 target/examples/"$name"
 done
+echo "-- example pipeline --private (DP-SGD training stage)"
+cargo run --quiet --features "$FEATURES" --example pipeline -- --private 20000 target/examples/pipeline-private
 
-step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile, tritonclient, scipy, onnxruntime)"
+step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, Opacus, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile, tritonclient, scipy, onnxruntime)"
 cargo build --quiet --features "$FEATURES" --bin aistd
 "$VENV/bin/python" scripts/peers/check_governance.py target/debug/aistd target/peer-checks
 "$VENV/bin/python" scripts/peers/check_protect.py target/debug/aistd target/peer-checks/protect
 "$VENV/bin/python" scripts/peers/check_compliance.py target/debug/aistd target/peer-checks/compliance
+"$VENV/bin/python" scripts/peers/check_private_training.py target/debug/aistd target/peer-checks/private-training
 "$VENV/bin/python" scripts/peers/check_scheduler.py target/debug/aistd target/peer-checks/scheduler
 "$VENV/bin/python" scripts/peers/check_deploy.py target/debug/aistd target/peer-checks/deploy
 "$VENV/bin/python" scripts/peers/check_serving.py target/debug/aistd target/peer-checks/serving

@@ -12,6 +12,9 @@
 //!   [`registry_events`] reads them back.
 //! - [`PolicyAuthorize`] (feature `deploy`): a compliance policy decides who may call a served
 //!   model (`aistd_deploy::middleware::Authenticated`).
+//! - [`RdpAccountant`] (feature `training`): differentially private training in
+//!   `aistd-training` asks compliance's RDP accountant (the Poisson-subsampled Gaussian, as
+//!   Opacus accounts it) what its steps spend, and for the noise that fits an ε budget.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -350,4 +353,98 @@ pub fn registry_events(
         |a| a.starts_with(REGISTRY_ACTION_PREFIX),
         "a registry event",
     )
+}
+
+/// `aistd-compliance`'s RDP accountant for the Poisson-subsampled Gaussian mechanism (Mironov,
+/// Talwar & Zhang 2019, over Opacus' orders, converted to (ε, δ) as Balle et al. 2020) as the
+/// [`PrivacyAccountant`](aistd_training::PrivacyAccountant) of DP-SGD in `aistd-training`.
+///
+/// ```
+/// use aistd::glue::RdpAccountant;
+/// use aistd::training::PrivacyAccountant;
+///
+/// let rdp = RdpAccountant::default();
+/// // Opacus' accountant on q = 0.04, σ = 1.5, 2,250 steps, δ = 10⁻⁵ gives ε = 7.32911.
+/// let eps = rdp.epsilon(0.04, 1.5, 2_250, 1e-5)?;
+/// assert!((eps - 7.32911117143).abs() < 1e-9, "{eps}");
+/// let sigma = rdp.noise_multiplier(0.04, 2_250, 7.32911117143, 1e-5)?;
+/// assert!((sigma - 1.5).abs() < 0.01, "{sigma}");
+/// # Ok::<(), aistd::training::Error>(())
+/// ```
+#[cfg(feature = "training")]
+#[derive(Debug, Clone)]
+pub struct RdpAccountant {
+    orders: Vec<f64>,
+}
+
+#[cfg(feature = "training")]
+impl Default for RdpAccountant {
+    /// Over Opacus' default orders (1.1 … 10.9, 12 … 63).
+    fn default() -> Self {
+        Self::with_orders(aistd_compliance::privacy::opacus_orders())
+    }
+}
+
+#[cfg(feature = "training")]
+impl RdpAccountant {
+    /// Over the given RDP orders (each > 1).
+    pub fn with_orders(orders: Vec<f64>) -> Self {
+        Self { orders }
+    }
+
+    fn error(e: aistd_compliance::Error) -> aistd_training::Error {
+        aistd_training::Error::InvalidInput {
+            what: "privacy accounting (RDP)".into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "training")]
+impl aistd_training::PrivacyAccountant for RdpAccountant {
+    fn name(&self) -> &str {
+        "rdp"
+    }
+
+    fn epsilon(
+        &self,
+        sampling_rate: f64,
+        noise_multiplier: f64,
+        steps: u64,
+        delta: f64,
+    ) -> aistd_training::Result<f64> {
+        if steps == 0 {
+            return Ok(0.0);
+        }
+        if noise_multiplier == 0.0 {
+            return Ok(f64::INFINITY);
+        }
+        aistd_compliance::privacy::epsilon(
+            sampling_rate,
+            noise_multiplier,
+            steps,
+            delta,
+            &self.orders,
+        )
+        .map(|(eps, _order)| eps)
+        .map_err(Self::error)
+    }
+
+    fn noise_multiplier(
+        &self,
+        sampling_rate: f64,
+        steps: u64,
+        target_epsilon: f64,
+        delta: f64,
+    ) -> aistd_training::Result<f64> {
+        aistd_compliance::privacy::noise_multiplier(
+            sampling_rate,
+            steps,
+            target_epsilon,
+            delta,
+            &self.orders,
+            0.01,
+        )
+        .map_err(Self::error)
+    }
 }

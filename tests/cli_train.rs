@@ -262,3 +262,162 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
         "{err}"
     );
 }
+
+/// scikit-learn's digits (bundled with aistd-training) as a CSV file with the class in `digit`.
+fn digits_csv(path: &std::path::Path) {
+    let d = aistd::training::data::digits().expect("digits");
+    let aistd::training::data::Target::Classes { labels, names } = &d.y else {
+        panic!("digits has classes");
+    };
+    let mut csv = d.features.join(",") + ",digit\n";
+    for (row, label) in d.x.outer_iter().zip(labels) {
+        for v in row {
+            csv.push_str(&format!("{v},"));
+        }
+        csv.push_str(&names[*label as usize]);
+        csv.push('\n');
+    }
+    std::fs::write(path, csv).expect("write");
+}
+
+#[test]
+fn train_with_dp_sgd_reports_and_saves_the_epsilon_spent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("digits.csv");
+    digits_csv(&data);
+    let d = data.to_str().expect("utf-8");
+    let model = dir.path().join("model");
+    let m = model.to_str().expect("utf-8");
+    let common = [
+        "train",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--classify",
+        "--lr",
+        "0.01",
+        "--seed",
+        "7",
+        "--out",
+        m,
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = common.to_vec();
+        args.extend(extra);
+        aistd(&args)
+    };
+    let v: serde_json::Value = serde_json::from_str(&ok(&with(&[
+        "--epochs",
+        "20",
+        "--dp-target-epsilon",
+        "3",
+        "--json",
+    ])))
+    .expect("json");
+    let p = &v["privacy"];
+    let eps = p["epsilon"].as_f64().expect("ε");
+    assert!(eps <= 3.0 && eps > 2.99, "{v}");
+    assert_eq!(p["accountant"], "rdp");
+    assert_eq!(p["delta"], 1e-5);
+    assert_eq!(p["clip_norm"], 1.0);
+    // 1,350 training rows, batch 64: q = 64/1350, 21 steps an epoch.
+    assert_eq!(p["steps"], 20 * 21, "{p}");
+    assert!((p["sampling_rate"].as_f64().expect("q") - 64.0 / 1350.0).abs() < 1e-12);
+    assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.85, "{v}");
+    let manifest = std::fs::read_to_string(model.join("manifest.json")).expect("manifest");
+    assert!(manifest.contains(&eps.to_string()), "{manifest}");
+    // A fixed noise multiplier reports its ε; a budget it overruns is refused.
+    let fixed = ok(&with(&["--epochs", "5", "--dp-noise-multiplier", "1.2"]));
+    assert!(
+        fixed.contains("DP-SGD: ε = ") && fixed.contains("σ = 1.2000"),
+        "{fixed}"
+    );
+    for (extra, want) in [
+        (
+            vec!["--dp-noise-multiplier", "0.5", "--dp-target-epsilon", "1"],
+            "over the budget of 1",
+        ),
+        (vec!["--dp-clip", "1"], "--dp-clip needs"),
+        (
+            vec!["--dp-clip=-1", "--dp-noise-multiplier", "1"],
+            "clip norm",
+        ),
+        (vec!["--dp-noise-multiplier=-1"], "noise multiplier"),
+        (vec!["--dp-target-epsilon", "0"], "target epsilon"),
+    ] {
+        let out = with(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn privacy_tradeoff_writes_accuracy_against_epsilon_as_a_table_and_a_plot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("digits.csv");
+    digits_csv(&data);
+    let out = dir.path().join("tradeoff");
+    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "privacy",
+        "tradeoff",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--target",
+        "digit",
+        "--classify",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "10",
+        "--epsilons",
+        "0.5,8",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ])))
+    .expect("json");
+    assert_eq!(v["metric"], "accuracy");
+    let acc = |p: &serde_json::Value| p["metric"].as_f64().expect("metric");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2);
+    for (p, budget) in points.iter().zip([0.5, 8.0]) {
+        let eps = p["epsilon"].as_f64().expect("ε");
+        assert!(eps <= budget && eps > budget - 0.011, "{p}");
+    }
+    // More ε, less noise, better accuracy; the non-private model is the best.
+    let (low, high, plain) = (acc(&points[0]), acc(&points[1]), acc(&v["non_private"]));
+    assert!(low + 0.05 < high && high <= plain + 0.01, "{v}");
+    let csv = std::fs::read_to_string(out.join("tradeoff.csv")).expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("epsilon_budget,epsilon,delta,noise_multiplier"));
+    assert!(
+        lines[1].starts_with(",,") && lines[3].starts_with("8,"),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out.join("tradeoff.svg")).expect("svg");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle").count(), 2, "one marker per ε");
+    assert!(svg.contains("non-private"));
+    // Bad budgets are named.
+    let bad = aistd(&[
+        "privacy",
+        "tradeoff",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--target",
+        "digit",
+        "--epsilons",
+        "1,-2",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("-2"), "{err}");
+}

@@ -116,6 +116,9 @@ pub(crate) enum PrivacyCommand {
     /// A differentially private aggregate of one column of a file (pure ε, discrete Laplace or
     /// the exponential mechanism, sampled exactly).
     Release(ReleaseArgs),
+    /// Accuracy against ε: trains a model (as `aistd train`) without privacy and with DP-SGD at
+    /// each ε budget, and writes the table and plot (`tradeoff.csv`, `tradeoff.svg`).
+    Tradeoff(Box<crate::cmd::train::TradeoffArgs>),
 }
 
 fn parse_orders(spec: Option<&str>) -> Result<Vec<f64>> {
@@ -296,6 +299,7 @@ pub(crate) fn run_privacy(cmd: PrivacyCommand) -> Result<ExitCode> {
             }
             print!("{out}");
         }
+        PrivacyCommand::Tradeoff(a) => return crate::cmd::train::privacy_tradeoff(*a),
         PrivacyCommand::Release(a) => {
             let v = run_release(&a)?;
             if a.json {

@@ -21,6 +21,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::print_json;
+use aistd::glue::RdpAccountant;
+use aistd_training::DpConfig;
 
 /// Where the data comes from and how it is split (`aistd train`, `aistd tune`).
 #[derive(Debug, Args)]
@@ -123,9 +125,52 @@ pub(crate) struct TrainArgs {
     /// Log every epoch here as TensorBoard event files and `metrics.jsonl`.
     #[arg(long)]
     logdir: Option<PathBuf>,
+    #[command(flatten)]
+    dp: DpArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Differentially private training (DP-SGD, ndarray backend), accounted by RDP.
+#[derive(Debug, Args)]
+pub(crate) struct DpArgs {
+    /// DP-SGD with this noise multiplier σ: Gaussian noise of standard deviation σ·C on the
+    /// summed clipped gradients, Poisson-sampled batches.
+    #[arg(long)]
+    dp_noise_multiplier: Option<f64>,
+    /// DP-SGD's per-example gradient clip norm C (default 1 when DP-SGD is on).
+    #[arg(long)]
+    dp_clip: Option<f64>,
+    /// DP-SGD's ε budget: training refuses to start if it would spend more; without
+    /// --dp-noise-multiplier, the noise is calibrated to spend it.
+    #[arg(long)]
+    dp_target_epsilon: Option<f64>,
+    /// δ of DP-SGD's (ε, δ) guarantee.
+    #[arg(long, default_value_t = 1e-5)]
+    dp_delta: f64,
+}
+
+impl DpArgs {
+    /// The DP-SGD settings, or `None` for ordinary training.
+    fn config(&self) -> Result<Option<DpConfig>> {
+        let clip = self.dp_clip.unwrap_or(1.0);
+        let dp = match (self.dp_noise_multiplier, self.dp_target_epsilon) {
+            (None, None) if self.dp_clip.is_some() => {
+                bail!("--dp-clip needs --dp-noise-multiplier or --dp-target-epsilon")
+            }
+            (None, None) => return Ok(None),
+            (Some(sigma), budget) => {
+                let d = DpConfig::new(sigma, clip).with_delta(self.dp_delta);
+                match budget {
+                    Some(e) => d.with_budget(e),
+                    None => d,
+                }
+            }
+            (None, Some(e)) => DpConfig::for_epsilon(e, self.dp_delta, clip),
+        };
+        Ok(Some(dp))
+    }
 }
 
 /// `aistd tune`.
@@ -363,7 +408,8 @@ fn fit_backend(
         return Ok(trainer.fit_mlp(train, valid, config, observer)?);
     }
     debug_assert_eq!(backend, "ndarray");
-    Ok(NdarrayTrainer.fit_mlp(train, valid, config, observer)?)
+    let rdp = RdpAccountant::default();
+    Ok(NdarrayTrainer.fit_mlp_with(train, valid, config, Some(&rdp), observer)?)
 }
 
 /// `aistd train`.
@@ -389,6 +435,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         a.model.seed,
     )?;
     let mut config = train_config(&a.model)?;
+    config.dp = a.dp.config()?;
     config.early_stopping = a.early_stopping;
     config.checkpoint = a.checkpoint.clone();
     config.resume = a.resume;
@@ -432,6 +479,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         "seconds": seconds,
         "samples_per_second": samples / seconds.max(1e-12),
         "history": history.epochs,
+        "privacy": history.privacy,
         "model_dir": a.out,
     });
     if a.json {
@@ -446,6 +494,18 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
             out["test"],
             a.out.display()
         );
+        if let Some(p) = &history.privacy {
+            println!(
+                "DP-SGD: ε = {} at δ = {} (σ = {:.4}, clip {}, sampling rate {:.5}, {} steps, {} accountant)",
+                p.epsilon.map_or("∞".to_string(), |e| format!("{e:.4}")),
+                p.delta,
+                p.noise_multiplier,
+                p.clip_norm,
+                p.sampling_rate,
+                p.steps,
+                p.accountant.as_deref().unwrap_or("no")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -699,4 +759,254 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<ExitCode> {
         "final_loss": history.epochs.last().map(|e| e.train_loss),
     }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `aistd privacy tradeoff`.
+#[derive(Debug, Args)]
+pub(crate) struct TradeoffArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The ε budgets to train at, each with the noise calibrated to spend it.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,1,2,4,8")]
+    epsilons: Vec<f64>,
+    /// Per-example gradient clip norm C.
+    #[arg(long, default_value_t = 1.0)]
+    dp_clip: f64,
+    /// δ of every (ε, δ) guarantee.
+    #[arg(long, default_value_t = 1e-5)]
+    dp_delta: f64,
+    /// Where to write `tradeoff.csv` and `tradeoff.svg`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One model of the trade-off: its test metric, what it spent, and how long it took.
+#[derive(Debug, serde::Serialize)]
+struct TradeoffPoint {
+    epsilon_budget: Option<f64>,
+    epsilon: Option<f64>,
+    noise_multiplier: Option<f64>,
+    steps: Option<u64>,
+    metric: f64,
+    seconds: f64,
+}
+
+/// Trains the model once without privacy and once per ε budget with DP-SGD, on the same split,
+/// and reports the test metric (accuracy, or R² for values) against ε: a table, `tradeoff.csv`
+/// and `tradeoff.svg`.
+pub(crate) fn privacy_tradeoff(a: TradeoffArgs) -> Result<ExitCode> {
+    if a.epsilons.is_empty() {
+        bail!("--epsilons: give at least one ε");
+    }
+    if let Some(e) = a.epsilons.iter().find(|e| !(**e > 0.0 && e.is_finite())) {
+        bail!("--epsilons: {e} is not a positive, finite ε");
+    }
+    let Prepared { train, test, .. } = prepare(&a.data, 0.0, a.model.seed)?;
+    let base = train_config(&a.model)?;
+    let rdp = RdpAccountant::default();
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(a.epsilons.len() as u64 + 1)
+    };
+    if let Ok(style) = ProgressStyle::with_template("model {pos}/{len} {bar:30} {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    let mut metric_name = "accuracy";
+    let mut run = |budget: Option<f64>| -> Result<TradeoffPoint> {
+        bar.set_message(budget.map_or("non-private".into(), |e| format!("ε = {e}")));
+        let mut config = base.clone();
+        config.dp = budget.map(|e| DpConfig::for_epsilon(e, a.dp_delta, a.dp_clip));
+        let t = std::time::Instant::now();
+        let (model, history) = NdarrayTrainer.fit_mlp_with(
+            &train,
+            None,
+            &config,
+            Some(&rdp),
+            &mut aistd_training::Silent,
+        )?;
+        let seconds = t.elapsed().as_secs_f64();
+        metric_name = match model.task() {
+            Task::Regression => "r2",
+            _ => "accuracy",
+        };
+        let metric = evaluate(&model, &test)?[metric_name]
+            .as_f64()
+            .context("the test metric")?;
+        bar.inc(1);
+        let p = history.privacy;
+        Ok(TradeoffPoint {
+            epsilon_budget: budget,
+            epsilon: p.as_ref().and_then(|p| p.epsilon),
+            noise_multiplier: p.as_ref().map(|p| p.noise_multiplier),
+            steps: p.as_ref().map(|p| p.steps),
+            metric,
+            seconds,
+        })
+    };
+    let plain = run(None)?;
+    let points = a
+        .epsilons
+        .iter()
+        .map(|e| run(Some(*e)))
+        .collect::<Result<Vec<_>>>()?;
+    bar.finish_and_clear();
+
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut csv = format!(
+        "epsilon_budget,epsilon,delta,noise_multiplier,clip_norm,steps,{metric_name},seconds\n"
+    );
+    for p in std::iter::once(&plain).chain(&points) {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            opt(p.epsilon_budget),
+            opt(p.epsilon),
+            a.dp_delta,
+            opt(p.noise_multiplier),
+            a.dp_clip,
+            p.steps.map_or(String::new(), |s| s.to_string()),
+            p.metric,
+            p.seconds
+        ));
+    }
+    let (csv_path, svg_path) = (a.out.join("tradeoff.csv"), a.out.join("tradeoff.svg"));
+    std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+    let curve: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| (p.epsilon.unwrap_or(f64::INFINITY), p.metric))
+        .collect();
+    std::fs::write(
+        &svg_path,
+        tradeoff_svg(metric_name, a.dp_delta, plain.metric, &curve),
+    )
+    .with_context(|| format!("writing {}", svg_path.display()))?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "metric": metric_name,
+            "delta": a.dp_delta,
+            "clip_norm": a.dp_clip,
+            "rows": {"train": train.len(), "test": test.len()},
+            "non_private": plain,
+            "points": points,
+            "csv": csv_path,
+            "svg": svg_path,
+        }))?;
+    } else {
+        println!(
+            "{:>12} {:>10} {:>10} {:>7} {:>10}",
+            "ε budget", "ε spent", "σ", "steps", metric_name
+        );
+        println!(
+            "{:>12} {:>10} {:>10} {:>7} {:>10.4}",
+            "non-private", "-", "-", "-", plain.metric
+        );
+        for p in &points {
+            println!(
+                "{:>12} {:>10.4} {:>10.4} {:>7} {:>10.4}",
+                opt(p.epsilon_budget),
+                p.epsilon.unwrap_or(f64::INFINITY),
+                p.noise_multiplier.unwrap_or(f64::NAN),
+                p.steps.unwrap_or(0),
+                p.metric
+            );
+        }
+        println!(
+            "δ = {}, clip {}; {} and {}",
+            a.dp_delta,
+            a.dp_clip,
+            csv_path.display(),
+            svg_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The test metric against ε (log scale), with the non-private model's as a dashed line.
+fn tradeoff_svg(metric: &str, delta: f64, plain: f64, points: &[(f64, f64)]) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 400.0, 64.0, 24.0, 36.0, 48.0);
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(e, m)| e.is_finite() && *e > 0.0 && m.is_finite())
+        .collect();
+    let (mut x_lo, mut x_hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (e, _)| {
+            (lo.min(e.ln()), hi.max(e.ln()))
+        });
+    if !(x_lo.is_finite() && x_hi > x_lo) {
+        (x_lo, x_hi) = (x_lo.min(0.0) - 1.0, x_hi.max(0.0) + 1.0);
+    }
+    let pad = 0.06 * (x_hi - x_lo);
+    let (x_lo, x_hi) = (x_lo - pad, x_hi + pad);
+    let values = finite.iter().map(|p| p.1).chain([plain]);
+    let (y_min, y_max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let span = (y_max - y_min).max(0.02);
+    let (y_lo, y_hi) = (y_min - 0.1 * span, y_max + 0.1 * span);
+    let x = |e: f64| left + (e.ln() - x_lo) / (x_hi - x_lo) * (w - left - right);
+    let y = |v: f64| top + (y_hi - v) / (y_hi - y_lo) * (h - top - bottom);
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<title>Test {metric} against ε (DP-SGD, δ = {delta})</title>\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{left}\" y=\"20\" font-size=\"13\">Test {metric} against ε (DP-SGD, δ = {delta}, RDP accounting)</text>\n"
+    );
+    o.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{b}\" stroke=\"black\"/>\n",
+        b = h - bottom,
+        r = w - right
+    ));
+    for i in 0..=4 {
+        let v = y_lo + (y_hi - y_lo) * f64::from(i) / 4.0;
+        o.push_str(&format!(
+            "<line x1=\"{l}\" y1=\"{py:.1}\" x2=\"{left}\" y2=\"{py:.1}\" stroke=\"black\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{v:.3}</text>\n",
+            l = left - 4.0,
+            py = y(v),
+            tx = left - 6.0,
+            ty = y(v) + 4.0
+        ));
+    }
+    for (e, _) in &finite {
+        o.push_str(&format!(
+            "<line x1=\"{px:.1}\" y1=\"{b}\" x2=\"{px:.1}\" y2=\"{b4}\" stroke=\"black\"/><text x=\"{px:.1}\" y=\"{ty}\" text-anchor=\"middle\">{e:.3}</text>\n",
+            px = x(*e),
+            b = h - bottom,
+            b4 = h - bottom + 4.0,
+            ty = h - bottom + 16.0
+        ));
+    }
+    o.push_str(&format!(
+        "<text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\">ε spent (log scale)</text>\n",
+        cx = (left + w - right) / 2.0,
+        ty = h - 10.0
+    ));
+    o.push_str(&format!(
+        "<line x1=\"{left}\" y1=\"{py:.1}\" x2=\"{r}\" y2=\"{py:.1}\" stroke=\"#59a14f\" stroke-dasharray=\"6 4\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" fill=\"#59a14f\">non-private {plain:.4}</text>\n",
+        py = y(plain),
+        r = w - right,
+        tx = w - right - 4.0,
+        ty = y(plain) - 6.0
+    ));
+    let path: Vec<String> = finite
+        .iter()
+        .map(|(e, m)| format!("{:.1},{:.1}", x(*e), y(*m)))
+        .collect();
+    o.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#4e79a7\" stroke-width=\"2\"/>\n",
+        path.join(" ")
+    ));
+    for (e, m) in &finite {
+        o.push_str(&format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"#4e79a7\"><title>ε = {e:.3}: {metric} {m:.4}</title></circle>\n",
+            x(*e),
+            y(*m)
+        ));
+    }
+    o.push_str("</svg>\n");
+    o
 }
