@@ -890,22 +890,40 @@ mod tests {
                             .0,
                     )
                 };
-                for k in (0..arch.parameters()).step_by(7) {
-                    let mut p = net.parameters().to_vec();
-                    let h = 1e-2f32;
-                    p[k] += h;
-                    let up = f(&p);
-                    p[k] -= 2.0 * h;
-                    let down = f(&p);
-                    let numeric = (up - down) / (2.0 * f64::from(h));
-                    let tol = 2e-2 * numeric.abs().max(1e-2);
-                    assert!(
-                        (numeric - f64::from(grads[k])).abs() < tol,
-                        "{act:?} {loss:?} parameter {k}: numeric {numeric}, backprop {}",
-                        grads[k]
-                    );
-                }
+                assert_matches_finite_differences(
+                    net.parameters(),
+                    &grads,
+                    7,
+                    f,
+                    &format!("{act:?} {loss:?}"),
+                );
             }
+        }
+    }
+
+    /// Central differences of `f` at every `stride`-th parameter agree with `grads` (2% relative,
+    /// 2e-4 absolute).
+    fn assert_matches_finite_differences(
+        params: &[f32],
+        grads: &[f32],
+        stride: usize,
+        f: impl Fn(&[f32]) -> f64,
+        label: &str,
+    ) {
+        let h = 1e-2f32;
+        for k in (0..params.len()).step_by(stride) {
+            let mut p = params.to_vec();
+            p[k] += h;
+            let up = f(&p);
+            p[k] -= 2.0 * h;
+            let down = f(&p);
+            let numeric = (up - down) / (2.0 * f64::from(h));
+            let tol = 2e-2 * numeric.abs().max(1e-2);
+            assert!(
+                (numeric - f64::from(grads[k])).abs() < tol,
+                "{label} parameter {k}: numeric {numeric}, backprop {}",
+                grads[k]
+            );
         }
     }
 
@@ -950,21 +968,7 @@ mod tests {
                     .expect("loss");
                 f64::from(l)
             };
-            for k in (0..arch.parameters()).step_by(3) {
-                let mut p = net.parameters().to_vec();
-                let h = 1e-2f32;
-                p[k] += h;
-                let up = f(&p);
-                p[k] -= 2.0 * h;
-                let down = f(&p);
-                let numeric = (up - down) / (2.0 * f64::from(h));
-                let tol = 2e-2 * numeric.abs().max(1e-2);
-                assert!(
-                    (numeric - f64::from(grads[k])).abs() < tol,
-                    "{act:?} parameter {k}: numeric {numeric}, backprop {}",
-                    grads[k]
-                );
-            }
+            assert_matches_finite_differences(net.parameters(), &grads, 3, f, &format!("{act:?}"));
         }
     }
 
