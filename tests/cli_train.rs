@@ -421,3 +421,144 @@ fn privacy_tradeoff_writes_accuracy_against_epsilon_as_a_table_and_a_plot() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("-2"), "{err}");
 }
+
+#[test]
+fn adversarial_training_and_robustness_evaluation_from_the_cli() {
+    let dir = tempfile::tempdir().expect("dir");
+    let all = dir.path().join("digits.csv");
+    digits_csv(&all);
+    // The first 1,350 rows to train on, the rest to test.
+    let text = std::fs::read_to_string(&all).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let (train, test) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    std::fs::write(&train, lines[..1351].join("\n") + "\n").expect("write");
+    std::fs::write(
+        &test,
+        [&lines[..1], &lines[1351..]].concat().join("\n") + "\n",
+    )
+    .expect("write");
+    let (tr, te) = (
+        train.to_str().expect("utf-8"),
+        test.to_str().expect("utf-8"),
+    );
+    let run = |out: &str, extra: &[&str]| -> serde_json::Value {
+        let model = dir.path().join(out);
+        let mut args = vec![
+            "train",
+            "--data",
+            tr,
+            "--test-data",
+            te,
+            "--target",
+            "digit",
+            "--classify",
+            "--lr",
+            "0.003",
+            "--epochs",
+            "30",
+            "--seed",
+            "3",
+            "--out",
+            model.to_str().expect("utf-8"),
+            "--json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(&ok(&aistd(&args))).expect("json")
+    };
+    let plain = run("plain", &[]);
+    assert!(plain["test"].get("robustness").is_none());
+    let robust = run(
+        "robust",
+        &[
+            "--adversarial",
+            "fgsm",
+            "--adv-epsilon",
+            "0.3",
+            "--adv-fraction",
+            "0.5",
+        ],
+    );
+    // FGSM training reports accuracy under FGSM and under PGD of the same radius.
+    let r = robust["test"]["robustness"].as_array().expect("robustness");
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0]["attack"]["method"], "fgsm");
+    assert_eq!(r[1]["attack"]["method"], "pgd");
+    let plain_model = dir.path().join("plain");
+    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "evaluate",
+        "--model",
+        plain_model.to_str().expect("utf-8"),
+        "--data",
+        te,
+        "--target",
+        "digit",
+        "--attack",
+        "fgsm",
+        "--adv-epsilon",
+        "0.3",
+        "--json",
+    ])))
+    .expect("json");
+    let attacked = |v: &serde_json::Value, i: usize| {
+        v["robustness"][i]["adversarial_accuracy"]
+            .as_f64()
+            .expect("accuracy")
+    };
+    let (plain_fgsm, robust_fgsm) = (attacked(&e, 0), attacked(&robust["test"], 0));
+    assert!(
+        robust_fgsm > plain_fgsm + 0.2,
+        "FGSM accuracy: plain {plain_fgsm}, adversarially trained {robust_fgsm}"
+    );
+    let clean = |v: &serde_json::Value| v["test"]["accuracy"].as_f64().expect("accuracy");
+    assert!(
+        clean(&robust) > clean(&plain) - 0.03,
+        "{} vs {}",
+        clean(&robust),
+        clean(&plain)
+    );
+    // Bad attack settings are named.
+    for (extra, want) in [
+        (vec!["--adversarial", "cw", "--adv-epsilon", "0.1"], "cw"),
+        (
+            vec![
+                "--adversarial",
+                "fgsm",
+                "--adv-epsilon",
+                "0.1",
+                "--adv-norm",
+                "l2",
+            ],
+            "FGSM",
+        ),
+        (
+            vec![
+                "--adversarial",
+                "pgd",
+                "--adv-epsilon",
+                "0.1",
+                "--adv-fraction",
+                "0",
+            ],
+            "fraction",
+        ),
+        (vec!["--adversarial", "pgd", "--adv-epsilon=-1"], "ε"),
+    ] {
+        let model = dir.path().join("bad");
+        let mut args = vec![
+            "train",
+            "--data",
+            tr,
+            "--target",
+            "digit",
+            "--out",
+            model.to_str().expect("utf-8"),
+        ];
+        args.extend(extra.iter());
+        let out = aistd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::print_json;
 use aistd::glue::RdpAccountant;
-use aistd_training::DpConfig;
+use aistd_training::{AdversarialConfig, Attack, DpConfig, Norm, evaluate_robustness};
 
 /// Where the data comes from and how it is split (`aistd train`, `aistd tune`).
 #[derive(Debug, Args)]
@@ -127,9 +127,51 @@ pub(crate) struct TrainArgs {
     logdir: Option<PathBuf>,
     #[command(flatten)]
     dp: DpArgs,
+    /// Adversarial training: `fgsm` or `pgd` examples (against the current weights) replace a
+    /// fraction of every batch; the test metrics then include accuracy under that attack and
+    /// under PGD.
+    #[arg(long, requires = "adv_epsilon")]
+    adversarial: Option<String>,
+    /// The fraction of every batch made adversarial (--adversarial), in (0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    adv_fraction: f32,
+    #[command(flatten)]
+    attack: AttackArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// An attack's size (`aistd train --adversarial`, `aistd evaluate --attack`).
+#[derive(Debug, Args)]
+pub(crate) struct AttackArgs {
+    /// The attack's radius ε, in the model's input units: numeric columns are standardized, so
+    /// in standard deviations of the training data.
+    #[arg(long)]
+    adv_epsilon: Option<f32>,
+    /// The attack's norm: `linf` or `l2` (FGSM is L∞ only).
+    #[arg(long, default_value = "linf")]
+    adv_norm: String,
+}
+
+impl AttackArgs {
+    fn attack(&self, name: &str) -> Result<Attack> {
+        let eps = self.adv_epsilon.context("an attack needs --adv-epsilon")?;
+        Ok(Attack::from_name(
+            name,
+            Norm::from_name(&self.adv_norm)?,
+            eps,
+        )?)
+    }
+}
+
+/// The attacks a robustness report covers: `attack`, then PGD of its norm and radius.
+fn robustness_attacks(attack: Attack) -> Vec<Attack> {
+    let mut v = vec![attack];
+    if let Attack::Fgsm { epsilon } = attack {
+        v.push(Attack::pgd(Norm::Linf, epsilon));
+    }
+    v
 }
 
 /// Differentially private training (DP-SGD, ndarray backend), accounted by RDP.
@@ -220,6 +262,11 @@ pub(crate) struct EvaluateArgs {
     /// The target column.
     #[arg(long)]
     target: String,
+    /// Also measure accuracy under this attack (`fgsm` or `pgd`) and PGD of the same size.
+    #[arg(long, requires = "adv_epsilon")]
+    attack: Option<String>,
+    #[command(flatten)]
+    attack_size: AttackArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -436,6 +483,11 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     )?;
     let mut config = train_config(&a.model)?;
     config.dp = a.dp.config()?;
+    let attack = match &a.adversarial {
+        Some(name) => Some(a.attack.attack(name)?),
+        None => None,
+    };
+    config.adversarial = attack.map(|at| AdversarialConfig::new(at).with_fraction(a.adv_fraction));
     config.early_stopping = a.early_stopping;
     config.checkpoint = a.checkpoint.clone();
     config.resume = a.resume;
@@ -464,7 +516,16 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         log.finish()?;
     }
     model.save(&a.out)?;
-    let test_metrics = evaluate(&model, &test)?;
+    let mut test_metrics = evaluate(&model, &test)?;
+    if let Some(at) = attack {
+        test_metrics["robustness"] = serde_json::to_value(evaluate_robustness(
+            &model,
+            &test,
+            &robustness_attacks(at),
+            None,
+            a.model.seed,
+        )?)?;
+    }
     let train_metrics = evaluate(&model, &train)?;
     let samples = history.epochs.len() as f64 * train.len() as f64;
     let out = serde_json::json!({
@@ -525,7 +586,17 @@ pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
     }
     let batch = read_batch(&a.data)?;
     let d = prep.dataset(std::slice::from_ref(&batch))?;
-    let v = evaluate(&model, &d)?;
+    let mut v = evaluate(&model, &d)?;
+    if let Some(name) = &a.attack {
+        let at = a.attack_size.attack(name)?;
+        v["robustness"] = serde_json::to_value(evaluate_robustness(
+            &model,
+            &d,
+            &robustness_attacks(at),
+            None,
+            0,
+        )?)?;
+    }
     if a.json {
         print_json(&v)?;
     } else {

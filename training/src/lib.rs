@@ -12,6 +12,9 @@
 //! - [`NdarrayTrainer`]: mini-batch training, data-parallel across threads (rayon) with
 //!   results independent of the thread count, dropout, early stopping with best-weights
 //!   restore, cancellation; models saved as safetensors + a manifest with SHA-256s.
+//! - [`privacy`]: DP-SGD (Poisson batches, per-example clipping, Gaussian noise) with a
+//!   [`PrivacyAccountant`] seam.
+//! - [`adversarial`]: FGSM and PGD (L∞, L2) attacks, robustness evaluation, adversarial training.
 //!
 //! ```
 //! use aistd_training::{NdarrayTrainer, Silent, TrainConfig, Trainer, data};
@@ -37,6 +40,7 @@
 //!
 //! - `torch` (feature `tch`): the libtorch backend, `TchTrainer`.
 
+pub mod adversarial;
 pub mod data;
 mod error;
 pub mod metrics;
@@ -54,6 +58,7 @@ pub mod tune;
 #[cfg(any(feature = "conformance", test))]
 pub mod conformance;
 
+pub use adversarial::{AdversarialConfig, Attack, Norm, Robustness, evaluate_robustness};
 pub use error::{Error, Result};
 pub use privacy::{DpConfig, PrivacyAccountant, PrivacySpent};
 #[cfg(feature = "tch")]

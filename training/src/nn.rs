@@ -616,6 +616,27 @@ impl Mlp {
         Ok(())
     }
 
+    /// The gradient of each example's loss with respect to its own input row (rows × inputs),
+    /// without dropout: what adversarial attacks follow.
+    pub fn input_gradient(
+        &self,
+        x: ArrayView2<f32>,
+        y: Targets,
+        loss: Loss,
+    ) -> Result<Array2<f32>> {
+        let (out, trace) = self.forward_train(x, 0.0, &mut [])?;
+        // Summed, so that row i's gradient is example i's alone.
+        let (_, d) = loss.evaluate(out.view(), y, Reduction::Sum)?;
+        let mut delta = d.as_standard_layout().into_owned();
+        let mut back = Array2::zeros((0, 0));
+        for l in (1..self.offsets.len()).rev() {
+            self.back_through(&trace, l, &delta, &mut back);
+            std::mem::swap(&mut delta, &mut back);
+        }
+        let (w, _) = self.layer(&self.params, 0);
+        Ok(delta.dot(&w.t()))
+    }
+
     /// Gradients of the loss with respect to every parameter, given d loss / d outputs, added
     /// into `grads` (same layout as the parameters).
     pub fn backward(&self, trace: &Trace, d_out: Array2<f32>, grads: &mut [f32]) {
@@ -924,6 +945,48 @@ mod tests {
                 "{label} parameter {k}: numeric {numeric}, backprop {}",
                 grads[k]
             );
+        }
+    }
+
+    /// The input gradient matches central differences of each example's loss, for every
+    /// activation and loss.
+    #[test]
+    fn input_gradients_match_finite_differences() {
+        for act in [
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            let arch = Architecture::new(4, vec![6, 5], 3, act);
+            let net = Mlp::new(arch, 3).expect("net");
+            let mut rng = Rng::new(9);
+            let x = Array2::from_shape_fn((4, 4), |_| (rng.uniform() * 4.0 - 2.0) as f32);
+            let classes = [2u32, 0, 1, 2];
+            let y = Targets::Classes(&classes);
+            let g = net
+                .input_gradient(x.view(), y, Loss::CrossEntropy)
+                .expect("gradient");
+            for (r, class) in classes.iter().enumerate() {
+                let row_loss = |v: &[f32]| -> f64 {
+                    let xr = Array2::from_shape_vec((1, 4), v.to_vec()).expect("row");
+                    let out = net.forward(xr.view()).expect("forward");
+                    let t = [*class];
+                    let (l, _) = Loss::CrossEntropy
+                        .evaluate(out.view(), Targets::Classes(&t), Reduction::Sum)
+                        .expect("loss");
+                    f64::from(l)
+                };
+                let row = x.row(r).to_vec();
+                let grad = g.row(r).to_vec();
+                assert_matches_finite_differences(
+                    &row,
+                    &grad,
+                    1,
+                    row_loss,
+                    &format!("{act:?} row {r}"),
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use crate::adversarial::{AdversarialConfig, Attack, perturb};
 use crate::data::{Dataset, Standardizer, Target};
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -62,6 +63,10 @@ pub struct TrainConfig {
     /// does not apply.
     #[serde(default)]
     pub dp: Option<DpConfig>,
+    /// Adversarial training ([`crate::adversarial`]): a fraction of every batch replaced by
+    /// adversarial examples made against the current weights.
+    #[serde(default)]
+    pub adversarial: Option<AdversarialConfig>,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +90,7 @@ impl Default for TrainConfig {
             checkpoint: None,
             resume: false,
             dp: None,
+            adversarial: None,
         }
     }
 }
@@ -105,6 +111,16 @@ impl TrainConfig {
         }
         if let Some(dp) = &self.dp {
             dp.validate()?;
+        }
+        if let Some(a) = &self.adversarial {
+            a.validate()?;
+            if self.dp.is_some() {
+                return Err(Error::invalid(
+                    "training config",
+                    "adversarial training with DP-SGD is not supported: an example and its \
+                     adversarial copy would share one clipping bound",
+                ));
+            }
         }
         self.optimizer.validate()
     }
@@ -315,6 +331,43 @@ impl MlpModel {
         self.privacy.as_ref()
     }
 
+    /// Each row's loss gradient with respect to its features (those [`Model::predict`] takes),
+    /// through the model's standardization, for targets `y`.
+    pub fn input_gradient(&self, x: ArrayView2<f32>, y: Targets) -> Result<Array2<f32>> {
+        self.check_features(&x)?;
+        raw_input_gradient(&self.net, self.standardizer.as_ref(), self.loss, x, y)
+    }
+
+    /// Adversarial versions of the rows of `x` (targets `y`) under `attack`, kept within
+    /// `bounds`; PGD's random start drawn from `rng`.
+    pub fn adversarial(
+        &self,
+        x: ArrayView2<f32>,
+        y: Targets,
+        attack: &Attack,
+        bounds: Option<(f32, f32)>,
+        rng: &mut Rng,
+    ) -> Result<Array2<f32>> {
+        self.check_features(&x)?;
+        let grad = |v: ArrayView2<f32>| self.input_gradient(v, y);
+        perturb(attack, x, bounds, rng, &grad)
+    }
+
+    fn check_features(&self, x: &ArrayView2<f32>) -> Result<()> {
+        if x.ncols() != self.features.len() {
+            return Err(Error::invalid(
+                "predict",
+                format!(
+                    "{} features per row, the model takes {} ({})",
+                    x.ncols(),
+                    self.features.len(),
+                    self.features.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Predictions for Arrow record batches, through the saved preprocessing.
     pub fn predict_batches(&self, batches: &[arrow_array::RecordBatch]) -> Result<Array2<f32>> {
         let p = self.preprocessor.as_ref().ok_or_else(|| {
@@ -422,17 +475,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl Model for MlpModel {
     fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-        if x.ncols() != self.features.len() {
-            return Err(Error::invalid(
-                "predict",
-                format!(
-                    "{} features per row, the model takes {} ({})",
-                    x.ncols(),
-                    self.features.len(),
-                    self.features.join(", ")
-                ),
-            ));
-        }
+        self.check_features(&x)?;
         let x = match &self.standardizer {
             Some(s) => s.transform(&x.to_owned())?,
             None => x.to_owned(),
@@ -620,6 +663,12 @@ pub(crate) trait Engine {
     fn supports_dp(&self) -> bool {
         false
     }
+
+    /// Whether `train_step` reads its rows from `StepInput::x` (which adversarial training
+    /// replaces by each batch's perturbed rows) rather than from data kept since `prepare`.
+    fn reads_step_rows(&self) -> bool {
+        false
+    }
 }
 
 /// DP-SGD's part of one step.
@@ -653,6 +702,9 @@ pub(crate) struct StepInput<'a> {
     pub lr: f32,
     /// DP-SGD's clipping and noise.
     pub dp: Option<&'a DpStep>,
+    /// When `x` holds only this step's rows (adversarial training): the training example each
+    /// row is, for its dropout generator.
+    pub ids: Option<&'a [usize]>,
 }
 
 /// The generator of example `i`'s dropout masks in `epoch` (0-based).
@@ -693,6 +745,10 @@ impl Engine for NdarrayEngine {
     }
 
     fn supports_dp(&self) -> bool {
+        true
+    }
+
+    fn reads_step_rows(&self) -> bool {
         true
     }
 
@@ -873,6 +929,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Streams of the run's generator for DP-SGD's batches and noise.
 const DP_BATCH_STREAM: u64 = 0x5D9B_A7C4_0000_0001;
+const ADVERSARIAL_STREAM: u64 = 0x5D9B_A7C4_0000_0003;
 const DP_NOISE_STREAM: u64 = 0x5D9B_A7C4_0000_0002;
 
 fn step_stream(epoch: usize, step: usize) -> u64 {
@@ -979,6 +1036,60 @@ impl DpPlan {
     }
 }
 
+/// Each row's loss gradient with respect to its raw features (before `standardizer`).
+fn raw_input_gradient(
+    net: &Mlp,
+    standardizer: Option<&Standardizer>,
+    loss: Loss,
+    x: ArrayView2<f32>,
+    y: Targets,
+) -> Result<Array2<f32>> {
+    match standardizer {
+        Some(s) => {
+            let mut g = net.input_gradient(s.transform(&x.to_owned())?.view(), y, loss)?;
+            for mut row in g.outer_iter_mut() {
+                for (v, scale) in row.iter_mut().zip(&s.scale) {
+                    *v /= scale;
+                }
+            }
+            Ok(g)
+        }
+        None => net.input_gradient(x, y, loss),
+    }
+}
+
+/// The rows and targets of `batch` for adversarial training, standardized, the first
+/// ⌈fraction · rows⌉ replaced by adversarial versions (made in the raw feature space).
+#[allow(clippy::too_many_arguments)]
+fn adversarial_batch(
+    net: &Mlp,
+    standardizer: Option<&Standardizer>,
+    loss: Loss,
+    raw: &Array2<f32>,
+    y: &Owned,
+    batch: &[usize],
+    a: &AdversarialConfig,
+    rng: &mut Rng,
+) -> Result<(Array2<f32>, Owned)> {
+    let by = y.pick(batch);
+    let mut rows = rows(raw.view(), batch);
+    let k = ((a.fraction * batch.len() as f32).ceil() as usize).min(batch.len());
+    if k > 0 {
+        let head = crate::nn::rows(raw.view(), &batch[..k]);
+        let ky = y.pick(&batch[..k]);
+        let grad = |v: ArrayView2<f32>| raw_input_gradient(net, standardizer, loss, v, ky.view());
+        let adv = perturb(&a.attack, head.view(), a.bounds, rng, &grad)?;
+        for (mut row, a) in rows.outer_iter_mut().zip(adv.outer_iter()) {
+            row.assign(&a);
+        }
+    }
+    let rows = match standardizer {
+        Some(s) => s.transform(&rows)?,
+        None => rows,
+    };
+    Ok((rows, by))
+}
+
 /// The training loop, with `engine` computing gradients.
 pub(crate) fn fit_with(
     engine: &mut dyn Engine,
@@ -1063,6 +1174,13 @@ pub(crate) fn fit_with(
         Some(d) => Some(DpPlan::new(d, n, config, accountant)?),
         None => None,
     };
+    if config.adversarial.is_some() && !engine.reads_step_rows() {
+        return Err(Error::invalid(
+            "adversarial training",
+            "this backend does not train on perturbed rows; train with the ndarray backend",
+        ));
+    }
+    let adv_root = root.fork(ADVERSARIAL_STREAM);
     let (dp_batches, dp_noise) = (root.fork(DP_BATCH_STREAM), root.fork(DP_NOISE_STREAM));
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = History::default();
@@ -1127,16 +1245,50 @@ pub(crate) fn fit_with(
                 noise: dp_noise.fork(step_stream(epoch, step)),
                 clipped: std::sync::atomic::AtomicU64::new(0),
             });
-            let input = StepInput {
-                x: x.view(),
-                y: &y,
-                batch,
-                loss,
-                config,
-                root: &root,
-                epoch,
-                lr,
-                dp: dp_step.as_ref(),
+            // Adversarial training: this batch's rows, a fraction replaced by adversarial
+            // versions made against the current weights.
+            let adv = match &config.adversarial {
+                Some(a) => Some(adversarial_batch(
+                    &net,
+                    standardizer.as_ref(),
+                    loss,
+                    &train.x,
+                    &y,
+                    batch,
+                    a,
+                    &mut adv_root.fork(step_stream(epoch, step)),
+                )?),
+                None => None,
+            };
+            let local: Vec<usize> = match &adv {
+                Some(_) => (0..batch.len()).collect(),
+                None => Vec::new(),
+            };
+            let input = match &adv {
+                Some((ax, ay)) => StepInput {
+                    x: ax.view(),
+                    y: ay,
+                    batch: &local,
+                    loss,
+                    config,
+                    root: &root,
+                    epoch,
+                    lr,
+                    dp: None,
+                    ids: Some(batch),
+                },
+                None => StepInput {
+                    x: x.view(),
+                    y: &y,
+                    batch,
+                    loss,
+                    config,
+                    root: &root,
+                    epoch,
+                    lr,
+                    dp: dp_step.as_ref(),
+                    ids: None,
+                },
             };
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
             if let Some(d) = &dp_step {
@@ -1433,7 +1585,7 @@ fn shard_gradients(
         // Generators only for dropout, which is all they draw for.
         let mut rngs: Vec<Rng> = if b.config.dropout > 0.0 {
             idx.iter()
-                .map(|i| example_rng(b.root, b.epoch, *i))
+                .map(|i| example_rng(b.root, b.epoch, b.ids.map_or(*i, |ids| ids[*i])))
                 .collect()
         } else {
             Vec::new()
