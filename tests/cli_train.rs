@@ -562,3 +562,106 @@ fn adversarial_training_and_robustness_evaluation_from_the_cli() {
         );
     }
 }
+
+#[test]
+fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let all = dir.path().join("digits.csv");
+    digits_csv(&all);
+    let text = std::fs::read_to_string(&all).expect("read");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let (mut low, mut high) = (vec![header], vec![header]);
+    for l in lines {
+        let digit: u32 = l
+            .rsplit(',')
+            .next()
+            .expect("digit")
+            .parse()
+            .expect("number");
+        if digit < 5 { low.push(l) } else { high.push(l) }
+    }
+    let (low_csv, high_csv) = (dir.path().join("low.csv"), dir.path().join("high.csv"));
+    std::fs::write(&low_csv, low.join("\n") + "\n").expect("write");
+    std::fs::write(&high_csv, high.join("\n") + "\n").expect("write");
+    let (pre, tuned) = (dir.path().join("pre"), dir.path().join("tuned"));
+    let p = |x: &std::path::Path| x.to_str().expect("utf-8").to_string();
+    let base = |data: &std::path::Path, out: &std::path::Path| {
+        vec![
+            "train".to_string(),
+            "--data".into(),
+            p(data),
+            "--target".into(),
+            "digit".into(),
+            "--classify".into(),
+            "--epochs".into(),
+            "5".into(),
+            "--lr".into(),
+            "0.01".into(),
+            "--out".into(),
+            p(out),
+            "--json".into(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        aistd(&refs)
+    };
+    ok(&run(base(&low_csv, &pre)));
+    let mut args = base(&high_csv, &tuned);
+    args.extend(
+        [
+            "--init-from",
+            &p(&pre),
+            "--new-head",
+            "--freeze",
+            "layers.0",
+        ]
+        .map(String::from),
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&run(args))).expect("json");
+    assert!(
+        v["test"]["accuracy"].as_f64().expect("accuracy") > 0.8,
+        "{v}"
+    );
+    let (a, b) = (
+        aistd::training::MlpModel::load(&pre).expect("pre"),
+        aistd::training::MlpModel::load(&tuned).expect("tuned"),
+    );
+    let layer = |m: &aistd::training::MlpModel, l: usize| {
+        let net = m.network();
+        net.parameters()[net.layer_range(l)].to_vec()
+    };
+    assert_eq!(
+        layer(&a, 0),
+        layer(&b, 0),
+        "the frozen hidden layer is the pre-trained one"
+    );
+    assert_ne!(layer(&a, 1), layer(&b, 1), "a new head, trained");
+    // A model of other features, and a layer that does not exist, are named.
+    let mut narrow = vec![
+        header
+            .rsplit_once(',')
+            .map(|(_, t)| format!("pixel_0,{t}"))
+            .expect("header"),
+    ];
+    for l in high.iter().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        narrow.push(format!("{},{}", f[0], f[f.len() - 1]));
+    }
+    let narrow_csv = dir.path().join("narrow.csv");
+    std::fs::write(&narrow_csv, narrow.join("\n") + "\n").expect("write");
+    let mut args = base(&narrow_csv, &tuned);
+    args.extend(["--init-from", &p(&pre)].map(String::from));
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("features"), "{err}");
+    let mut args = base(&high_csv, &tuned);
+    args.extend(["--freeze", "layers.9"].map(String::from));
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such layer"),
+        "{err}"
+    );
+}

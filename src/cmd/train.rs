@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::print_json;
 use aistd::glue::RdpAccountant;
-use aistd_training::{AdversarialConfig, Attack, DpConfig, Norm, evaluate_robustness};
+use aistd_training::{AdversarialConfig, Attack, DpConfig, FineTune, Norm, evaluate_robustness};
 
 /// Where the data comes from and how it is split (`aistd train`, `aistd tune`).
 #[derive(Debug, Args)]
@@ -137,9 +137,72 @@ pub(crate) struct TrainArgs {
     adv_fraction: f32,
     #[command(flatten)]
     attack: AttackArgs,
+    #[command(flatten)]
+    fine_tune: FineTuneArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Fine-tuning (`aistd train --init-from`).
+#[derive(Debug, Args)]
+pub(crate) struct FineTuneArgs {
+    /// Start from the layers of this model directory (or safetensors file with `layers.N.weight`
+    /// / `layers.N.bias`), bottom up while their shapes match. The preprocessing is fitted
+    /// afresh on --data.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Copy every layer but the output layer, which starts afresh (a new head).
+    #[arg(long, requires = "init_from")]
+    new_head: bool,
+    /// Layers that do not train: indices, `layers.N` or `head`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    freeze: Vec<String>,
+    /// Unfreeze the top-most frozen layer every N epochs.
+    #[arg(long, requires = "freeze")]
+    unfreeze_every: Option<usize>,
+    /// Discriminative learning rates: each layer below the head learns this factor slower than
+    /// the one above it (ULMFiT: 2.6).
+    #[arg(long)]
+    layer_lr_decay: Option<f32>,
+}
+
+impl FineTuneArgs {
+    fn config(&self, layers: usize, features: &[String]) -> Result<Option<FineTune>> {
+        if self.init_from.is_none() && self.freeze.is_empty() && self.layer_lr_decay.is_none() {
+            return Ok(None);
+        }
+        let mut f = FineTune::default();
+        if let Some(path) = &self.init_from {
+            if path.is_dir() {
+                let source = MlpModel::load(path)?;
+                let theirs = source.signature().inputs;
+                if theirs != features {
+                    bail!(
+                        "--init-from {}: the model takes the features [{}], this data gives [{}]",
+                        path.display(),
+                        theirs.join(", "),
+                        features.join(", ")
+                    );
+                }
+            }
+            f = FineTune::from_path(path);
+            if self.new_head {
+                f = f.copy_layers(layers - 1);
+            }
+        }
+        f = f.freeze(self.freeze.iter().cloned());
+        if let Some(k) = self.unfreeze_every {
+            f = f.unfreeze_every(k);
+        }
+        if let Some(d) = self.layer_lr_decay {
+            if !(d >= 1.0 && d.is_finite()) {
+                bail!("--layer-lr-decay {d} must be a finite factor ≥ 1");
+            }
+            f = f.discriminative(layers, d);
+        }
+        Ok(Some(f))
+    }
 }
 
 /// An attack's size (`aistd train --adversarial`, `aistd evaluate --attack`).
@@ -488,6 +551,9 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         None => None,
     };
     config.adversarial = attack.map(|at| AdversarialConfig::new(at).with_fraction(a.adv_fraction));
+    config.fine_tune = a
+        .fine_tune
+        .config(config.hidden.len() + 1, &train.features)?;
     config.early_stopping = a.early_stopping;
     config.checkpoint = a.checkpoint.clone();
     config.resume = a.resume;

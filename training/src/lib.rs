@@ -15,6 +15,8 @@
 //! - [`privacy`]: DP-SGD (Poisson batches, per-example clipping, Gaussian noise) with a
 //!   [`PrivacyAccountant`] seam.
 //! - [`adversarial`]: FGSM and PGD (L∞, L2) attacks, robustness evaluation, adversarial training.
+//! - [`transfer`]: initial weights from a trained model, a new head, frozen layers, gradual
+//!   unfreezing and per-layer learning rates.
 //!
 //! ```
 //! use aistd_training::{NdarrayTrainer, Silent, TrainConfig, Trainer, data};
@@ -53,6 +55,7 @@ pub mod tensorboard;
 #[cfg(feature = "tch")]
 pub mod torch;
 mod trainer;
+pub mod transfer;
 pub mod tune;
 
 #[cfg(any(feature = "conformance", test))]
@@ -67,3 +70,4 @@ pub use trainer::{
     EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
     StepRecord, Task, TrainConfig, Trainer,
 };
+pub use transfer::FineTune;

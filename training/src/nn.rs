@@ -498,6 +498,13 @@ impl Mlp {
         &mut self.params
     }
 
+    /// Where layer `l`'s parameters are: its weights (inputs × outputs, row-major), then its
+    /// bias.
+    pub fn layer_range(&self, l: usize) -> std::ops::Range<usize> {
+        let (i, o) = self.arch.layers()[l];
+        self.offsets[l]..self.offsets[l] + i * o + o
+    }
+
     /// Layer `l`'s weights (inputs × outputs) and bias, from `params`.
     fn layer<'p>(&self, params: &'p [f32], l: usize) -> (ArrayView2<'p, f32>, ArrayView1<'p, f32>) {
         let (i, o) = self.arch.layers()[l];

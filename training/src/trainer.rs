@@ -19,6 +19,7 @@ use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind, update};
 use crate::preprocess::Preprocessor;
 use crate::privacy::{DpConfig, PrivacyAccountant, PrivacySpent, gaussian, poisson_batch};
 use crate::rng::Rng;
+use crate::transfer::FineTune;
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,10 @@ pub struct TrainConfig {
     /// adversarial examples made against the current weights.
     #[serde(default)]
     pub adversarial: Option<AdversarialConfig>,
+    /// Fine-tuning ([`crate::transfer`]): initial weights from a trained model, frozen layers,
+    /// per-layer learning rates.
+    #[serde(default)]
+    pub fine_tune: Option<FineTune>,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +96,7 @@ impl Default for TrainConfig {
             resume: false,
             dp: None,
             adversarial: None,
+            fine_tune: None,
         }
     }
 }
@@ -111,6 +117,9 @@ impl TrainConfig {
         }
         if let Some(dp) = &self.dp {
             dp.validate()?;
+        }
+        if let Some(f) = &self.fine_tune {
+            f.validate()?;
         }
         if let Some(a) = &self.adversarial {
             a.validate()?;
@@ -1036,6 +1045,20 @@ impl DpPlan {
     }
 }
 
+/// Scales each layer's last step by its multiplier: p = before + m · (p − before).
+fn scale_steps(net: &mut Mlp, before: &[f32], multipliers: &[f32]) {
+    for (l, m) in multipliers.iter().enumerate() {
+        if *m == 1.0 {
+            continue;
+        }
+        let r = net.layer_range(l);
+        let old = &before[r.clone()];
+        for (p, o) in net.parameters_mut()[r].iter_mut().zip(old) {
+            *p = if *m == 0.0 { *o } else { o + m * (*p - o) };
+        }
+    }
+}
+
 /// Each row's loss gradient with respect to its raw features (before `standardizer`).
 fn raw_input_gradient(
     net: &Mlp,
@@ -1160,6 +1183,15 @@ pub(crate) fn fit_with(
     };
     let arch = Architecture::new(x.ncols(), config.hidden.clone(), outputs, config.activation);
     let mut net = Mlp::new(arch, config.seed)?;
+    let layers = net.architecture().layers().len();
+    let frozen = match &config.fine_tune {
+        Some(f) => {
+            let frozen = f.frozen(layers)?;
+            crate::transfer::initialize(&mut net, f)?;
+            frozen
+        }
+        None => Vec::new(),
+    };
     let mut opt = Optimizer::new(config.optimizer, net.parameters().len())?;
     engine.prepare(&x, &y, net.architecture())?;
     let root = Rng::new(config.seed);
@@ -1229,6 +1261,12 @@ pub(crate) fn fit_with(
             Some(_) => sampled.iter().map(Vec::as_slice).collect(),
             None => order.chunks(config.batch_size).collect(),
         };
+        // Fine-tuning: each layer's step scaled (0 for a frozen layer).
+        let multipliers = config
+            .fine_tune
+            .as_ref()
+            .and_then(|f| f.multipliers(layers, &frozen, epoch));
+        let mut before = Vec::new();
         let mut loss_sum = 0.0f64;
         let mut steps = 0usize;
         let clipped = std::sync::atomic::AtomicU64::new(0);
@@ -1290,7 +1328,14 @@ pub(crate) fn fit_with(
                     ids: None,
                 },
             };
+            if multipliers.is_some() {
+                before.clear();
+                before.extend_from_slice(net.parameters());
+            }
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
+            if let (Some(m), true) = (&multipliers, applied) {
+                scale_steps(&mut net, &before, m);
+            }
             if let Some(d) = &dp_step {
                 clipped.fetch_add(
                     d.clipped.load(std::sync::atomic::Ordering::Relaxed),
