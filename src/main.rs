@@ -79,6 +79,9 @@ enum Command {
     /// Epoch times of a fixed workload (scripts/bench-peers.sh compares them with PyTorch).
     #[command(hide = true)]
     TrainBench(cmd::train::BenchArgs),
+    /// Federated training (FedAvg, FedProx) simulated over clients holding shards of a CSV file,
+    /// with secure aggregation and optional client-level DP.
+    Federated(Box<cmd::train::FederatedArgs>),
     /// Serve bundles or a registry's models over the KServe v2 HTTP API until interrupted;
     /// prints the URL.
     Serve(Box<cmd::serve::ServeArgs>),
@@ -436,6 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => return cmd::train::run_evaluate(&a),
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
+        Command::Federated(a) => return cmd::train::federated(*a),
         Command::ServeBench(c) => return cmd::serve_bench::run(c),
         Command::Drift(a) => return cmd::drift::run(&a),
         Command::Serve(a) => return cmd::serve::run(&a),

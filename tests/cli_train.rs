@@ -665,3 +665,100 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
         "{err}"
     );
 }
+
+#[test]
+fn federated_training_over_label_skewed_clients_from_the_cli() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("digits.csv");
+    digits_csv(&data);
+    let d = data.to_str().expect("utf-8");
+    let model = dir.path().join("global");
+    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "federated",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--classify",
+        "--clients",
+        "10",
+        "--rounds",
+        "60",
+        "--non-iid",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "10",
+        "--central",
+        "--out",
+        model.to_str().expect("utf-8"),
+        "--json",
+    ])))
+    .expect("json");
+    let acc = |x: &serde_json::Value| x["accuracy"].as_f64().expect("accuracy");
+    let (fed, central) = (acc(&v["test"]), acc(&v["central_test"]));
+    assert!(
+        fed > 0.93 && fed >= central - 0.02,
+        "FedAvg {fed}, central {central}"
+    );
+    assert_eq!(v["rounds"].as_array().expect("rounds").len(), 60);
+    assert_eq!(v["secure_aggregation"], true);
+    let rows: Vec<u64> = v["client_rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r.as_u64().expect("n"))
+        .collect();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.iter().sum::<u64>(), 1350);
+    // The saved global model evaluates with its preprocessing.
+    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        "evaluate",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--json",
+    ])))
+    .expect("json");
+    assert!(acc(&e) > 0.9, "{e}");
+    // Client-level DP reports ε; impossible splits and settings are named.
+    let dp = ok(&aistd(&[
+        "federated",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--clients",
+        "10",
+        "--rounds",
+        "3",
+        "--fraction",
+        "0.5",
+        "--client-dp-clip",
+        "1",
+        "--client-dp-noise",
+        "1",
+    ]));
+    assert!(dp.contains("client-level DP: ε = "), "{dp}");
+    for (extra, want) in [
+        (vec!["--clients", "5000"], "5000 clients"),
+        (vec!["--fraction", "0"], "fraction"),
+        (vec!["--rounds", "0"], "rounds"),
+    ] {
+        let mut args = vec!["federated", "--data", d, "--target", "digit"];
+        args.extend(extra.iter());
+        let out = aistd(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
+    }
+}

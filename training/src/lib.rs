@@ -15,6 +15,8 @@
 //! - [`privacy`]: DP-SGD (Poisson batches, per-example clipping, Gaussian noise) with a
 //!   [`PrivacyAccountant`] seam.
 //! - [`adversarial`]: FGSM and PGD (L∞, L2) attacks, robustness evaluation, adversarial training.
+//! - [`federated`]: FedAvg and FedProx over [`federated::Client`]s, secure aggregation by
+//!   pairwise masks, client-level DP.
 //! - [`transfer`]: initial weights from a trained model, a new head, frozen layers, gradual
 //!   unfreezing and per-layer learning rates.
 //!
@@ -45,6 +47,7 @@
 pub mod adversarial;
 pub mod data;
 mod error;
+pub mod federated;
 pub mod metrics;
 pub mod nn;
 pub mod optim;

@@ -72,6 +72,20 @@ pub struct TrainConfig {
     /// per-layer learning rates.
     #[serde(default)]
     pub fine_tune: Option<FineTune>,
+    /// A federated client's local round ([`crate::federated`]).
+    #[serde(skip)]
+    pub(crate) local: Option<LocalRound>,
+}
+
+/// What a federated client's local training starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LocalRound {
+    /// The global parameters.
+    pub initial: Vec<f32>,
+    /// FedProx's μ (0: FedAvg).
+    pub proximal_mu: f32,
+    /// The global model's outputs (a client may hold fewer classes).
+    pub outputs: usize,
 }
 
 impl Default for TrainConfig {
@@ -97,6 +111,7 @@ impl Default for TrainConfig {
             dp: None,
             adversarial: None,
             fine_tune: None,
+            local: None,
         }
     }
 }
@@ -360,6 +375,28 @@ impl MlpModel {
         self.check_features(&x)?;
         let grad = |v: ArrayView2<f32>| self.input_gradient(v, y);
         perturb(attack, x, bounds, rng, &grad)
+    }
+
+    /// A model of `net` for the classes and features of `like` (no standardization).
+    pub(crate) fn from_network(net: Mlp, like: &Dataset) -> Result<Self> {
+        let Target::Classes { names, .. } = &like.y else {
+            return Err(Error::invalid("model", "classification only"));
+        };
+        Ok(Self {
+            loss: if names.len() == 2 {
+                Loss::BinaryCrossEntropy
+            } else {
+                Loss::CrossEntropy
+            },
+            task: Task::Classification {
+                classes: names.clone(),
+            },
+            net,
+            standardizer: None,
+            features: like.features.clone(),
+            preprocessor: None,
+            privacy: None,
+        })
     }
 
     fn check_features(&self, x: &ArrayView2<f32>) -> Result<()> {
@@ -1139,7 +1176,7 @@ pub(crate) fn fit_with(
             let mut seen: Vec<u32> = labels.clone();
             seen.sort_unstable();
             seen.dedup();
-            if seen.len() < 2 {
+            if seen.len() < 2 && config.local.is_none() {
                 return Err(Error::invalid(
                     "training data",
                     format!(
@@ -1160,8 +1197,9 @@ pub(crate) fn fit_with(
         Target::Values(_) => (Task::Regression, 1, Loss::Mse),
     };
     let loss = config.loss.unwrap_or(default_loss);
-    let outputs = match loss {
-        Loss::CrossEntropy => train.classes().max(outputs),
+    let outputs = match (loss, &config.local) {
+        (_, Some(l)) => l.outputs,
+        (Loss::CrossEntropy, None) => train.classes().max(outputs),
         _ => outputs,
     };
     let standardizer = if config.standardize {
@@ -1192,6 +1230,19 @@ pub(crate) fn fit_with(
         }
         None => Vec::new(),
     };
+    if let Some(l) = &config.local {
+        if l.initial.len() != net.parameters().len() {
+            return Err(Error::invalid(
+                "federated round",
+                format!(
+                    "{} global parameters for a network of {}",
+                    l.initial.len(),
+                    net.parameters().len()
+                ),
+            ));
+        }
+        net.parameters_mut().copy_from_slice(&l.initial);
+    }
     let mut opt = Optimizer::new(config.optimizer, net.parameters().len())?;
     engine.prepare(&x, &y, net.architecture())?;
     let root = Rng::new(config.seed);
@@ -1335,6 +1386,15 @@ pub(crate) fn fit_with(
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
             if let (Some(m), true) = (&multipliers, applied) {
                 scale_steps(&mut net, &before, m);
+            }
+            // FedProx: a step of the proximal term μ/2·‖w − w_global‖².
+            if let (Some(l), true) = (&config.local, applied)
+                && l.proximal_mu > 0.0
+            {
+                let k = lr * l.proximal_mu;
+                for (p, g) in net.parameters_mut().iter_mut().zip(&l.initial) {
+                    *p -= k * (*p - g);
+                }
             }
             if let Some(d) = &dp_step {
                 clipped.fetch_add(
