@@ -2,6 +2,8 @@
 //! trained MLP, PGD adversarial training restores most of its accuracy under attack at a small
 //! cost in clean accuracy; the model's input gradient goes through its standardization.
 
+mod common;
+
 use aistd_training::data::{self, Dataset};
 use aistd_training::nn::Targets;
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
@@ -11,18 +13,7 @@ use aistd_training::{
     evaluate_robustness,
 };
 
-/// Digits split 75/25, pixels scaled to [0, 1] (the range attacks keep).
-fn digits() -> (Dataset, Dataset) {
-    let mut parts = data::digits()
-        .expect("digits")
-        .split(&[0.75, 0.25], 42)
-        .expect("split");
-    for p in &mut parts {
-        p.x.mapv_inplace(|v| v / 16.0);
-    }
-    let test = parts.pop().expect("test");
-    (parts.pop().expect("train"), test)
-}
+use common::digits_unit as digits;
 
 fn config(adversarial: Option<AdversarialConfig>) -> TrainConfig {
     let mut c = TrainConfig::default();

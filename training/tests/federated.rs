@@ -2,27 +2,17 @@
 //! within 2 points of centralised training; secure aggregation gives the same model as plain
 //! aggregation; FedProx and client-level DP run; bad settings are named.
 
-use aistd_training::data::{self, Dataset};
+mod common;
+
+use aistd_training::data::Dataset;
 use aistd_training::federated::{
     Algorithm, Client, ClientDp, DatasetClient, FederatedConfig, split_iid, split_label_skew,
     train_federated,
 };
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
-use aistd_training::{MlpModel, NdarrayTrainer, PrivacyAccountant, Silent, TrainConfig, metrics};
+use aistd_training::{MlpModel, NdarrayTrainer, Silent, TrainConfig, metrics};
 
-/// Digits (pixels / 16) split 75/25: the clients' data, and a test set the server measures
-/// after every round (only to report; nothing is chosen by it).
-fn digits() -> (Dataset, Dataset) {
-    let mut parts = data::digits()
-        .expect("digits")
-        .split(&[0.75, 0.25], 42)
-        .expect("split");
-    for p in &mut parts {
-        p.x.mapv_inplace(|v| v / 16.0);
-    }
-    let test = parts.pop().expect("test");
-    (parts.pop().expect("train"), test)
-}
+use common::{Basic, digits_unit as digits};
 
 fn local() -> TrainConfig {
     let mut c = TrainConfig::default();
@@ -76,19 +66,6 @@ fn fedavg_on_label_skewed_digits_reaches_centralised_accuracy() {
     assert!(central_acc > 0.95, "{central_acc}");
     assert!(fed_acc >= central_acc - 0.02, "{fed_acc} vs {central_acc}");
     assert!(needed.is_some());
-}
-
-/// ε = rounds · √(2 ln(1.25 / δ)) / σ: a valid, loose bound.
-struct Basic;
-
-impl PrivacyAccountant for Basic {
-    fn name(&self) -> &str {
-        "basic"
-    }
-
-    fn epsilon(&self, _q: f64, sigma: f64, steps: u64, delta: f64) -> aistd_training::Result<f64> {
-        Ok(steps as f64 * (2.0 * (1.25 / delta).ln()).sqrt() / sigma)
-    }
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! but valid one of basic composition over the classic Gaussian mechanism; the root package's
 //! tests run the RDP accountant of `aistd-compliance`.
 
+mod common;
+
 use aistd_training::data::{self, Dataset, Target};
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
 use aistd_training::{
@@ -11,18 +13,7 @@ use aistd_training::{
 };
 use ndarray::Array2;
 
-/// ε = steps · √(2 ln(1.25 / δ)) / σ, ignoring the sampling: an upper bound on the truth.
-struct Basic;
-
-impl PrivacyAccountant for Basic {
-    fn name(&self) -> &str {
-        "basic"
-    }
-
-    fn epsilon(&self, _q: f64, sigma: f64, steps: u64, delta: f64) -> aistd_training::Result<f64> {
-        Ok(steps as f64 * (2.0 * (1.25 / delta).ln()).sqrt() / sigma)
-    }
-}
+use common::Basic;
 
 fn digits() -> Vec<Dataset> {
     data::digits()
