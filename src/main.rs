@@ -82,6 +82,9 @@ enum Command {
     /// Federated training (FedAvg, FedProx) simulated over clients holding shards of a CSV file,
     /// with secure aggregation and optional client-level DP.
     Federated(Box<cmd::train::FederatedArgs>),
+    /// Compress a trained model by magnitude pruning (per layer, global or whole units) with
+    /// prune → fine-tune stages; reports size, accuracy and latency before and after.
+    Compress(Box<cmd::train::CompressArgs>),
     /// Serve bundles or a registry's models over the KServe v2 HTTP API until interrupted;
     /// prints the URL.
     Serve(Box<cmd::serve::ServeArgs>),
@@ -440,6 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tune(a) => return cmd::train::tune(*a),
         Command::TrainBench(a) => return cmd::train::bench(&a),
         Command::Federated(a) => return cmd::train::federated(*a),
+        Command::Compress(a) => return cmd::train::compress(*a),
         Command::ServeBench(c) => return cmd::serve_bench::run(c),
         Command::Drift(a) => return cmd::drift::run(&a),
         Command::Serve(a) => return cmd::serve::run(&a),

@@ -4,6 +4,21 @@ mod common;
 
 use common::{aistd, ok};
 
+/// The JSON `aistd` prints for `args`, after asserting it succeeded.
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(&aistd(args))).expect("json")
+}
+
+/// Asserts `aistd args` fails with `want` in its error output.
+fn refused(args: &[&str], want: &str) {
+    let out = aistd(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(want),
+        "{args:?}: {err}"
+    );
+}
+
 #[test]
 fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     let dir = tempfile::tempdir().expect("dir");
@@ -24,7 +39,7 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     let model = dir.path().join("model");
     let d = data.to_str().expect("utf-8");
     let m = model.to_str().expect("utf-8");
-    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let v: serde_json::Value = json(&[
         "train",
         "--data",
         d,
@@ -47,17 +62,15 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
         "--out",
         m,
         "--json",
-    ])))
-    .expect("json");
+    ]);
     assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.9, "{v}");
     assert_eq!(v["rows"]["test"], 100);
     assert!(!v["history"].as_array().expect("history").is_empty());
     assert!(model.join("model.safetensors").exists() && model.join("manifest.json").exists());
     // Evaluation reads the columns the model needs by name (the dropped one is ignored)…
-    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let e: serde_json::Value = json(&[
         "evaluate", "--model", m, "--data", d, "--target", "label", "--json",
-    ])))
-    .expect("json");
+    ]);
     assert!(
         e["accuracy"].as_f64().expect("acc") > 0.9 && e["roc_auc"].as_f64().is_some(),
         "{e}"
@@ -125,7 +138,7 @@ fn train_encodes_categoricals_and_missing_values_from_the_csv_types() {
     let data = dir.path().join("d.csv");
     std::fs::write(&data, csv).expect("write");
     let model = dir.path().join("model");
-    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let v: serde_json::Value = json(&[
         "train",
         "--data",
         data.to_str().expect("utf-8"),
@@ -142,8 +155,7 @@ fn train_encodes_categoricals_and_missing_values_from_the_csv_types() {
         "--out",
         model.to_str().expect("utf-8"),
         "--json",
-    ])))
-    .expect("json");
+    ]);
     assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.85, "{v}");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
@@ -193,7 +205,7 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
     let model = dir.path().join("best");
     let report = dir.path().join("report.json");
     let args = |search: &str, scheduler: &str| {
-        let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+        let v: serde_json::Value = json(&[
             "tune",
             "--data",
             data.to_str().expect("utf-8"),
@@ -216,8 +228,7 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
             "--report",
             report.to_str().expect("utf-8"),
             "--json",
-        ])))
-        .expect("json");
+        ]);
         v
     };
     let grid = args("grid", "none");
@@ -361,7 +372,7 @@ fn privacy_tradeoff_writes_accuracy_against_epsilon_as_a_table_and_a_plot() {
     let data = dir.path().join("digits.csv");
     digits_csv(&data);
     let out = dir.path().join("tradeoff");
-    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let v: serde_json::Value = json(&[
         "privacy",
         "tradeoff",
         "--data",
@@ -380,8 +391,7 @@ fn privacy_tradeoff_writes_accuracy_against_epsilon_as_a_table_and_a_plot() {
         "--out",
         out.to_str().expect("utf-8"),
         "--json",
-    ])))
-    .expect("json");
+    ]);
     assert_eq!(v["metric"], "accuracy");
     let acc = |p: &serde_json::Value| p["metric"].as_f64().expect("metric");
     let points = v["points"].as_array().expect("points");
@@ -484,7 +494,7 @@ fn adversarial_training_and_robustness_evaluation_from_the_cli() {
     assert_eq!(r[0]["attack"]["method"], "fgsm");
     assert_eq!(r[1]["attack"]["method"], "pgd");
     let plain_model = dir.path().join("plain");
-    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let e: serde_json::Value = json(&[
         "evaluate",
         "--model",
         plain_model.to_str().expect("utf-8"),
@@ -497,8 +507,7 @@ fn adversarial_training_and_robustness_evaluation_from_the_cli() {
         "--adv-epsilon",
         "0.3",
         "--json",
-    ])))
-    .expect("json");
+    ]);
     let attacked = |v: &serde_json::Value, i: usize| {
         v["robustness"][i]["adversarial_accuracy"]
             .as_f64()
@@ -554,12 +563,7 @@ fn adversarial_training_and_robustness_evaluation_from_the_cli() {
             model.to_str().expect("utf-8"),
         ];
         args.extend(extra.iter());
-        let out = aistd(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(want),
-            "{extra:?}: {err}"
-        );
+        refused(&args, want);
     }
 }
 
@@ -653,17 +657,12 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
     std::fs::write(&narrow_csv, narrow.join("\n") + "\n").expect("write");
     let mut args = base(&narrow_csv, &tuned);
     args.extend(["--init-from", &p(&pre)].map(String::from));
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("features"), "{err}");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&refs, "features");
     let mut args = base(&high_csv, &tuned);
     args.extend(["--freeze", "layers.9"].map(String::from));
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no such layer"),
-        "{err}"
-    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&refs, "no such layer");
 }
 
 #[test]
@@ -673,7 +672,7 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
     digits_csv(&data);
     let d = data.to_str().expect("utf-8");
     let model = dir.path().join("global");
-    let v: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let v: serde_json::Value = json(&[
         "federated",
         "--data",
         d,
@@ -697,8 +696,7 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
         "--out",
         model.to_str().expect("utf-8"),
         "--json",
-    ])))
-    .expect("json");
+    ]);
     let acc = |x: &serde_json::Value| x["accuracy"].as_f64().expect("accuracy");
     let (fed, central) = (acc(&v["test"]), acc(&v["central_test"]));
     assert!(
@@ -716,7 +714,7 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
     assert_eq!(rows.len(), 10);
     assert_eq!(rows.iter().sum::<u64>(), 1350);
     // The saved global model evaluates with its preprocessing.
-    let e: serde_json::Value = serde_json::from_str(&ok(&aistd(&[
+    let e: serde_json::Value = json(&[
         "evaluate",
         "--model",
         model.to_str().expect("utf-8"),
@@ -725,8 +723,7 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
         "--target",
         "digit",
         "--json",
-    ])))
-    .expect("json");
+    ]);
     assert!(acc(&e) > 0.9, "{e}");
     // Client-level DP reports ε; impossible splits and settings are named.
     let dp = ok(&aistd(&[
@@ -754,11 +751,91 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
     ] {
         let mut args = vec!["federated", "--data", d, "--target", "digit"];
         args.extend(extra.iter());
-        let out = aistd(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(want),
-            "{extra:?}: {err}"
-        );
+        refused(&args, want);
+    }
+}
+
+#[test]
+fn compress_prunes_a_saved_model_and_reports_before_and_after() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("digits.csv");
+    digits_csv(&data);
+    let d = data.to_str().expect("utf-8");
+    let (dense, pruned) = (dir.path().join("dense"), dir.path().join("pruned"));
+    ok(&aistd(&[
+        "train",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--classify",
+        "--hidden",
+        "128",
+        "--epochs",
+        "20",
+        "--out",
+        dense.to_str().expect("utf-8"),
+    ]));
+    let v: serde_json::Value = json(&[
+        "compress",
+        "--model",
+        dense.to_str().expect("utf-8"),
+        "--prune",
+        "0.9",
+        "--stages",
+        "2",
+        "--epochs",
+        "10",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--out",
+        pruned.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let (before, after) = (&v["before"], &v["after"]);
+    assert!(
+        (after["weight_sparsity"].as_f64().expect("s") - 0.9).abs() < 0.01,
+        "{v}"
+    );
+    assert!(after["bytes"].as_u64().expect("b") * 4 < before["bytes"].as_u64().expect("b"));
+    let acc = |x: &serde_json::Value| x["metrics"]["accuracy"].as_f64().expect("accuracy");
+    assert!(acc(after) > acc(before) - 0.02, "{v}");
+    assert_eq!(v["stages"].as_array().expect("stages").len(), 2);
+    // The pruned model is an ordinary model directory.
+    let e: serde_json::Value = json(&[
+        "evaluate",
+        "--model",
+        pruned.to_str().expect("utf-8"),
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--json",
+    ]);
+    assert!((e["accuracy"].as_f64().expect("acc") - acc(after)).abs() < 1e-12);
+    for (extra, want) in [
+        (vec!["--prune", "1.5"], "[0, 1)"),
+        (vec!["--prune", "0.5", "--scope", "row"], "--scope"),
+        (
+            vec!["--prune", "0.5", "--target", "other"],
+            "predicts `digit`",
+        ),
+    ] {
+        let mut args = vec![
+            "compress",
+            "--model",
+            dense.to_str().expect("utf-8"),
+            "--data",
+            d,
+            "--out",
+            pruned.to_str().expect("utf-8"),
+        ];
+        if !extra.contains(&"--target") {
+            args.extend(["--target", "digit"]);
+        }
+        args.extend(extra.iter());
+        refused(&args, want);
     }
 }

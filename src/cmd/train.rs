@@ -1297,3 +1297,146 @@ pub(crate) fn federated(a: FederatedArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `aistd compress`.
+#[derive(Debug, Args)]
+pub(crate) struct CompressArgs {
+    /// A model directory written by `aistd train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Prune this fraction of the weights (in [0, 1)), fine-tuning on --data.
+    #[arg(long)]
+    prune: f32,
+    /// `layer` (the same sparsity in each layer, as Han et al.) or `global`.
+    #[arg(long, default_value = "layer")]
+    scope: String,
+    /// Remove whole hidden units instead of single weights.
+    #[arg(long)]
+    neurons: bool,
+    /// Prune → fine-tune stages (the sparsity rising on a cubic schedule).
+    #[arg(long, default_value_t = 3)]
+    stages: usize,
+    /// Fine-tuning epochs per stage.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Fine-tuning learning rate (Adam).
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f32,
+    /// Data to fine-tune on, with the model's feature columns and its target.
+    #[arg(long)]
+    data: PathBuf,
+    /// The target column.
+    #[arg(long)]
+    target: String,
+    /// Data to measure on (default: --data).
+    #[arg(long)]
+    test_data: Option<PathBuf>,
+    /// Where to write the compressed model.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prunes a saved model, fine-tunes it on the data, and reports size, accuracy and latency
+/// before and after.
+pub(crate) fn compress(a: CompressArgs) -> Result<ExitCode> {
+    use aistd_training::compress::{PruneConfig, prune_iteratively, weight_sparsity};
+    let model = MlpModel::load(&a.model)?;
+    let prep = model
+        .preprocessor()
+        .context("the model has no saved preprocessing; retrain it with `aistd train`")?
+        .clone();
+    if prep.target != a.target {
+        bail!(
+            "--target {}: the model predicts `{}`",
+            a.target,
+            prep.target
+        );
+    }
+    let train = prep.dataset(std::slice::from_ref(&read_batch(&a.data)?))?;
+    let test = match &a.test_data {
+        Some(t) => prep.dataset(std::slice::from_ref(&read_batch(t)?))?,
+        None => train.clone(),
+    };
+    let mut target = match (a.scope.as_str(), a.neurons) {
+        (_, true) => PruneConfig::neurons(a.prune),
+        ("layer", false) => PruneConfig::per_layer(a.prune),
+        ("global", false) => PruneConfig::global(a.prune),
+        (other, false) => bail!("--scope must be layer or global, not `{other}`"),
+    };
+    target.sparsity = a.prune;
+    let mut config = TrainConfig::default();
+    config.epochs = a.epochs;
+    config.optimizer = OptimizerConfig::new(OptimizerKind::adam(), a.lr);
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new((a.stages * a.epochs) as u64)
+    };
+    let mut observer = StageBar(bar.clone(), 0);
+    let t = std::time::Instant::now();
+    let (pruned, _, stages) = prune_iteratively(
+        &model,
+        &train,
+        None,
+        &target,
+        a.stages,
+        &config,
+        &mut observer,
+    )?;
+    let seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    pruned.save(&a.out)?;
+    let size = |d: &Path| std::fs::metadata(d.join("model.safetensors")).map(|m| m.len());
+    let latency = |m: &MlpModel| -> Result<f64> {
+        let t = std::time::Instant::now();
+        let reps = 20;
+        for _ in 0..reps {
+            m.predict(test.x.view())?;
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e6 / (reps * test.len().max(1)) as f64)
+    };
+    let report = |m: &MlpModel, dir: &Path| -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "bytes": size(dir)?,
+            "weight_sparsity": weight_sparsity(m.network()),
+            "metrics": evaluate(m, &test)?,
+            "predict_us_per_row": latency(m)?,
+        }))
+    };
+    let out = serde_json::json!({
+        "before": report(&model, &a.model)?,
+        "after": report(&pruned, &a.out)?,
+        "stages": stages,
+        "seconds": seconds,
+        "model_dir": a.out,
+    });
+    if a.json {
+        print_json(&out)?;
+    } else {
+        for k in ["before", "after"] {
+            println!(
+                "{k:>6}: {} bytes, sparsity {:.3}, {:.2} µs/row, {}",
+                out[k]["bytes"],
+                out[k]["weight_sparsity"].as_f64().unwrap_or(0.0),
+                out[k]["predict_us_per_row"].as_f64().unwrap_or(0.0),
+                out[k]["metrics"]
+            );
+        }
+        println!("compressed model in {}", a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress over the stages' fine-tuning epochs.
+struct StageBar(ProgressBar, u64);
+
+impl Observer for StageBar {
+    fn on_epoch(&mut self, r: &EpochRecord) {
+        self.1 += 1;
+        self.0.set_position(self.1);
+        self.0.set_message(format!("loss {:.4}", r.train_loss));
+    }
+}

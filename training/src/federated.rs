@@ -33,7 +33,7 @@ use crate::metrics;
 use crate::nn::Mlp;
 use crate::privacy::{PrivacyAccountant, PrivacySpent, gaussian, poisson_batch};
 use crate::rng::Rng;
-use crate::trainer::{LocalRound, MlpModel, NdarrayTrainer, Observer, Silent, TrainConfig};
+use crate::trainer::{MlpModel, NdarrayTrainer, Observer, Silent, TrainConfig, Warm};
 
 /// A participant: holds its data and trains on it.
 ///
@@ -88,10 +88,11 @@ impl Client for DatasetClient {
     fn train(&self, global: &Mlp, config: &TrainConfig, proximal_mu: f32) -> Result<Vec<f32>> {
         let mut c = config.clone();
         c.standardize = false;
-        c.local = Some(LocalRound {
+        c.local = Some(Warm {
             initial: global.parameters().to_vec(),
             proximal_mu,
             outputs: global.architecture().outputs,
+            mask: None,
         });
         let (model, _) = NdarrayTrainer.fit_mlp(&self.data, None, &c, &mut Silent)?;
         Ok(model.network().parameters().to_vec())

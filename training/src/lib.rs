@@ -17,6 +17,8 @@
 //! - [`adversarial`]: FGSM and PGD (L∞, L2) attacks, robustness evaluation, adversarial training.
 //! - [`federated`]: FedAvg and FedProx over [`federated::Client`]s, secure aggregation by
 //!   pairwise masks, client-level DP.
+//! - [`compress`]: magnitude pruning (global, per layer, whole units), iterative prune →
+//!   fine-tune, sparse storage of pruned layers.
 //! - [`transfer`]: initial weights from a trained model, a new head, frozen layers, gradual
 //!   unfreezing and per-layer learning rates.
 //!
@@ -45,6 +47,7 @@
 //! - `torch` (feature `tch`): the libtorch backend, `TchTrainer`.
 
 pub mod adversarial;
+pub mod compress;
 pub mod data;
 mod error;
 pub mod federated;

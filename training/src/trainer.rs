@@ -72,20 +72,23 @@ pub struct TrainConfig {
     /// per-layer learning rates.
     #[serde(default)]
     pub fine_tune: Option<FineTune>,
-    /// A federated client's local round ([`crate::federated`]).
+    /// Training that continues from given weights: a federated client's local round
+    /// ([`crate::federated`]), or fine-tuning a pruned model ([`crate::compress`]).
     #[serde(skip)]
-    pub(crate) local: Option<LocalRound>,
+    pub(crate) local: Option<Warm>,
 }
 
-/// What a federated client's local training starts from.
+/// What training that continues from given weights starts from.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LocalRound {
-    /// The global parameters.
+pub(crate) struct Warm {
+    /// The starting parameters (the global model's, for a federated client).
     pub initial: Vec<f32>,
     /// FedProx's μ (0: FedAvg).
     pub proximal_mu: f32,
-    /// The global model's outputs (a client may hold fewer classes).
+    /// The network's outputs (a federated client may hold fewer classes).
     pub outputs: usize,
+    /// Parameters held at zero (pruned).
+    pub mask: Option<Vec<bool>>,
 }
 
 impl Default for TrainConfig {
@@ -377,6 +380,19 @@ impl MlpModel {
         perturb(attack, x, bounds, rng, &grad)
     }
 
+    /// This model with another network of the same architecture.
+    pub(crate) fn with_network(&self, net: Mlp) -> Self {
+        Self {
+            net,
+            ..self.clone()
+        }
+    }
+
+    /// Its standardization.
+    pub(crate) fn standardizer_ref(&self) -> Option<&Standardizer> {
+        self.standardizer.as_ref()
+    }
+
     /// A model of `net` for the classes and features of `like` (no standardization).
     pub(crate) fn from_network(net: Mlp, like: &Dataset) -> Result<Self> {
         let Target::Classes { names, .. } = &like.y else {
@@ -463,7 +479,10 @@ impl MlpModel {
             .map_err(|e| Error::io(&wpath, format!("not safetensors: {e}")))?;
         let mut params = Vec::with_capacity(m.architecture.parameters());
         for (l, (i, o)) in m.architecture.layers().into_iter().enumerate() {
-            let w = read_f32(&st, &format!("layers.{l}.weight"), &[o, i], &wpath)?;
+            let w = match st.tensor(&format!("layers.{l}.weight")) {
+                Ok(_) => read_f32(&st, &format!("layers.{l}.weight"), &[o, i], &wpath)?,
+                Err(_) => read_sparse(&st, l, i * o, &wpath)?,
+            };
             // Stored [out, in] as PyTorch's nn.Linear; ours is [in, out].
             for r in 0..i {
                 for c in 0..o {
@@ -507,6 +526,43 @@ fn read_f32(
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// Layer `l`'s weights stored sparsely (`layers.{l}.weight.indices`/`.values`), as `len`
+/// dense values in [out, in] order.
+fn read_sparse(
+    st: &safetensors::SafeTensors<'_>,
+    l: usize,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<f32>> {
+    let iname = format!("layers.{l}.weight.indices");
+    let idx = st
+        .tensor(&iname)
+        .map_err(|e| Error::io(path, format!("tensor layers.{l}.weight: {e}")))?;
+    if idx.dtype() != safetensors::Dtype::U32 || idx.shape().len() != 1 {
+        return Err(Error::io(
+            path,
+            format!(
+                "tensor {iname} is {:?} {:?}, expected U32 [n]",
+                idx.dtype(),
+                idx.shape()
+            ),
+        ));
+    }
+    let nnz = idx.shape()[0];
+    let values = read_f32(st, &format!("layers.{l}.weight.values"), &[nnz], path)?;
+    let mut dense = vec![0.0f32; len];
+    for (c, v) in idx.data().chunks_exact(4).zip(values) {
+        let k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+        *dense.get_mut(k).ok_or_else(|| {
+            Error::io(
+                path,
+                format!("tensor {iname}: index {k} is outside the {len} weights"),
+            )
+        })? = v;
+    }
+    Ok(dense)
 }
 
 /// Writes `bytes` to `path` atomically (a temporary file, synced, then renamed).
@@ -558,13 +614,23 @@ impl Model for MlpModel {
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         let mut off = 0;
         for (l, (i, o)) in self.net.architecture().layers().into_iter().enumerate() {
-            let mut w = Vec::with_capacity(i * o * 4);
-            for c in 0..o {
-                for r in 0..i {
-                    w.extend_from_slice(&params[off + r * o + c].to_le_bytes());
+            // PyTorch's [out, in] order.
+            let ordered = (0..o).flat_map(|c| (0..i).map(move |r| params[off + r * o + c]));
+            let zeros = ordered.clone().filter(|v| *v == 0.0).count();
+            if 2 * zeros >= i * o && i * o > 0 {
+                // At least half zeros (pruned): stored sparsely.
+                let (mut idx, mut val) = (Vec::new(), Vec::new());
+                for (k, v) in ordered.enumerate().filter(|(_, v)| *v != 0.0) {
+                    idx.extend_from_slice(&(k as u32).to_le_bytes());
+                    val.extend_from_slice(&v.to_le_bytes());
                 }
+                let nnz = val.len() / 4;
+                tensors.push((format!("layers.{l}.weight.indices"), vec![nnz], idx));
+                tensors.push((format!("layers.{l}.weight.values"), vec![nnz], val));
+            } else {
+                let w: Vec<u8> = ordered.flat_map(f32::to_le_bytes).collect();
+                tensors.push((format!("layers.{l}.weight"), vec![o, i], w));
             }
-            tensors.push((format!("layers.{l}.weight"), vec![o, i], w));
             let b: Vec<u8> = params[off + i * o..off + i * o + o]
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
@@ -575,7 +641,12 @@ impl Model for MlpModel {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
             .map(|(n, s, d)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                let dtype = if n.ends_with(".indices") {
+                    safetensors::Dtype::U32
+                } else {
+                    safetensors::Dtype::F32
+                };
+                safetensors::tensor::TensorView::new(dtype, s.clone(), d)
                     .map(|v| (n.clone(), v))
                     .map_err(|e| Error::invalid("safetensors", e.to_string()))
             })
@@ -1386,6 +1457,20 @@ pub(crate) fn fit_with(
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
             if let (Some(m), true) = (&multipliers, applied) {
                 scale_steps(&mut net, &before, m);
+            }
+            // Pruned weights stay zero.
+            if let (
+                Some(Warm {
+                    mask: Some(keep), ..
+                }),
+                true,
+            ) = (&config.local, applied)
+            {
+                for (p, k) in net.parameters_mut().iter_mut().zip(keep) {
+                    if !k {
+                        *p = 0.0;
+                    }
+                }
             }
             // FedProx: a step of the proximal term μ/2·‖w − w_global‖².
             if let (Some(l), true) = (&config.local, applied)
