@@ -1,8 +1,10 @@
 //! Training: one epoch of an MLP on digits (64 → 128 → 10, batch 64, Adam), on one and two
-//! threads; and 100 → 256 → 256 → 1 on 20,000 synthetic rows at batch 256.
+//! threads; and 100 → 256 → 256 → 1 on 20,000 synthetic rows at batch 256. Inference of the
+//! digits MLP in f32 and int8 (`quantize`), one row and 256.
 
 use aistd::training::data::{self, Dataset, Target};
-use aistd::training::{NdarrayTrainer, Silent, TrainConfig};
+use aistd::training::quantize::QuantizedMlp;
+use aistd::training::{Model, NdarrayTrainer, Silent, TrainConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
 
@@ -65,6 +67,27 @@ fn benches(c: &mut Criterion) {
                 })
             },
         );
+    }
+    g.finish();
+
+    // Inference: the digits MLP 64 → 128 → 10 in f32 and on the int8 path, one row and 256.
+    let model = NdarrayTrainer
+        .fit_mlp(&digits, None, &config(vec![128], 64, 1), &mut Silent)
+        .expect("fit")
+        .0;
+    let q = QuantizedMlp::quantize(&model, digits.x.view(), true).expect("quantize");
+    let mut g = c.benchmark_group("predict");
+    for rows in [1usize, 256] {
+        let x = digits
+            .x
+            .select(ndarray::Axis(0), &(0..rows).collect::<Vec<_>>());
+        g.throughput(Throughput::Elements(rows as u64));
+        g.bench_function(format!("digits_mlp128_f32_rows{rows}"), |b| {
+            b.iter(|| model.predict(x.view()).expect("predict").len())
+        });
+        g.bench_function(format!("digits_mlp128_int8_rows{rows}"), |b| {
+            b.iter(|| q.predict(x.view()).expect("predict").len())
+        });
     }
     g.finish();
 }

@@ -19,6 +19,8 @@
 //!   pairwise masks, client-level DP.
 //! - [`compress`]: magnitude pruning (global, per layer, whole units), iterative prune →
 //!   fine-tune, sparse storage of pruned layers.
+//! - [`quantize`]: post-training int8 quantization (per channel or per tensor, calibrated
+//!   activation scales) with an integer inference path; quantization-aware fine-tuning.
 //! - [`transfer`]: initial weights from a trained model, a new head, frozen layers, gradual
 //!   unfreezing and per-layer learning rates.
 //!
@@ -56,6 +58,7 @@ pub mod nn;
 pub mod optim;
 pub mod preprocess;
 pub mod privacy;
+pub mod quantize;
 pub mod rng;
 pub mod tensorboard;
 #[cfg(feature = "tch")]

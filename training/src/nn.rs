@@ -42,7 +42,7 @@ impl Activation {
     }
 
     #[inline(always)]
-    fn apply(self, z: f32) -> f32 {
+    pub(crate) fn apply(self, z: f32) -> f32 {
         match self {
             Activation::Relu => z.max(0.0),
             Activation::Gelu => 0.5 * z * (1.0 + libm::erff(z / std::f32::consts::SQRT_2)),

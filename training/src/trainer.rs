@@ -76,6 +76,10 @@ pub struct TrainConfig {
     /// ([`crate::federated`]), or fine-tuning a pruned model ([`crate::compress`]).
     #[serde(skip)]
     pub(crate) local: Option<Warm>,
+    /// Quantization-aware training ([`crate::quantize::qat_fine_tune`]): steps on int8
+    /// fake-quantized weights (per channel if true), updates to the full-precision ones.
+    #[serde(skip)]
+    pub(crate) fake_quantize: Option<bool>,
 }
 
 /// What training that continues from given weights starts from.
@@ -115,6 +119,7 @@ impl Default for TrainConfig {
             adversarial: None,
             fine_tune: None,
             local: None,
+            fake_quantize: None,
         }
     }
 }
@@ -386,6 +391,11 @@ impl MlpModel {
             net,
             ..self.clone()
         }
+    }
+
+    /// Its loss.
+    pub(crate) fn loss(&self) -> Loss {
+        self.loss
     }
 
     /// Its standardization.
@@ -1454,7 +1464,21 @@ pub(crate) fn fit_with(
                 before.clear();
                 before.extend_from_slice(net.parameters());
             }
+            // Quantization-aware training: the step computed at the fake-quantized weights,
+            // applied to the full-precision ones (straight-through).
+            let mut master = Vec::new();
+            let mut quantized = Vec::new();
+            if let Some(per_channel) = config.fake_quantize {
+                master.extend_from_slice(net.parameters());
+                crate::quantize::fake_quantize(&mut net, per_channel);
+                quantized.extend_from_slice(net.parameters());
+            }
             let (l, applied) = engine.train_step(&mut net, &mut opt, &input)?;
+            if config.fake_quantize.is_some() {
+                for ((p, m), q) in net.parameters_mut().iter_mut().zip(&master).zip(&quantized) {
+                    *p = m + (*p - q);
+                }
+            }
             if let (Some(m), true) = (&multipliers, applied) {
                 scale_steps(&mut net, &before, m);
             }
