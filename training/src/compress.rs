@@ -239,10 +239,7 @@ pub fn fine_tune_pruned(
         ));
     }
     let scale = |d: &Dataset| -> Result<Dataset> {
-        let x = match model.standardizer_ref() {
-            Some(s) => s.transform(&d.x)?,
-            None => d.x.clone(),
-        };
+        let x = model.standardize(&d.x)?;
         Dataset::new(x, d.y.clone(), d.features.clone())
     };
     let train = scale(train)?;

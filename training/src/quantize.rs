@@ -107,10 +107,7 @@ impl QuantizedMlp {
                 ),
             ));
         }
-        let mut a = match model.standardizer_ref() {
-            Some(s) => s.transform(&calibration.to_owned())?,
-            None => calibration.to_owned(),
-        };
+        let mut a = model.standardize(&calibration.to_owned())?;
         let layers = arch.layers();
         let mut out = Vec::with_capacity(layers.len());
         for (l, (i, o)) in layers.iter().copied().enumerate() {
@@ -182,10 +179,7 @@ impl QuantizedMlp {
                 ),
             ));
         }
-        let x = match self.model.standardizer_ref() {
-            Some(s) => s.transform(&x.to_owned())?,
-            None => x.to_owned(),
-        };
+        let x = self.model.standardize(&x.to_owned())?;
         let rows = x.nrows();
         let mut a: Vec<f32> = x.iter().copied().collect();
         let mut q: Vec<i16> = Vec::new();
@@ -239,15 +233,7 @@ impl QuantizedMlp {
 
     /// Predicted class per row.
     pub fn predict_labels(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
-        let p = self.predict(x)?;
-        Ok(p.outer_iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i as u32)
-            })
-            .collect())
+        Ok(crate::trainer::argmax_rows(&self.predict(x)?))
     }
 }
 
@@ -279,10 +265,7 @@ pub fn qat_fine_tune(
 ) -> Result<(MlpModel, History)> {
     let net = model.network();
     let arch = net.architecture();
-    let x = match model.standardizer_ref() {
-        Some(s) => s.transform(&train.x)?,
-        None => train.x.clone(),
-    };
+    let x = model.standardize(&train.x)?;
     let train = Dataset::new(x, train.y.clone(), train.features.clone())?;
     let mut c = config.clone();
     c.hidden = arch.hidden.clone();

@@ -398,9 +398,12 @@ impl MlpModel {
         self.loss
     }
 
-    /// Its standardization.
-    pub(crate) fn standardizer_ref(&self) -> Option<&Standardizer> {
-        self.standardizer.as_ref()
+    /// `x` standardized as the model standardizes its inputs (a copy when it does not).
+    pub(crate) fn standardize(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        match &self.standardizer {
+            Some(s) => s.transform(x),
+            None => Ok(x.clone()),
+        }
     }
 
     /// A model of `net` for the classes and features of `like` (no standardization).
@@ -450,15 +453,7 @@ impl MlpModel {
 
     /// Predicted class per row (classification).
     pub fn predict_labels(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
-        let p = self.predict(x)?;
-        Ok(p.outer_iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i as u32)
-            })
-            .collect())
+        Ok(argmax_rows(&self.predict(x)?))
     }
 
     /// Reads a model saved by [`Model::save`], checking every file's SHA-256.
@@ -1161,6 +1156,18 @@ impl DpPlan {
             accountant: accountant.map(|a| a.name().to_string()),
         })
     }
+}
+
+/// The index of each row's largest value (the predicted class).
+pub(crate) fn argmax_rows(p: &Array2<f32>) -> Vec<u32> {
+    p.outer_iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i as u32)
+        })
+        .collect()
 }
 
 /// Scales each layer's last step by its multiplier: p = before + m · (p − before).

@@ -8,18 +8,9 @@ use aistd_training::compress::{
     Mask, PruneConfig, fine_tune_pruned, magnitude_mask, prune_iteratively, weight_sparsity,
 };
 use aistd_training::data::Dataset;
-use aistd_training::optim::{OptimizerConfig, OptimizerKind};
-use aistd_training::{MlpModel, Model, NdarrayTrainer, Silent, TrainConfig, metrics};
+use aistd_training::{MlpModel, Model, NdarrayTrainer, Silent, metrics};
 
-fn config(epochs: usize) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.hidden = vec![128];
-    c.epochs = epochs;
-    c.batch_size = 64;
-    c.optimizer = OptimizerConfig::new(OptimizerKind::adam(), 1e-3);
-    c.seed = 0;
-    c
-}
+use common::mlp128 as config;
 
 fn accuracy(m: &MlpModel, d: &Dataset) -> f64 {
     let pred = m.predict_labels(d.x.view()).expect("predict");

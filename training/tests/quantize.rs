@@ -4,18 +4,10 @@
 
 mod common;
 
-use aistd_training::optim::{OptimizerConfig, OptimizerKind};
 use aistd_training::quantize::{QuantizedMlp, qat_fine_tune};
-use aistd_training::{Model, NdarrayTrainer, Silent, TrainConfig, metrics};
+use aistd_training::{Model, NdarrayTrainer, Silent, metrics};
 
-fn config(epochs: usize) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.hidden = vec![128];
-    c.epochs = epochs;
-    c.batch_size = 64;
-    c.optimizer = OptimizerConfig::new(OptimizerKind::adam(), 1e-3);
-    c
-}
+use common::mlp128 as config;
 
 #[test]
 fn int8_digits_mlp_keeps_accuracy_at_a_quarter_of_the_size() {

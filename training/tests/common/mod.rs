@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use aistd_training::PrivacyAccountant;
 use aistd_training::data::{self, Dataset};
+use aistd_training::optim::{OptimizerConfig, OptimizerKind};
+use aistd_training::{PrivacyAccountant, TrainConfig};
 
 /// Digits split 75/25 (stratified, seed 42), pixels scaled to [0, 1] by their bound 16.
 pub(crate) fn digits_unit() -> (Dataset, Dataset) {
@@ -29,4 +30,15 @@ impl PrivacyAccountant for Basic {
     fn epsilon(&self, _q: f64, sigma: f64, steps: u64, delta: f64) -> aistd_training::Result<f64> {
         Ok(steps as f64 * (2.0 * (1.25 / delta).ln()).sqrt() / sigma)
     }
+}
+
+/// The digits MLP 64 → 128 → 10: Adam at 1e-3, batches of 64, seed 0.
+pub(crate) fn mlp128(epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.hidden = vec![128];
+    c.epochs = epochs;
+    c.batch_size = 64;
+    c.optimizer = OptimizerConfig::new(OptimizerKind::adam(), 1e-3);
+    c.seed = 0;
+    c
 }
