@@ -1553,14 +1553,7 @@ pub(crate) fn fit_with(
                         let pred: Vec<u32> = if loss == Loss::BinaryCrossEntropy {
                             out.column(0).iter().map(|z| u32::from(*z > 0.0)).collect()
                         } else {
-                            out.outer_iter()
-                                .map(|r| {
-                                    r.iter()
-                                        .enumerate()
-                                        .max_by(|a, b| a.1.total_cmp(b.1))
-                                        .map_or(0, |(i, _)| i as u32)
-                                })
-                                .collect()
+                            argmax_rows(&out)
                         };
                         metrics::accuracy(c, &pred)?
                     }
