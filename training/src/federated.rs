@@ -271,9 +271,10 @@ fn l2(v: &[f32]) -> f64 {
         .sqrt()
 }
 
-/// Federated training over `clients`; `valid` (held by the server, optional) is evaluated
-/// after every round. `accountant` turns client-level DP into ε. The observer's `cancelled`
-/// is honoured between rounds.
+/// Federated training over `clients`. `valid`, held by the server, is required: it defines the
+/// classes and features (the architecture) and is evaluated after every round (`None` is
+/// refused with a typed error). `accountant` turns client-level DP into ε. The observer's
+/// `cancelled` is honoured between rounds.
 pub fn train_federated(
     clients: &[&dyn Client],
     valid: Option<&Dataset>,
@@ -282,8 +283,7 @@ pub fn train_federated(
     observer: &mut dyn Observer,
 ) -> Result<(MlpModel, FederatedHistory)> {
     validate(clients, config)?;
-    // The architecture: from a validation set or the first client's shape, via one dry run
-    // of local training (which also checks the data).
+    // The architecture: the server's validation data's features and classes.
     let template = match valid {
         Some(v) => v.clone(),
         None => {
