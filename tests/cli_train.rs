@@ -815,7 +815,33 @@ fn compress_prunes_a_saved_model_and_reports_before_and_after() {
         "--json",
     ]);
     assert!((e["accuracy"].as_f64().expect("acc") - acc(after)).abs() < 1e-12);
+    // int8: a quarter of the bytes, the same accuracy within half a point, loadable.
+    let q_dir = dir.path().join("int8");
+    let v = json(&[
+        "compress",
+        "--model",
+        dense.to_str().expect("utf-8"),
+        "--quantize",
+        "int8",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--out",
+        q_dir.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let (before, after) = (&v["before"], &v["after"]);
+    assert!(after["bytes"].as_u64().expect("b") * 3 < before["bytes"].as_u64().expect("b"));
+    assert!(acc(after) >= acc(before) - 0.005, "{v}");
+    assert!(after["predict_us_per_row"]["one_row"].as_f64().expect("us") > 0.0);
+    let q = aistd::training::quantize::QuantizedMlp::load(&q_dir).expect("int8 model");
+    assert_eq!(
+        q.model().task(),
+        aistd::training::MlpModel::load(&dense).expect("f32").task()
+    );
     for (extra, want) in [
+        (vec!["--quantize", "int4"], "int8"),
         (vec!["--prune", "1.5"], "[0, 1)"),
         (vec!["--prune", "0.5", "--scope", "row"], "--scope"),
         (

@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::print_json;
 use aistd::glue::RdpAccountant;
+use aistd_training::quantize::QuantizedMlp;
 use aistd_training::{AdversarialConfig, Attack, DpConfig, FineTune, Norm, evaluate_robustness};
 
 /// Where the data comes from and how it is split (`aistd train`, `aistd tune`).
@@ -351,8 +352,13 @@ fn take(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch> {
 
 /// Test metrics of `model` on `d` (its class names mapped by name).
 fn evaluate(model: &MlpModel, d: &Dataset) -> Result<serde_json::Value> {
-    let p = model.predict(d.x.view())?;
-    Ok(match (model.task(), &d.y) {
+    metrics_of(model.task(), model.predict(d.x.view())?, d)
+}
+
+/// Metrics of predictions `p` (probabilities for classes, values otherwise) of a model for
+/// `task` on `d`.
+fn metrics_of(task: &Task, p: ndarray::Array2<f32>, d: &Dataset) -> Result<serde_json::Value> {
+    Ok(match (task, &d.y) {
         (
             Task::Classification { classes },
             aistd_training::data::Target::Classes { labels, names },
@@ -368,8 +374,16 @@ fn evaluate(model: &MlpModel, d: &Dataset) -> Result<serde_json::Value> {
                         .with_context(|| format!("class {name:?} is unknown to the model"))
                 })
                 .collect::<Result<_>>()?;
-            let pred = model.predict_labels(d.x.view())?;
             let probs: Vec<Vec<f32>> = p.outer_iter().map(|r| r.to_vec()).collect();
+            let pred: Vec<u32> = probs
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i as u32)
+                })
+                .collect();
             let mut v = serde_json::json!({
                 "rows": d.len(),
                 "accuracy": metrics::accuracy(&truth, &pred)?,
@@ -1305,8 +1319,19 @@ pub(crate) struct CompressArgs {
     #[arg(long)]
     model: PathBuf,
     /// Prune this fraction of the weights (in [0, 1)), fine-tuning on --data.
+    #[arg(
+        long,
+        required_unless_present = "quantize",
+        conflicts_with = "quantize"
+    )]
+    prune: Option<f32>,
+    /// Quantize to `int8` (weights per output channel, activation scales calibrated on up to
+    /// 1,000 rows of --data); writes an `aistd-mlp-int8` model.
     #[arg(long)]
-    prune: f32,
+    quantize: Option<String>,
+    /// With --quantize: one weight scale per layer instead of per output channel.
+    #[arg(long, requires = "quantize")]
+    per_tensor: bool,
     /// `layer` (the same sparsity in each layer, as Han et al.) or `global`.
     #[arg(long, default_value = "layer")]
     scope: String,
@@ -1360,13 +1385,53 @@ pub(crate) fn compress(a: CompressArgs) -> Result<ExitCode> {
         Some(t) => prep.dataset(std::slice::from_ref(&read_batch(t)?))?,
         None => train.clone(),
     };
+    let size = |d: &Path| std::fs::metadata(d.join("model.safetensors")).map(|m| m.len());
+    let timed = |f: &dyn Fn(ndarray::ArrayView2<f32>) -> Result<ndarray::Array2<f32>>| -> Result<serde_json::Value> {
+        let one = test.x.select(ndarray::Axis(0), &[0]);
+        let time = |x: ndarray::ArrayView2<f32>, reps: usize| -> Result<f64> {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f(x)?;
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / (reps * x.nrows().max(1)) as f64)
+        };
+        Ok(serde_json::json!({
+            "one_row": time(one.view(), 2000)?,
+            "all_rows": time(test.x.view(), 20)?,
+        }))
+    };
+    let Some(prune) = a.prune else {
+        let scheme = a.quantize.as_deref().unwrap_or_default();
+        if scheme != "int8" {
+            bail!("--quantize must be int8, not `{scheme}`");
+        }
+        let rows: Vec<usize> = (0..train.len().min(1000)).collect();
+        let calib = train.x.select(ndarray::Axis(0), &rows);
+        let q = QuantizedMlp::quantize(&model, calib.view(), !a.per_tensor)?;
+        q.save(&a.out)?;
+        let out = serde_json::json!({
+            "before": {
+                "bytes": size(&a.model)?,
+                "metrics": evaluate(&model, &test)?,
+                "predict_us_per_row": timed(&|x| Ok(model.predict(x)?))?,
+            },
+            "after": {
+                "bytes": size(&a.out)?,
+                "metrics": metrics_of(model.task(), q.predict(test.x.view())?, &test)?,
+                "predict_us_per_row": timed(&|x| Ok(q.predict(x)?))?,
+            },
+            "per_channel": !a.per_tensor,
+            "model_dir": a.out,
+        });
+        return report_compression(&out, a.json);
+    };
     let mut target = match (a.scope.as_str(), a.neurons) {
-        (_, true) => PruneConfig::neurons(a.prune),
-        ("layer", false) => PruneConfig::per_layer(a.prune),
-        ("global", false) => PruneConfig::global(a.prune),
+        (_, true) => PruneConfig::neurons(prune),
+        ("layer", false) => PruneConfig::per_layer(prune),
+        ("global", false) => PruneConfig::global(prune),
         (other, false) => bail!("--scope must be layer or global, not `{other}`"),
     };
-    target.sparsity = a.prune;
+    target.sparsity = prune;
     let mut config = TrainConfig::default();
     config.epochs = a.epochs;
     config.optimizer = OptimizerConfig::new(OptimizerKind::adam(), a.lr);
@@ -1389,21 +1454,12 @@ pub(crate) fn compress(a: CompressArgs) -> Result<ExitCode> {
     let seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     pruned.save(&a.out)?;
-    let size = |d: &Path| std::fs::metadata(d.join("model.safetensors")).map(|m| m.len());
-    let latency = |m: &MlpModel| -> Result<f64> {
-        let t = std::time::Instant::now();
-        let reps = 20;
-        for _ in 0..reps {
-            m.predict(test.x.view())?;
-        }
-        Ok(t.elapsed().as_secs_f64() * 1e6 / (reps * test.len().max(1)) as f64)
-    };
     let report = |m: &MlpModel, dir: &Path| -> Result<serde_json::Value> {
         Ok(serde_json::json!({
             "bytes": size(dir)?,
             "weight_sparsity": weight_sparsity(m.network()),
             "metrics": evaluate(m, &test)?,
-            "predict_us_per_row": latency(m)?,
+            "predict_us_per_row": timed(&|x| Ok(m.predict(x)?))?,
         }))
     };
     let out = serde_json::json!({
@@ -1413,19 +1469,25 @@ pub(crate) fn compress(a: CompressArgs) -> Result<ExitCode> {
         "seconds": seconds,
         "model_dir": a.out,
     });
-    if a.json {
-        print_json(&out)?;
+    report_compression(&out, a.json)
+}
+
+/// Prints `aistd compress`'s before/after report.
+fn report_compression(out: &serde_json::Value, json: bool) -> Result<ExitCode> {
+    if json {
+        print_json(out)?;
     } else {
         for k in ["before", "after"] {
+            let us = &out[k]["predict_us_per_row"];
             println!(
-                "{k:>6}: {} bytes, sparsity {:.3}, {:.2} µs/row, {}",
+                "{k:>6}: {} bytes, {:.2} µs for one row, {:.2} µs/row for all, {}",
                 out[k]["bytes"],
-                out[k]["weight_sparsity"].as_f64().unwrap_or(0.0),
-                out[k]["predict_us_per_row"].as_f64().unwrap_or(0.0),
+                us["one_row"].as_f64().unwrap_or(0.0),
+                us["all_rows"].as_f64().unwrap_or(0.0),
                 out[k]["metrics"]
             );
         }
-        println!("compressed model in {}", a.out.display());
+        println!("compressed model in {}", out["model_dir"]);
     }
     Ok(ExitCode::SUCCESS)
 }

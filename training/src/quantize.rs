@@ -12,12 +12,17 @@
 //! and backward passes on fake-quantized weights and applies the update to the full-precision
 //! ones (the straight-through estimator); activations are not fake-quantized.
 
+use std::path::Path;
+
 use ndarray::{Array2, ArrayView2};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::{Loss, Mlp};
-use crate::trainer::{History, MlpModel, NdarrayTrainer, Observer, Task, TrainConfig, Warm};
+use crate::trainer::{
+    History, MlpModel, NdarrayTrainer, Observer, Task, TrainConfig, Warm, read_f32,
+    read_model_files,
+};
 
 /// One quantized dense layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +239,130 @@ impl QuantizedMlp {
     /// Predicted class per row.
     pub fn predict_labels(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
         Ok(crate::trainer::argmax_rows(&self.predict(x)?))
+    }
+}
+
+/// The format name in a quantized model's `manifest.json`.
+pub const FORMAT_INT8: &str = "aistd-mlp-int8";
+
+impl QuantizedMlp {
+    /// Writes `model.safetensors` (per layer `layers.N.weight` as I8 `[out, in]`, its F32
+    /// `weight_scale` `[out]`, `input_scale` `[1]` and `bias` `[out]`) and `manifest.json` (format
+    /// `aistd-mlp-int8`, with the preprocessing and the SHA-256 of the weights), atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (l, q) in self.layers.iter().enumerate() {
+            let (i, o) = (q.inputs, q.outputs);
+            let w: Vec<u8> = (0..o)
+                .flat_map(|c| (0..i).map(move |r| q.weights[r * o + c] as i8 as u8))
+                .collect();
+            let t = |n: &str| format!("layers.{l}.{n}");
+            tensors.push((t("weight"), safetensors::Dtype::I8, vec![o, i], w));
+            tensors.push((
+                t("weight_scale"),
+                safetensors::Dtype::F32,
+                vec![o],
+                f32s(&q.weight_scale),
+            ));
+            tensors.push((
+                t("input_scale"),
+                safetensors::Dtype::F32,
+                vec![1],
+                f32s(&[q.input_scale]),
+            ));
+            tensors.push((t("bias"), safetensors::Dtype::F32, vec![o], f32s(&q.bias)));
+        }
+        tensors.push((
+            "quantization.per_channel".into(),
+            safetensors::Dtype::U8,
+            vec![1],
+            vec![u8::from(self.per_channel)],
+        ));
+        let views = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::invalid("safetensors", e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, &None)
+            .map_err(|e| Error::invalid("safetensors", e.to_string()))?;
+        self.model.write_files(dir, FORMAT_INT8, &bytes)
+    }
+
+    /// Reads a model written by [`QuantizedMlp::save`], checking the weights' SHA-256.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let (m, bytes, wpath) = read_model_files(dir, FORMAT_INT8)?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::io(&wpath, format!("not safetensors: {e}")))?;
+        let raw = |name: &str, dtype: safetensors::Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+            let t = st
+                .tensor(name)
+                .map_err(|e| Error::io(&wpath, format!("tensor {name}: {e}")))?;
+            if t.dtype() != dtype || t.shape() != shape {
+                return Err(Error::io(
+                    &wpath,
+                    format!(
+                        "tensor {name} is {:?} {:?}, expected {dtype:?} {shape:?}",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            Ok(t.data().to_vec())
+        };
+        let per_channel = raw("quantization.per_channel", safetensors::Dtype::U8, &[1])?[0] != 0;
+        let mut layers = Vec::new();
+        let mut params = Vec::with_capacity(m.architecture.parameters());
+        for (l, (i, o)) in m.architecture.layers().into_iter().enumerate() {
+            let t = |n: &str| format!("layers.{l}.{n}");
+            let w = raw(&t("weight"), safetensors::Dtype::I8, &[o, i])?;
+            let weight_scale = read_f32(&st, &t("weight_scale"), &[o], &wpath)?;
+            let input_scale = read_f32(&st, &t("input_scale"), &[1], &wpath)?[0];
+            let bias = read_f32(&st, &t("bias"), &[o], &wpath)?;
+            // [out, in] on disk; [in][out] here.
+            let weights: Vec<i16> = (0..i)
+                .flat_map(|r| (0..o).map(move |c| (r, c)))
+                .map(|(r, c)| i16::from(w[c * i + r] as i8))
+                .collect();
+            if weights.iter().any(|q| *q < -127) || !(input_scale > 0.0 && input_scale.is_finite())
+            {
+                return Err(Error::io(
+                    &wpath,
+                    format!("layer {l}: values outside the int8 scheme"),
+                ));
+            }
+            params.extend(
+                weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, q)| f32::from(*q) * weight_scale[k % o]),
+            );
+            params.extend_from_slice(&bias);
+            layers.push(QLayer {
+                inputs: i,
+                outputs: o,
+                weights,
+                weight_scale,
+                input_scale,
+                bias,
+            });
+        }
+        let net = Mlp::from_parameters(m.architecture.clone(), params)?;
+        Ok(Self {
+            layers,
+            model: MlpModel::from_manifest(net, m),
+            per_channel,
+        })
+    }
+
+    /// The f32 model this was quantized from (metadata, preprocessing; after [`QuantizedMlp::load`],
+    /// its weights are the dequantized ones).
+    pub fn model(&self) -> &MlpModel {
+        &self.model
     }
 }
 

@@ -309,23 +309,23 @@ pub struct MlpModel {
 
 /// `manifest.json` of a saved [`MlpModel`].
 #[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
-    format: String,
-    version: u32,
-    architecture: Architecture,
-    loss: Loss,
+pub(crate) struct Manifest {
+    pub(crate) format: String,
+    pub(crate) version: u32,
+    pub(crate) architecture: Architecture,
+    pub(crate) loss: Loss,
     #[serde(flatten)]
-    task: Task,
-    features: Vec<String>,
-    standardizer: Option<Standardizer>,
+    pub(crate) task: Task,
+    pub(crate) features: Vec<String>,
+    pub(crate) standardizer: Option<Standardizer>,
     /// Preprocessing of Arrow input, when the model was trained from Arrow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    preprocessor: Option<Preprocessor>,
+    pub(crate) preprocessor: Option<Preprocessor>,
     /// What differentially private training spent, when the model was trained with DP-SGD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    privacy: Option<PrivacySpent>,
+    pub(crate) privacy: Option<PrivacySpent>,
     /// File name → SHA-256 (hex).
-    files: std::collections::BTreeMap<String, String>,
+    pub(crate) files: std::collections::BTreeMap<String, String>,
 }
 
 const FORMAT: &str = "aistd-mlp";
@@ -383,6 +383,56 @@ impl MlpModel {
         self.check_features(&x)?;
         let grad = |v: ArrayView2<f32>| self.input_gradient(v, y);
         perturb(attack, x, bounds, rng, &grad)
+    }
+
+    /// The manifest of this model, in `format`, listing `files` (name → SHA-256).
+    pub(crate) fn manifest(
+        &self,
+        format: &str,
+        files: std::collections::BTreeMap<String, String>,
+    ) -> Manifest {
+        Manifest {
+            format: format.into(),
+            version: 1,
+            architecture: self.net.architecture().clone(),
+            loss: self.loss,
+            task: self.task.clone(),
+            features: self.features.clone(),
+            standardizer: self.standardizer.clone(),
+            preprocessor: self.preprocessor.clone(),
+            privacy: self.privacy.clone(),
+            files,
+        }
+    }
+
+    /// Writes `weights` as `dir/model.safetensors` and this model's manifest in `format`
+    /// (with the weights' SHA-256) as `dir/manifest.json`, each atomically.
+    pub(crate) fn write_files(&self, dir: &Path, format: &str, weights: &[u8]) -> Result<()> {
+        write_atomic(&dir.join("model.safetensors"), weights)?;
+        let manifest = self.manifest(
+            format,
+            [(
+                "model.safetensors".to_string(),
+                hex::encode(sha2::Sha256::digest(weights)),
+            )]
+            .into(),
+        );
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        write_atomic(&dir.join("manifest.json"), text.as_bytes())
+    }
+
+    /// A model of `net` with everything else from `m`.
+    pub(crate) fn from_manifest(net: Mlp, m: Manifest) -> Self {
+        Self {
+            net,
+            loss: m.loss,
+            task: m.task,
+            standardizer: m.standardizer,
+            features: m.features,
+            preprocessor: m.preprocessor,
+            privacy: m.privacy,
+        }
     }
 
     /// This model with another network of the same architecture.
@@ -458,28 +508,7 @@ impl MlpModel {
 
     /// Reads a model saved by [`Model::save`], checking every file's SHA-256.
     pub fn load(dir: &Path) -> Result<Self> {
-        let mpath = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
-        if m.format != FORMAT || m.version != 1 {
-            return Err(Error::io(
-                &mpath,
-                format!(
-                    "format {} version {} is not {FORMAT} 1",
-                    m.format, m.version
-                ),
-            ));
-        }
-        let wpath = dir.join("model.safetensors");
-        let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
-        let digest = hex::encode(sha2::Sha256::digest(&bytes));
-        if m.files.get("model.safetensors") != Some(&digest) {
-            return Err(Error::io(
-                &wpath,
-                "its SHA-256 does not match the manifest: the file is corrupt or truncated",
-            ));
-        }
+        let (m, bytes, wpath) = read_model_files(dir, FORMAT)?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::io(&wpath, format!("not safetensors: {e}")))?;
         let mut params = Vec::with_capacity(m.architecture.parameters());
@@ -496,19 +525,12 @@ impl MlpModel {
             }
             params.extend(read_f32(&st, &format!("layers.{l}.bias"), &[o], &wpath)?);
         }
-        Ok(Self {
-            net: Mlp::from_parameters(m.architecture, params)?,
-            loss: m.loss,
-            task: m.task,
-            standardizer: m.standardizer,
-            features: m.features,
-            preprocessor: m.preprocessor,
-            privacy: m.privacy,
-        })
+        let net = Mlp::from_parameters(m.architecture.clone(), params)?;
+        Ok(Self::from_manifest(net, m))
     }
 }
 
-fn read_f32(
+pub(crate) fn read_f32(
     st: &safetensors::SafeTensors<'_>,
     name: &str,
     shape: &[usize],
@@ -531,6 +553,36 @@ fn read_f32(
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// The manifest of the model in `dir` (refused unless in `format`, version 1) and the bytes
+/// of its `model.safetensors`, checked against the manifest's SHA-256; and that file's path.
+pub(crate) fn read_model_files(
+    dir: &Path,
+    format: &str,
+) -> Result<(Manifest, Vec<u8>, std::path::PathBuf)> {
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
+    if m.format != format || m.version != 1 {
+        return Err(Error::io(
+            &mpath,
+            format!(
+                "format {} version {} is not {format} 1",
+                m.format, m.version
+            ),
+        ));
+    }
+    let wpath = dir.join("model.safetensors");
+    let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
+    if m.files.get("model.safetensors") != Some(&hex::encode(sha2::Sha256::digest(&bytes))) {
+        return Err(Error::io(
+            &wpath,
+            "its SHA-256 does not match the manifest: the file is corrupt or truncated",
+        ));
+    }
+    Ok((m, bytes, wpath))
 }
 
 /// Layer `l`'s weights stored sparsely (`layers.{l}.weight.indices`/`.values`), as `len`
@@ -571,7 +623,7 @@ fn read_sparse(
 }
 
 /// Writes `bytes` to `path` atomically (a temporary file, synced, then renamed).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -658,27 +710,7 @@ impl Model for MlpModel {
             .collect::<Result<_>>()?;
         let bytes = safetensors::serialize(views, &None)
             .map_err(|e| Error::invalid("safetensors", e.to_string()))?;
-        let wpath = dir.join("model.safetensors");
-        write_atomic(&wpath, &bytes)?;
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            version: 1,
-            architecture: self.net.architecture().clone(),
-            loss: self.loss,
-            task: self.task.clone(),
-            features: self.features.clone(),
-            standardizer: self.standardizer.clone(),
-            preprocessor: self.preprocessor.clone(),
-            privacy: self.privacy.clone(),
-            files: [(
-                "model.safetensors".to_string(),
-                hex::encode(sha2::Sha256::digest(&bytes)),
-            )]
-            .into(),
-        };
-        let text = serde_json::to_string_pretty(&manifest)
-            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-        write_atomic(&dir.join("manifest.json"), text.as_bytes())
+        self.write_files(dir, FORMAT, &bytes)
     }
 }
 

@@ -48,6 +48,37 @@ fn int8_digits_mlp_keeps_accuracy_at_a_quarter_of_the_size() {
             .fold(0.0f32, f32::max);
         assert!(worst < 0.25, "largest probability difference {worst}");
     }
+    // Saved and loaded: the same predictions; the f32 loader refuses the int8 format and a
+    // damaged file is detected.
+    let q = QuantizedMlp::quantize(&model, calib.view(), true).expect("quantize");
+    let (f_dir, q_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    model.save(f_dir.path()).expect("save");
+    q.save(q_dir.path()).expect("save");
+    let loaded = QuantizedMlp::load(q_dir.path()).expect("load");
+    assert_eq!(
+        loaded.predict(test.x.view()).expect("p"),
+        q.predict(test.x.view()).expect("p")
+    );
+    let size = |d: &std::path::Path| {
+        std::fs::metadata(d.join("model.safetensors"))
+            .expect("file")
+            .len()
+    };
+    let (f_bytes, q_bytes) = (size(f_dir.path()), size(q_dir.path()));
+    eprintln!("model.safetensors: f32 {f_bytes} bytes, int8 {q_bytes} bytes");
+    assert!(q_bytes * 3 < f_bytes, "{q_bytes} vs {f_bytes}");
+    let e = aistd_training::MlpModel::load(q_dir.path()).expect_err("int8 format");
+    assert!(e.to_string().contains("aistd-mlp-int8"), "{e}");
+    let w = q_dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&w).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&w, bytes).expect("write");
+    let e = QuantizedMlp::load(q_dir.path()).expect_err("corrupt");
+    assert!(e.to_string().contains("SHA-256"), "{e}");
     // Quantization-aware fine-tuning: a few epochs on fake-quantized weights.
     let (qat, _) = qat_fine_tune(&model, &train, &config(3), true, &mut Silent).expect("qat");
     let q = QuantizedMlp::quantize(&qat, calib.view(), true).expect("quantize");
