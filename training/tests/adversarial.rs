@@ -129,15 +129,18 @@ fn adversarial_examples_stay_in_the_ball_and_the_bounds_and_gradients_go_through
         Attack::pgd(Norm::Linf, 0.1),
         Attack::pgd(Norm::L2, 0.8),
     ] {
-        let adv = model
-            .adversarial(
-                x.view(),
-                Targets::Classes(labels),
-                &attack,
-                Some((0.0, 1.0)),
-                &mut Rng::new(4),
-            )
-            .expect("attack");
+        let run = || {
+            model
+                .adversarial(
+                    x.view(),
+                    Targets::Classes(labels),
+                    &attack,
+                    Some((0.0, 1.0)),
+                    &mut Rng::new(4),
+                )
+                .expect("attack")
+        };
+        let adv = run();
         for (a, x0) in adv.outer_iter().zip(x.outer_iter()) {
             assert!(a.iter().all(|v| (0.0..=1.0).contains(v)), "bounds");
             let d: Vec<f32> = a.iter().zip(x0.iter()).map(|(a, b)| a - b).collect();
@@ -148,16 +151,7 @@ fn adversarial_examples_stay_in_the_ball_and_the_bounds_and_gradients_go_through
             assert!(size <= attack.epsilon() + 1e-5, "{attack:?}: {size}");
         }
         // The same generator gives the same examples.
-        let again = model
-            .adversarial(
-                x.view(),
-                Targets::Classes(labels),
-                &attack,
-                Some((0.0, 1.0)),
-                &mut Rng::new(4),
-            )
-            .expect("attack");
-        assert_eq!(adv, again);
+        assert_eq!(adv, run());
     }
 }
 
