@@ -15,7 +15,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime, opacus' 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PEERS[@]}"
+  # No wheel cache: torch's wheels alone would leave ~4 GB under ~/.cache/pip.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "${PEERS[@]}"
 fi
 "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, torch; print("pyarrow", pyarrow.__version__, "| pandas", pandas.__version__, "| pycryptodome", Crypto.__version__, "| jsonschema", jsonschema.__version__, "| torch", torch.__version__)'
 # The `tch` feature (the libtorch training backend: clippy's --all-features and the tch steps) links the
@@ -23,6 +24,10 @@ fi
 # shared libraries from there (DEVELOPERS.md).
 TORCH_LIB=$("$VENV/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH" LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# One pass over a fresh tree gains nothing from incremental compilation, whose caches take ~1.6 GB
+# here; set CARGO_INCREMENTAL=1 to keep them between runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
