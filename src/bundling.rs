@@ -9,7 +9,7 @@ use aistd_deploy::{
     Bundle, DataType, Manifest, Predictor, Runtimes, Tensor, TensorData, TensorSpec,
 };
 use aistd_training::preprocess::{ColumnPlan, TargetPlan};
-use aistd_training::{MlpModel, Model};
+use aistd_training::{MlpModel, Model, SavedMlp};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema};
 
@@ -166,10 +166,11 @@ type ColumnsMode = (Vec<(String, bool)>, Option<Vec<String>>);
 /// A trained model loaded from a bundle, as a [`Predictor`]: input `input` (FP32, rows ×
 /// features) to output `output` (FP32, rows × outputs), through [`Model::predict`]; or, for a
 /// bundle made by [`columns_manifest`], raw columns through the model's preprocessing to
-/// `output` and `label`.
+/// `output` and `label`. The model files may be f32 or int8 (`aistd compress --quantize int8`):
+/// an int8 model is served on its integer path.
 #[derive(Debug)]
 pub struct MlpPredictor {
-    model: MlpModel,
+    model: SavedMlp,
     /// Columns mode: the input columns and whether each is numeric; the class names.
     columns: Option<ColumnsMode>,
 }
@@ -178,7 +179,7 @@ impl MlpPredictor {
     /// Loads the model files of `bundle` (checked against their own manifest too).
     pub fn load(bundle: &Bundle) -> aistd_deploy::Result<Self> {
         let m = bundle.manifest();
-        let model = MlpModel::load(bundle.dir()).map_err(|e| aistd_deploy::Error::Runtime {
+        let model = SavedMlp::load(bundle.dir()).map_err(|e| aistd_deploy::Error::Runtime {
             model: m.name.clone(),
             reason: format!("loading the model files: {e}"),
         })?;
@@ -189,7 +190,7 @@ impl MlpPredictor {
             });
         }
         // The manifest must be the one the model's preprocessing gives.
-        let want = columns_manifest(&model, &m.name, &m.version)?;
+        let want = columns_manifest(model.float(), &m.name, &m.version)?;
         if want.inputs != m.inputs || want.outputs != m.outputs {
             return Err(invalid(
                 format!("bundle {}:{}", m.name, m.version),
@@ -197,6 +198,7 @@ impl MlpPredictor {
             ));
         }
         let p = model
+            .float()
             .preprocessor()
             .ok_or_else(|| invalid(format!("model {}", m.name), "has no preprocessing"))?;
         let cols = want

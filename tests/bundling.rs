@@ -130,6 +130,15 @@ fn loans(n: usize, seed: u64) -> arrow_array::RecordBatch {
     .expect("batch")
 }
 
+/// The `output` tensor of a response, as FP32 values.
+fn probabilities(r: &aistd::deploy::InferResponse) -> Vec<f32> {
+    r.output("output")
+        .expect("output")
+        .as_fp32()
+        .expect("fp32")
+        .to_vec()
+}
+
 #[test]
 fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
     use aistd::bundling::{bundle_columns_model, columns_manifest, columns_request};
@@ -185,12 +194,8 @@ fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
         .predict_batches(std::slice::from_ref(&test))
         .expect("predict");
     assert_eq!(
-        served
-            .output("output")
-            .expect("output")
-            .as_fp32()
-            .expect("fp32"),
-        want.iter().copied().collect::<Vec<_>>().as_slice()
+        probabilities(&served),
+        want.iter().copied().collect::<Vec<_>>()
     );
     let labels = match &served.output("label").expect("label").data {
         TensorData::Bytes(v) => v.clone(),
@@ -205,6 +210,26 @@ fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
         .filter(|i| labels[*i] == truth.value(*i).as_bytes())
         .count();
     assert!(right >= 40, "{right} of 50 labels right");
+
+    // The model quantized to int8 (what `aistd compress --quantize int8` writes) is served on
+    // its integer path: the int8 model's own probabilities, not the f32 ones.
+    let q = aistd::training::quantize::QuantizedMlp::quantize(&model, ds.x.view(), true)
+        .expect("quantize");
+    let q_dir = tmp.path().join("int8");
+    q.save(&q_dir).expect("save");
+    let qb = bundle_columns_model(q.model(), &q_dir, "loans", "2", &tmp.path().join("bundle8"))
+        .expect("bundle");
+    let qep = aistd::bundling::runtimes().load(&qb).expect("load int8");
+    let request = columns_request(qb.manifest(), &test).expect("request");
+    let served = block_on(qep.infer(request)).expect("infer");
+    let want8 = q
+        .predict_batches(std::slice::from_ref(&test))
+        .expect("predict");
+    assert_ne!(want8, want, "int8 probabilities differ from the f32 ones");
+    assert_eq!(
+        probabilities(&served),
+        want8.iter().copied().collect::<Vec<_>>()
+    );
 
     // A model without preprocessing cannot take raw columns.
     let (plain, _, _) = trained(&tmp.path().join("plain"));

@@ -837,6 +837,38 @@ fn compress_prunes_a_saved_model_and_reports_before_and_after() {
         q.model().task(),
         aistd::training::MlpModel::load(&dense).expect("f32").task()
     );
+    // `aistd evaluate` scores the int8 model on its integer path: the accuracy compress reported.
+    let e = json(&[
+        "evaluate",
+        "--model",
+        q_dir.to_str().expect("utf-8"),
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--json",
+    ]);
+    assert_eq!(e["format"], "aistd-mlp-int8", "{e}");
+    assert!(
+        (e["accuracy"].as_f64().expect("acc") - acc(after)).abs() < 1e-12,
+        "{e} {v}"
+    );
+    refused(
+        &[
+            "evaluate",
+            "--model",
+            q_dir.to_str().expect("utf-8"),
+            "--data",
+            d,
+            "--target",
+            "digit",
+            "--attack",
+            "fgsm",
+            "--adv-epsilon",
+            "0.1",
+        ],
+        "no gradients",
+    );
     for (extra, want) in [
         (vec!["--quantize", "int4"], "int8"),
         (vec!["--prune", "1.5"], "[0, 1)"),

@@ -317,7 +317,7 @@ pub(crate) struct TuneArgs {
 /// `aistd evaluate`.
 #[derive(Debug, Args)]
 pub(crate) struct EvaluateArgs {
-    /// A model directory written by `aistd train`.
+    /// A model directory written by `aistd train` or `aistd compress` (f32 or int8).
     #[arg(long)]
     model: PathBuf,
     /// Data with the model's feature columns and its target column.
@@ -653,7 +653,8 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
 
 /// `aistd evaluate`.
 pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
-    let model = MlpModel::load(&a.model)?;
+    let saved = aistd_training::SavedMlp::load(&a.model)?;
+    let model = saved.float();
     let prep = model
         .preprocessor()
         .context("the model has no saved preprocessing; retrain it with `aistd train`")?;
@@ -666,11 +667,18 @@ pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
     }
     let batch = read_batch(&a.data)?;
     let d = prep.dataset(std::slice::from_ref(&batch))?;
-    let mut v = evaluate(&model, &d)?;
+    // An int8 model is scored on its integer path.
+    let mut v = metrics_of(model.task(), saved.predict(d.x.view())?, &d)?;
+    v["format"] = saved.format().into();
     if let Some(name) = &a.attack {
+        if let aistd_training::SavedMlp::Int8(_) = saved {
+            bail!(
+                "--attack {name}: an int8 model has no gradients to attack; attack the f32 model it was quantized from"
+            );
+        }
         let at = a.attack_size.attack(name)?;
         v["robustness"] = serde_json::to_value(evaluate_robustness(
-            &model,
+            model,
             &d,
             &robustness_attacks(at),
             None,

@@ -73,10 +73,11 @@ pub mod conformance;
 pub use adversarial::{AdversarialConfig, Attack, Norm, Robustness, evaluate_robustness};
 pub use error::{Error, Result};
 pub use privacy::{DpConfig, PrivacyAccountant, PrivacySpent};
+pub use quantize::SavedMlp;
 #[cfg(feature = "tch")]
 pub use torch::TchTrainer;
 pub use trainer::{
     EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
-    StepRecord, Task, TrainConfig, Trainer,
+    StepRecord, Task, TrainConfig, Trainer, saved_format,
 };
 pub use transfer::FineTune;

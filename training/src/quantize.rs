@@ -20,8 +20,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::{Loss, Mlp};
 use crate::trainer::{
-    History, MlpModel, NdarrayTrainer, Observer, Task, TrainConfig, Warm, read_f32,
-    read_model_files,
+    History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Task, TrainConfig, Warm,
+    read_f32, read_model_files, saved_format,
 };
 
 /// One quantized dense layer.
@@ -363,6 +363,99 @@ impl QuantizedMlp {
     /// its weights are the dequantized ones).
     pub fn model(&self) -> &MlpModel {
         &self.model
+    }
+
+    /// Predictions for raw Arrow columns, through the preprocessing saved with the model (as
+    /// [`MlpModel::predict_batches`]), on the integer path.
+    pub fn predict_batches(&self, batches: &[arrow_array::RecordBatch]) -> Result<Array2<f32>> {
+        let p = self.model.preprocessor().ok_or_else(|| {
+            Error::invalid("predict", "the model was not trained from Arrow data")
+        })?;
+        self.predict(p.features(batches)?.view())
+    }
+}
+
+/// The integer path behind the [`Model`] trait: `predict` is [`QuantizedMlp::predict`], `save`
+/// writes the int8 format, and [`crate::Trainer::load`] of [`crate::NdarrayTrainer`] reads it back.
+impl Model for QuantizedMlp {
+    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        QuantizedMlp::predict(self, x)
+    }
+
+    fn signature(&self) -> Signature {
+        self.model.signature()
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        QuantizedMlp::save(self, dir)
+    }
+}
+
+/// A model directory of either MLP format, as its manifest names it: f32 (`aistd-mlp`, written
+/// by [`MlpModel`]'s [`Model::save`]) or int8 ([`FORMAT_INT8`], by [`QuantizedMlp::save`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SavedMlp {
+    /// Full precision.
+    Float(MlpModel),
+    /// Quantized to int8.
+    Int8(QuantizedMlp),
+}
+
+impl SavedMlp {
+    /// Reads the model in `dir`, checking its files' SHA-256 as the format's own `load` does.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if saved_format(dir)? == FORMAT_INT8 {
+            Ok(Self::Int8(QuantizedMlp::load(dir)?))
+        } else {
+            // Any other format is reported by the f32 reader.
+            Ok(Self::Float(MlpModel::load(dir)?))
+        }
+    }
+
+    /// The format name in the model's manifest.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Self::Float(_) => crate::trainer::FORMAT,
+            Self::Int8(_) => FORMAT_INT8,
+        }
+    }
+
+    /// The f32 model: task, preprocessing, metadata (for an int8 model, its dequantized weights;
+    /// predictions go through [`Model::predict`] on the integer path instead).
+    pub fn float(&self) -> &MlpModel {
+        match self {
+            Self::Float(m) => m,
+            Self::Int8(q) => q.model(),
+        }
+    }
+
+    /// Predictions for raw Arrow columns through the saved preprocessing.
+    pub fn predict_batches(&self, batches: &[arrow_array::RecordBatch]) -> Result<Array2<f32>> {
+        match self {
+            Self::Float(m) => m.predict_batches(batches),
+            Self::Int8(q) => q.predict_batches(batches),
+        }
+    }
+}
+
+impl Model for SavedMlp {
+    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        match self {
+            Self::Float(m) => m.predict(x),
+            Self::Int8(q) => QuantizedMlp::predict(q, x),
+        }
+    }
+
+    fn signature(&self) -> Signature {
+        self.float().signature()
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        match self {
+            Self::Float(m) => m.save(dir),
+            Self::Int8(q) => q.save(dir),
+        }
     }
 }
 

@@ -328,7 +328,7 @@ pub(crate) struct Manifest {
     pub(crate) files: std::collections::BTreeMap<String, String>,
 }
 
-const FORMAT: &str = "aistd-mlp";
+pub(crate) const FORMAT: &str = "aistd-mlp";
 
 impl MlpModel {
     /// The network.
@@ -553,6 +553,20 @@ pub(crate) fn read_f32(
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// The `format` that the `manifest.json` of the model saved in `dir` names: `aistd-mlp` for an
+/// [`MlpModel`], [`crate::quantize::FORMAT_INT8`] for a [`crate::quantize::QuantizedMlp`].
+pub fn saved_format(dir: &Path) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        format: String,
+    }
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let h: Head = serde_json::from_str(&text)
+        .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
+    Ok(h.format)
 }
 
 /// The manifest of the model in `dir` (refused unless in `format`, version 1) and the bytes
@@ -1894,7 +1908,11 @@ impl Trainer for NdarrayTrainer {
         })
     }
 
+    /// Either format: an f32 [`MlpModel`] or an int8 [`crate::quantize::QuantizedMlp`].
     fn load(&self, dir: &Path) -> Result<Box<dyn Model>> {
-        Ok(Box::new(MlpModel::load(dir)?))
+        Ok(match crate::quantize::SavedMlp::load(dir)? {
+            crate::quantize::SavedMlp::Float(m) => Box::new(m),
+            crate::quantize::SavedMlp::Int8(q) => Box::new(q),
+        })
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use aistd_training::quantize::{QuantizedMlp, qat_fine_tune};
-use aistd_training::{Model, NdarrayTrainer, Silent, metrics};
+use aistd_training::{Model, NdarrayTrainer, SavedMlp, Silent, Trainer, metrics};
 
 use common::mlp128 as config;
 
@@ -72,6 +72,20 @@ fn int8_digits_mlp_keeps_accuracy_at_a_quarter_of_the_size() {
     assert!(q_bytes * 3 < f_bytes, "{q_bytes} vs {f_bytes}");
     let e = aistd_training::MlpModel::load(q_dir.path()).expect_err("int8 format");
     assert!(e.to_string().contains("aistd-mlp-int8"), "{e}");
+    // Either format through one loader (what `aistd evaluate` and serving use), and through the
+    // trainer's `load`: the int8 model on its integer path.
+    let want = q.predict(test.x.view()).expect("p");
+    let any = SavedMlp::load(q_dir.path()).expect("load");
+    assert_eq!(any.format(), aistd_training::quantize::FORMAT_INT8);
+    assert_eq!(Model::predict(&any, test.x.view()).expect("p"), want);
+    let boxed = Trainer::load(&NdarrayTrainer, q_dir.path()).expect("load");
+    assert_eq!(boxed.predict(test.x.view()).expect("p"), want);
+    let f = SavedMlp::load(f_dir.path()).expect("load");
+    assert_eq!(f.format(), "aistd-mlp");
+    assert_eq!(
+        Model::predict(&f, test.x.view()).expect("p"),
+        model.predict(test.x.view()).expect("p")
+    );
     let w = q_dir.path().join("model.safetensors");
     let mut bytes = std::fs::read(&w).expect("read");
     let last = bytes.len() - 1;
