@@ -53,6 +53,7 @@ pub mod compress;
 pub mod data;
 mod error;
 pub mod federated;
+mod int8_kernel;
 pub mod metrics;
 pub mod nn;
 pub mod optim;

@@ -5,8 +5,9 @@
 //! q = round(w / s), s = max|w| / 127. Each layer's input is quantized with a static scale
 //! calibrated on sample data (the largest |x| seen there, / 127), as PyTorch's static
 //! quantization with a min-max observer does. Inference runs integer dot products (i8 × i8 summed
-//! in i32, 16-bit lanes the compiler vectorizes) and rescales each output by s_x · s_w before
-//! adding the f32 bias and applying the activation in f32.
+//! in i32: AVX2's `vpmaddwd` over pairs of inputs where the CPU has it, else 16-bit lanes the
+//! compiler vectorizes; both exact, so their results are identical) and rescales each output by
+//! s_x · s_w before adding the f32 bias and applying the activation in f32.
 //!
 //! Quantization-aware fine-tuning ([`TrainConfig`] through [`qat_fine_tune`]) runs the forward
 //! and backward passes on fake-quantized weights and applies the update to the full-precision
@@ -18,6 +19,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::int8_kernel;
 use crate::nn::{Loss, Mlp};
 use crate::trainer::{
     History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Task, TrainConfig, Warm,
@@ -36,6 +38,33 @@ struct QLayer {
     /// The input's scale.
     input_scale: f32,
     bias: Vec<f32>,
+    /// `weights` packed in pairs of inputs for the vector kernel (`int8_kernel`).
+    packed: Vec<i32>,
+    /// Per output: `input_scale` × `weight_scale`.
+    out_scale: Vec<f32>,
+}
+
+impl QLayer {
+    fn new(
+        (inputs, outputs): (usize, usize),
+        weights: Vec<i16>,
+        weight_scale: Vec<f32>,
+        input_scale: f32,
+        bias: Vec<f32>,
+    ) -> Self {
+        let packed = int8_kernel::pack_weights(&weights, inputs, outputs);
+        let out_scale = weight_scale.iter().map(|s| input_scale * s).collect();
+        Self {
+            out_scale,
+            inputs,
+            outputs,
+            weights,
+            weight_scale,
+            input_scale,
+            bias,
+            packed,
+        }
+    }
 }
 
 /// An MLP with int8 weights and activations.
@@ -60,13 +89,6 @@ fn weight_scales(w: &[f32], inputs: usize, outputs: usize, per_channel: bool) ->
         let m = (0..outputs).map(col_max).fold(0.0f32, f32::max);
         vec![scale(m); outputs]
     }
-}
-
-/// Rounds `t` (|t| ≤ 127) to the nearest integer, ties to even, without a call into libm:
-/// adding and removing 1.5 · 2²³ leaves no fraction bits, in the default rounding mode.
-fn round_to_i16(t: f32) -> i16 {
-    const MAGIC: f32 = 12_582_912.0;
-    ((t + MAGIC) - MAGIC) as i16
 }
 
 fn quantize_value(v: f32, s: f32) -> i16 {
@@ -127,14 +149,13 @@ impl QuantizedMlp {
                 .enumerate()
                 .map(|(k, v)| quantize_value(*v, weight_scale[k % o]))
                 .collect();
-            out.push(QLayer {
-                inputs: i,
-                outputs: o,
+            out.push(QLayer::new(
+                (i, o),
                 weights,
                 weight_scale,
                 input_scale,
-                bias: b.to_vec(),
-            });
+                b.to_vec(),
+            ));
             // The next layer's calibration input: this layer's f32 output.
             if l + 1 < layers.len() {
                 let wv = ndarray::ArrayView2::from_shape((i, o), w)
@@ -173,6 +194,12 @@ impl QuantizedMlp {
 
     /// The raw outputs (logits) of the integer path.
     pub fn forward(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.forward_on(x, true)
+    }
+
+    /// [`QuantizedMlp::forward`], on the AVX2 kernel if `vector` and the CPU has it, else on
+    /// the portable loop.
+    fn forward_on(&self, x: ArrayView2<f32>, vector: bool) -> Result<Array2<f32>> {
         let arch = self.model.network().architecture();
         if x.ncols() != arch.inputs {
             return Err(Error::invalid(
@@ -184,33 +211,45 @@ impl QuantizedMlp {
                 ),
             ));
         }
-        let x = self.model.standardize(&x.to_owned())?;
         let rows = x.nrows();
-        let mut a: Vec<f32> = x.iter().copied().collect();
+        let mut a = self.model.standardized_rows(x);
         let mut q: Vec<i16> = Vec::new();
         let mut acc: Vec<i32> = Vec::new();
         let last = self.layers.len() - 1;
+        let relu = arch.activation == crate::nn::Activation::Relu;
         for (l, layer) in self.layers.iter().enumerate() {
             let (i, o) = (layer.inputs, layer.outputs);
-            q.clear();
             let inv = 1.0 / layer.input_scale;
-            q.extend(
-                a.iter()
-                    .map(|v| round_to_i16((v * inv).clamp(-127.0, 127.0))),
-            );
             let mut next = vec![0.0f32; rows * o];
-            for (qrow, orow) in q.chunks_exact(i).zip(next.chunks_exact_mut(o)) {
-                acc.clear();
-                acc.resize(o, 0);
-                accumulate(&mut acc, qrow, &layer.weights);
-                for (c, (out, v)) in orow.iter_mut().zip(&acc).enumerate() {
-                    let v = *v as f32 * (layer.input_scale * layer.weight_scale[c]) + layer.bias[c];
-                    *out = if l == last {
-                        v
-                    } else {
-                        arch.activation.apply(v)
-                    };
+            let packed = int8_kernel::Packed {
+                inputs: i,
+                outputs: o,
+                weights: &layer.packed,
+                inv_input_scale: inv,
+                out_scale: &layer.out_scale,
+                bias: &layer.bias,
+            };
+            let fused_relu = relu && l < last;
+            if !(vector && int8_kernel::layer(&a, packed, fused_relu, &mut next)) {
+                // The portable path: the same quantization and sums, so the same result.
+                for (x, y) in a.chunks_exact(i).zip(next.chunks_exact_mut(o)) {
+                    q.clear();
+                    q.extend(x.iter().map(|v| int8_kernel::quantize_input(*v, inv)));
+                    acc.clear();
+                    acc.resize(o, 0);
+                    accumulate(&mut acc, &q, &layer.weights);
+                    for ((y, v), (s, b)) in y
+                        .iter_mut()
+                        .zip(&acc)
+                        .zip(layer.out_scale.iter().zip(&layer.bias))
+                    {
+                        let z = *v as f32 * s + b;
+                        *y = if fused_relu { z.max(0.0) } else { z };
+                    }
                 }
+            }
+            if l < last && !relu {
+                next.iter_mut().for_each(|v| *v = arch.activation.apply(*v));
             }
             a = next;
         }
@@ -342,14 +381,13 @@ impl QuantizedMlp {
                     .map(|(k, q)| f32::from(*q) * weight_scale[k % o]),
             );
             params.extend_from_slice(&bias);
-            layers.push(QLayer {
-                inputs: i,
-                outputs: o,
+            layers.push(QLayer::new(
+                (i, o),
                 weights,
                 weight_scale,
                 input_scale,
                 bias,
-            });
+            ));
         }
         let net = Mlp::from_parameters(m.architecture.clone(), params)?;
         Ok(Self {
@@ -502,4 +540,54 @@ pub fn qat_fine_tune(
     c.fake_quantize = Some(per_channel);
     let (m, history) = NdarrayTrainer.fit_mlp(&train, None, &c, observer)?;
     Ok((model.with_network(m.network().clone()), history))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::data::{Dataset, Target};
+    use crate::{NdarrayTrainer, Silent, TrainConfig};
+
+    #[test]
+    fn the_vector_and_portable_paths_give_identical_outputs() {
+        // 40 rows of 9 features, 3 classes; hidden layers of 13 and 70 (odd widths), each
+        // activation.
+        let x =
+            ndarray::Array2::from_shape_fn((40, 9), |(r, c)| ((r * 7 + c * 3) % 11) as f32 - 5.0);
+        let labels = (0..40).map(|r| (r % 3) as u32).collect();
+        let names = ["a", "b", "c"].map(String::from).to_vec();
+        let features = (0..9).map(|c| format!("f{c}")).collect();
+        let d = Dataset::new(x, Target::Classes { labels, names }, features).expect("data");
+        for act in ["relu", "tanh", "gelu", "sigmoid"] {
+            let c = TrainConfig {
+                hidden: vec![13, 70],
+                epochs: 2,
+                activation: crate::nn::Activation::from_name(act).expect("activation"),
+                ..TrainConfig::default()
+            };
+            let (m, _) = NdarrayTrainer
+                .fit_mlp(&d, None, &c, &mut Silent)
+                .expect("fit");
+            let q = super::QuantizedMlp::quantize(&m, d.x.view(), true).expect("quantize");
+            let vector = q.forward_on(d.x.view(), true).expect("vector");
+            let portable = q.forward_on(d.x.view(), false).expect("portable");
+            assert_eq!(vector, portable, "{act}");
+        }
+    }
+
+    #[test]
+    fn the_portable_loop_equals_the_definition() {
+        // 3 inputs (the middle one 0, skipped), 5 outputs, extreme values.
+        let w: Vec<i16> = (0..15).map(|k| (k * 37 % 255) as i16 - 127).collect();
+        let q = [-127i16, 0, 127];
+        let mut acc = vec![0i32; 5];
+        super::accumulate(&mut acc, &q, &w);
+        let want: Vec<i32> = (0..5)
+            .map(|c| {
+                (0..3)
+                    .map(|k| i32::from(q[k]) * i32::from(w[k * 5 + c]))
+                    .sum()
+            })
+            .collect();
+        assert_eq!(acc, want);
+    }
 }

@@ -449,6 +449,23 @@ impl MlpModel {
     }
 
     /// `x` standardized as the model standardizes its inputs (a copy when it does not).
+    /// `x` standardized (as [`MlpModel::standardize`]) into a row-major vector, in one pass
+    /// whatever `x`'s memory layout.
+    pub(crate) fn standardized_rows(&self, x: ArrayView2<f32>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.rows() {
+            match &self.standardizer {
+                Some(s) => out.extend(
+                    row.iter()
+                        .zip(s.mean.iter().zip(&s.scale))
+                        .map(|(v, (m, sc))| (*v - m) / sc),
+                ),
+                None => out.extend(row.iter().copied()),
+            }
+        }
+        out
+    }
+
     pub(crate) fn standardize(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
         match &self.standardizer {
             Some(s) => s.transform(x),

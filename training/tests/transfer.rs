@@ -1,5 +1,6 @@
 //! Fine-tuning on digits: a network pre-trained on the digits 0–4 is fine-tuned on 10% of the
-//! 5–9 training examples. Weights load from a model directory or a safetensors file, a new head
+//! 5–9 training examples; and on two synthetic tasks sharing their features, where fine-tuning
+//! beats training from scratch. Weights load from a model directory or a safetensors file, a new head
 //! starts fresh, frozen layers do not move, gradual unfreezing thaws the top layer first, and
 //! per-layer learning rates scale each layer's step exactly.
 
@@ -186,4 +187,88 @@ fn bad_fine_tuning_settings_are_named() {
     std::fs::write(&junk, b"not safetensors").expect("write");
     let e = err(FineTune::from_path(&junk));
     assert!(e.contains("junk.safetensors"), "{e}");
+}
+
+/// Two classification tasks over the same hidden features: x ~ N(0, 1)³², h = relu(W x) with
+/// one random W (32 → 16), and 5 classes argmax(A h) for the source, argmax(B h) for the
+/// target, A and B random. Returns (source, target).
+fn tasks_sharing_features(n_source: usize, n_target: usize, seed: u64) -> (Dataset, Dataset) {
+    let mut rng = aistd_training::rng::Rng::new(seed);
+    let mut gauss = move || {
+        let (u1, u2) = (rng.uniform().max(1e-12), rng.uniform());
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    };
+    let (d, h, k) = (32, 16, 5);
+    let w = ndarray::Array2::from_shape_simple_fn((d, h), &mut gauss);
+    let heads = [
+        ndarray::Array2::from_shape_simple_fn((h, k), &mut gauss),
+        ndarray::Array2::from_shape_simple_fn((h, k), &mut gauss),
+    ];
+    let mut make = |n: usize, head: &ndarray::Array2<f32>| {
+        let x = ndarray::Array2::from_shape_simple_fn((n, d), &mut gauss);
+        let scores = x.dot(&w).mapv(|v| v.max(0.0)).dot(head);
+        let labels = scores
+            .outer_iter()
+            .map(|r| {
+                (0..k)
+                    .max_by(|a, b| r[*a].total_cmp(&r[*b]))
+                    .expect("k > 0") as u32
+            })
+            .collect();
+        let names = (0..k).map(|c| c.to_string()).collect();
+        let features = (0..d).map(|j| format!("x{j}")).collect();
+        Dataset::new(x, Target::Classes { labels, names }, features).expect("dataset")
+    };
+    (make(n_source, &heads[0]), make(n_target, &heads[1]))
+}
+
+/// Where the tasks share features, the fine-tuned network (pre-trained on 5,000 source
+/// examples, a new head) beats training from scratch on 10% of 2,000 target examples, for every
+/// one of 3 draws of that 10% (measured: 61.0% from scratch, 65.5% fine-tuned, on average). On
+/// digits 0–4 → 5–9 the two tie (README): the 8×8 pixels need no learned features at this size.
+#[test]
+fn fine_tuning_beats_training_from_scratch_when_the_tasks_share_features() {
+    let (source, target) = tasks_sharing_features(5000, 2000, 11);
+    let mut c = config(30, None);
+    c.optimizer = OptimizerConfig::new(OptimizerKind::adam(), 1e-3);
+    let dir = tempfile::tempdir().expect("dir");
+    fit(&source, &c).save(dir.path()).expect("save");
+    let labels = target.labels().expect("labels");
+    let (mut scratch, mut tuned) = (0.0, 0.0);
+    for draw in 0..3u64 {
+        let mut rows: Vec<usize> = (0..target.len()).collect();
+        aistd_training::rng::Rng::new(500 + draw).shuffle(&mut rows);
+        let (few, rest) = rows.split_at(target.len() / 10);
+        let part = |rows: &[usize]| {
+            let Target::Classes { names, .. } = &target.y else {
+                panic!("classes")
+            };
+            Dataset::new(
+                target.x.select(ndarray::Axis(0), rows),
+                Target::Classes {
+                    labels: rows.iter().map(|r| labels[*r]).collect(),
+                    names: names.clone(),
+                },
+                target.features.clone(),
+            )
+            .expect("part")
+        };
+        let (few, rest) = (part(few), part(rest));
+        let score = |m: MlpModel| {
+            let pred = m.predict_labels(rest.x.view()).expect("predict");
+            aistd_training::metrics::accuracy(rest.labels().expect("labels"), &pred).expect("acc")
+        };
+        let mut c = config(30, None);
+        c.seed = draw;
+        let s = score(fit(&few, &c));
+        c.fine_tune = Some(FineTune::from_path(dir.path()).copy_layers(1));
+        let t = score(fit(&few, &c));
+        eprintln!("draw {draw}: from scratch {s:.4}, fine-tuned {t:.4}");
+        assert!(t > s, "draw {draw}: fine-tuned {t} ≤ scratch {s}");
+        (scratch, tuned) = (scratch + s / 3.0, tuned + t / 3.0);
+    }
+    assert!(
+        tuned > scratch + 0.02,
+        "fine-tuned {tuned} vs scratch {scratch}"
+    );
 }
