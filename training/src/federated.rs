@@ -9,12 +9,20 @@
 //! (exactly the proximal term's gradient step for SGD; for adaptive optimizers a decoupled
 //! step, as AdamW decouples weight decay).
 //!
-//! Secure aggregation (pairwise additive masking, Bonawitz et al. 2017, without dropouts):
-//! each client encodes nₖΔₖ in fixed point (2⁻²⁴) as 64-bit integers and adds, for every other
-//! participant j, +PRG(sᵢⱼ) if i < j and −PRG(sᵢⱼ) otherwise, modulo 2⁶⁴; the seeds sᵢⱼ stand
-//! for keys each pair agrees on (here derived from a session secret the server never uses).
-//! The masks cancel in the sum, so the server learns Σ nₖΔₖ exactly (to the encoding's
-//! 6·10⁻⁸) and nothing about any single update: each masked update is uniform on 2⁶⁴.
+//! Secure aggregation (pairwise additive masking, Bonawitz et al. 2017): each client encodes
+//! nₖΔₖ in fixed point (2⁻²⁴) as 64-bit integers and adds, for every other participant j,
+//! +PRG(sᵢⱼ) if i < j and −PRG(sᵢⱼ) otherwise, modulo 2⁶⁴; the seeds sᵢⱼ stand for keys each
+//! pair agrees on (here derived from a session secret the server never uses). The masks cancel
+//! in the sum, so the server learns Σ nₖΔₖ exactly (to the encoding's 6·10⁻⁸) and nothing about
+//! any single update: each masked update is uniform on 2⁶⁴.
+//!
+//! Dropouts: a client whose local training fails leaves the round (recorded in its
+//! [`RoundRecord`], logged); the others' masks paired with it would not cancel, so each
+//! survivor reveals its seed with each dropped client and the server removes those masks
+//! ([`unmask_sum_with_dropouts`]), as in Bonawitz et al.'s recovery step. This trusts the server
+//! to report dropouts truthfully (honest-but-curious); their double masking, which protects an
+//! update when the server lies about who dropped, is not implemented. A round where every
+//! sampled client drops out is an error.
 //!
 //! Client-level DP (DP-FedAvg, McMahan et al. 2018): each update is clipped to L2 norm S and
 //! the server adds Gaussian noise σ·S to the sum, then divides by the expected weight; with
@@ -187,12 +195,15 @@ impl Default for FederatedConfig {
 pub struct RoundRecord {
     /// 1-based.
     pub round: usize,
-    /// Clients that took part.
+    /// Clients whose updates were aggregated (sampled, less those that dropped out).
     pub clients: usize,
     /// Validation accuracy of the global model after the round (with validation data).
     pub accuracy: Option<f64>,
     /// L2 norm of the aggregated update.
     pub update_norm: f64,
+    /// Sampled clients that dropped out (their training failed), with the reason.
+    #[serde(default)]
+    pub dropped: Vec<(String, String)>,
 }
 
 /// What federated training did.
@@ -233,13 +244,7 @@ pub fn masked_update(values: &[f32], me: usize, participants: &[usize], session:
         if other == me {
             continue;
         }
-        let (a, b) = (me.min(other) as u64, me.max(other) as u64);
-        let seed = Rng::new(session)
-            .fork((a << 32) | b)
-            .fork(0x5ec)
-            .uniform()
-            .to_bits();
-        let m = mask(seed, values.len());
+        let m = mask(pairwise_seed(me, other, session), values.len());
         for (o, m) in out.iter_mut().zip(m) {
             *o = if me < other {
                 o.wrapping_add(m)
@@ -251,18 +256,82 @@ pub fn masked_update(values: &[f32], me: usize, participants: &[usize], session:
     out
 }
 
-/// The sum of masked updates, decoded: the masks cancel.
-pub fn unmask_sum(masked: &[Vec<u64>], len: usize) -> Vec<f32> {
+/// The seed that clients `a` and `b` share in `session` (standing in for the key they agree
+/// on); what a survivor reveals about a dropped peer.
+pub fn pairwise_seed(a: usize, b: usize, session: u64) -> u64 {
+    let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
+    Rng::new(session)
+        .fork((lo << 32) | hi)
+        .fork(0x5ec)
+        .uniform()
+        .to_bits()
+}
+
+fn add_all(masked: &[Vec<u64>], len: usize) -> Vec<u64> {
     let mut acc = vec![0u64; len];
     for m in masked {
         for (a, v) in acc.iter_mut().zip(m) {
             *a = a.wrapping_add(*v);
         }
     }
+    acc
+}
+
+fn decode(acc: Vec<u64>) -> Vec<f32> {
     acc.into_iter()
         .map(|v| ((v as i64) as f64 / FIXED) as f32)
         .collect()
 }
+
+/// The sum of masked updates, decoded: the masks cancel.
+pub fn unmask_sum(masked: &[Vec<u64>], len: usize) -> Vec<f32> {
+    decode(add_all(masked, len))
+}
+
+/// The sum of the survivors' masked updates (`masked`: client id and what it sent) when some
+/// of `participants` dropped out after the masks were set: the masks each survivor shared with
+/// a dropped client are removed with the seeds it revealed (`revealed`: survivor, dropped
+/// client, seed). Refused, naming the pair, when a survivor has not revealed a seed the sum
+/// needs.
+pub fn unmask_sum_with_dropouts(
+    masked: &[(usize, Vec<u64>)],
+    participants: &[usize],
+    revealed: &[(usize, usize, u64)],
+    len: usize,
+) -> Result<Vec<f32>> {
+    let survivors: Vec<usize> = masked.iter().map(|(c, _)| *c).collect();
+    let updates: Vec<Vec<u64>> = masked.iter().map(|(_, m)| m.clone()).collect();
+    let mut acc = add_all(&updates, len);
+    for &d in participants.iter().filter(|p| !survivors.contains(p)) {
+        for &s in &survivors {
+            let seed = revealed
+                .iter()
+                .find(|(a, b, _)| (*a, *b) == (s, d))
+                .map(|(_, _, seed)| *seed)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "secure aggregation",
+                        format!(
+                            "client {s} has not revealed its seed with dropped client {d}: the \
+                             sum cannot be unmasked"
+                        ),
+                    )
+                })?;
+            // Undo what s added for the pair: +mask if s < d, −mask otherwise.
+            for (a, m) in acc.iter_mut().zip(mask(seed, len)) {
+                *a = if s < d {
+                    a.wrapping_sub(m)
+                } else {
+                    a.wrapping_add(m)
+                };
+            }
+        }
+    }
+    Ok(decode(acc))
+}
+
+/// A sampled client's answer: its update, or why it dropped out.
+type Outcome = std::result::Result<Vec<f32>, String>;
 
 fn l2(v: &[f32]) -> f64 {
     v.iter()
@@ -335,14 +404,17 @@ pub fn train_federated(
         steps += 1;
         let mut local = config.local.clone();
         local.seed = config.seed ^ ((round as u64 + 1) << 20);
-        let updates: Vec<Result<(usize, Vec<f32>)>> = chosen
+        // A client whose training fails drops out of the round (Ok(None), with the reason);
+        // one that answers with the wrong number of parameters breaks the protocol (Err).
+        let updates: Vec<Result<(usize, Outcome)>> = chosen
             .par_iter()
             .map(|&c| {
                 let mut lc = local.clone();
                 lc.seed ^= c as u64 + 1;
-                let p = clients[c].train(&global, &lc, mu).map_err(|e| {
-                    Error::invalid(format!("client {}", clients[c].id()), e.to_string())
-                })?;
+                let p = match clients[c].train(&global, &lc, mu) {
+                    Ok(p) => p,
+                    Err(e) => return Ok((c, Err(e.to_string()))),
+                };
                 if p.len() != global.parameters().len() {
                     return Err(Error::invalid(
                         format!("client {}", clients[c].id()),
@@ -358,13 +430,22 @@ pub fn train_federated(
                     .zip(global.parameters())
                     .map(|(a, b)| a - b)
                     .collect();
-                Ok((c, delta))
+                Ok((c, Ok(delta)))
             })
             .collect();
         let mut weighted = Vec::with_capacity(updates.len());
+        let mut dropped = Vec::new();
         let mut total_weight = 0.0f64;
         for u in updates {
-            let (c, mut delta) = u?;
+            let (c, outcome) = u?;
+            let mut delta = match outcome {
+                Ok(d) => d,
+                Err(reason) => {
+                    tracing::warn!(round = round + 1, client = clients[c].id(), %reason, "client dropped out");
+                    dropped.push((c, reason));
+                    continue;
+                }
+            };
             let w = match &config.client_dp {
                 Some(dp) => {
                     let norm = l2(&delta);
@@ -378,14 +459,33 @@ pub fn train_federated(
             total_weight += w;
             weighted.push((c, delta));
         }
+        if weighted.is_empty() {
+            return Err(Error::invalid(
+                format!("federated round {}", round + 1),
+                format!(
+                    "every sampled client dropped out (client {}: {})",
+                    clients[dropped[0].0].id(),
+                    dropped[0].1
+                ),
+            ));
+        }
         let len = global.parameters().len();
         let mut sum = if config.secure_aggregation {
             let session = root.fork(0x5ec_a99).fork(round as u64).uniform().to_bits();
-            let masked: Vec<Vec<u64>> = weighted
+            let masked: Vec<(usize, Vec<u64>)> = weighted
                 .iter()
-                .map(|(c, d)| masked_update(d, *c, &chosen, session))
+                .map(|(c, d)| (*c, masked_update(d, *c, &chosen, session)))
                 .collect();
-            unmask_sum(&masked, len)
+            // Each survivor reveals its seed with each dropped client.
+            let revealed: Vec<(usize, usize, u64)> = weighted
+                .iter()
+                .flat_map(|(s, _)| {
+                    dropped
+                        .iter()
+                        .map(move |(d, _)| (*s, *d, pairwise_seed(*s, *d, session)))
+                })
+                .collect();
+            unmask_sum_with_dropouts(&masked, &chosen, &revealed, len)?
         } else {
             let mut s = vec![0.0f32; len];
             for (_, d) in &weighted {
@@ -428,13 +528,17 @@ pub fn train_federated(
         };
         let rec = RoundRecord {
             round: round + 1,
-            clients: chosen.len(),
+            clients: weighted.len(),
             accuracy,
             update_norm,
+            dropped: dropped
+                .iter()
+                .map(|(c, r)| (clients[*c].id().to_string(), r.clone()))
+                .collect(),
         };
         tracing::debug!(
             round = round + 1,
-            clients = chosen.len(),
+            clients = weighted.len(),
             ?accuracy,
             "federated round"
         );
@@ -622,6 +726,51 @@ mod tests {
         // Without one participant's share the rest do not cancel either.
         let partial = unmask_sum(&masked[..4], 100);
         assert!(partial.iter().filter(|v| v.abs() > 1e3).count() >= 99);
+    }
+
+    #[test]
+    fn the_survivors_revealed_seeds_remove_a_dropped_clients_masks() {
+        let updates: Vec<Vec<f32>> = (0..4)
+            .map(|c| {
+                (0..50)
+                    .map(|i| ((c * 5 + i) % 7) as f32 * 0.2 - 0.5)
+                    .collect()
+            })
+            .collect();
+        let participants = [1usize, 4, 6, 8];
+        // 4 and 8 drop out after the masks were set: the server holds what 1 and 6 sent.
+        let masked: Vec<(usize, Vec<u64>)> = [(0, 1), (2, 6)]
+            .iter()
+            .map(|&(k, c)| (c, masked_update(&updates[k], c, &participants, 9)))
+            .collect();
+        let reveal = |pairs: &[(usize, usize)]| -> Vec<(usize, usize, u64)> {
+            pairs
+                .iter()
+                .map(|&(s, d)| (s, d, pairwise_seed(s, d, 9)))
+                .collect()
+        };
+        let all = reveal(&[(1, 4), (1, 8), (6, 4), (6, 8)]);
+        let sum = unmask_sum_with_dropouts(&masked, &participants, &all, 50).expect("sum");
+        for (i, s) in sum.iter().enumerate() {
+            let truth = updates[0][i] + updates[2][i];
+            assert!((s - truth).abs() < 1e-6, "coordinate {i}: {s} vs {truth}");
+        }
+        // Without the recovery the dropped clients' masks stay in the sum.
+        let raw: Vec<Vec<u64>> = masked.iter().map(|(_, m)| m.clone()).collect();
+        assert!(
+            unmask_sum(&raw, 50)
+                .iter()
+                .filter(|v| v.abs() > 1e3)
+                .count()
+                >= 49
+        );
+        // A seed missing: refused, naming the pair.
+        let e = unmask_sum_with_dropouts(&masked, &participants, &all[..3], 50)
+            .expect_err("a seed is missing");
+        assert!(
+            e.to_string().contains("client 6") && e.to_string().contains("client 8"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Federated averaging on digits with 10 clients holding label-skewed shards: FedAvg reaches
 //! within 2 points of centralised training; secure aggregation gives the same model as plain
-//! aggregation; FedProx and client-level DP run; bad settings are named.
+//! aggregation, also when a client drops out mid-round; FedProx and client-level DP run; bad
+//! settings are named.
 
 mod common;
 
@@ -13,6 +14,7 @@ use aistd_training::optim::{OptimizerConfig, OptimizerKind};
 use aistd_training::{MlpModel, NdarrayTrainer, Silent, TrainConfig, metrics};
 
 use common::{Basic, digits_unit as digits};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn local() -> TrainConfig {
     let mut c = TrainConfig::default();
@@ -118,6 +120,98 @@ fn secure_aggregation_fedprox_and_client_dp() {
     assert_eq!((p.steps, p.sampling_rate, p.clip_norm), (3, 0.6, 0.5));
     let want = 3.0 * (2.0 * (1.25f64 / 1e-5).ln()).sqrt();
     assert!((p.epsilon.expect("ε") - want).abs() < 1e-9);
+}
+
+/// A client that fails on some of its calls (0-based), as one whose device goes offline.
+struct Flaky {
+    inner: DatasetClient,
+    calls: AtomicUsize,
+    fail_on: Vec<usize>,
+}
+
+impl Client for Flaky {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    fn examples(&self) -> usize {
+        self.inner.examples()
+    }
+
+    fn train(
+        &self,
+        global: &aistd_training::nn::Mlp,
+        config: &TrainConfig,
+        proximal_mu: f32,
+    ) -> aistd_training::Result<Vec<f32>> {
+        if self
+            .fail_on
+            .contains(&self.calls.fetch_add(1, Ordering::SeqCst))
+        {
+            return Err(aistd_training::Error::InvalidInput {
+                what: "client".into(),
+                reason: "connection lost".into(),
+            });
+        }
+        self.inner.train(global, config, proximal_mu)
+    }
+}
+
+#[test]
+fn a_client_that_drops_out_leaves_the_round_and_its_masks_are_removed() {
+    let (train, valid) = digits();
+    let shards = split_iid(&train, 4, 2).expect("split");
+    let mut config = FederatedConfig::default();
+    config.local = local();
+    config.rounds = 3;
+    // `fails`: (client, call) pairs that fail.
+    let run = |config: &FederatedConfig, fails: &[(usize, usize)]| {
+        let owned: Vec<Flaky> = clients(&shards)
+            .into_iter()
+            .enumerate()
+            .map(|(i, inner)| Flaky {
+                inner,
+                calls: AtomicUsize::new(0),
+                fail_on: fails.iter().filter(|f| f.0 == i).map(|f| f.1).collect(),
+            })
+            .collect();
+        let cs: Vec<&dyn Client> = owned.iter().map(|c| c as &dyn Client).collect();
+        train_federated(&cs, Some(&valid), config, None, &mut Silent)
+    };
+    // Client c2 goes offline in round 2.
+    let (masked, h) = run(&config, &[(2, 1)]).expect("federated");
+    let r = &h.rounds[1];
+    assert_eq!((r.clients, r.dropped.len()), (3, 1), "{r:?}");
+    assert_eq!(r.dropped[0].0, "c2");
+    assert!(r.dropped[0].1.contains("connection lost"), "{r:?}");
+    assert!(h.rounds[0].dropped.is_empty() && h.rounds[2].clients == 4);
+    // The survivors' revealed seeds removed c2's masks: the model plain aggregation of the same
+    // three updates gives.
+    config.secure_aggregation = false;
+    let (plain, _) = run(&config, &[(2, 1)]).expect("federated");
+    let params = |m: &MlpModel| m.network().parameters().to_vec();
+    let worst = params(&masked)
+        .iter()
+        .zip(params(&plain))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-5,
+        "secure vs plain aggregation differ by {worst}"
+    );
+    let (everyone, _) = run(&config, &[]).expect("federated");
+    assert_ne!(
+        params(&everyone),
+        params(&plain),
+        "the dropout changed round 2"
+    );
+    // Every sampled client offline: the round fails, naming one.
+    let all: Vec<(usize, usize)> = (0..4).map(|c| (c, 0)).collect();
+    let e = run(&config, &all).expect_err("nobody left").to_string();
+    assert!(
+        e.contains("every sampled client dropped out") && e.contains("connection lost"),
+        "{e}"
+    );
 }
 
 #[test]
