@@ -9,7 +9,8 @@
 - The libtorch backend (`--backend tch`) reaches the same digits accuracy as the ndarray backend
   (they agree to float rounding), and PyTorch itself, loading our model.safetensors into an
   `nn.Sequential` and applying the preprocessing from manifest.json, predicts the same classes
-  and log-loss as `aistd evaluate`.
+  and log-loss as `aistd evaluate`. DP-SGD from the CLI gives the same epsilon and accuracy on
+  both backends.
 - TensorBoard's own event reader loads `aistd train --logdir` files and finds every epoch's
   scalars, equal to `metrics.jsonl`, and every step's loss; `curves.svg` parses.
 
@@ -118,6 +119,18 @@ print(f"PyTorch {torch.__version__} runs our model.safetensors: accuracy {torch_
       f"(aistd evaluate {ev['accuracy']:.4f}), log-loss {torch_loss:.6f} ({ev['log_loss']:.6f})")
 assert abs(torch_acc - ev["accuracy"]) < 1e-9, (torch_acc, ev["accuracy"])
 assert abs(torch_loss - ev["log_loss"]) <= 1e-4 * max(1.0, ev["log_loss"]), (torch_loss, ev["log_loss"])
+
+# DP-SGD from the CLI on both backends: the same Poisson batches, clipping and noise, so the same
+# epsilon and (to float rounding) the same test accuracy.
+dp_args = ("--hidden", "64", "--epochs", "5", "--batch-size", "64", "--lr", "0.01",
+           "--dp-noise-multiplier", "1.1", "--dp-clip", "1.0")
+dp_nd = aistd_train(digits_train, digits_test, "digit", *dp_args)
+dp_tch = aistd_train(digits_train, digits_test, "digit", *dp_args, "--backend", "tch")
+print(f"DP-SGD (sigma 1.1, C 1, 5 epochs): ndarray eps {dp_nd['privacy']['epsilon']:.4f} accuracy "
+      f"{dp_nd['test']['accuracy']:.4f}; tch eps {dp_tch['privacy']['epsilon']:.4f} accuracy "
+      f"{dp_tch['test']['accuracy']:.4f}")
+assert dp_tch["backend"] == "tch" and dp_tch["privacy"] == dp_nd["privacy"], (dp_tch["privacy"], dp_nd["privacy"])
+assert abs(dp_tch["test"]["accuracy"] - dp_nd["test"]["accuracy"]) <= 0.005, (dp_tch["test"], dp_nd["test"])
 
 # 2. breast_cancer, logistic regression.
 b = load_breast_cancer()

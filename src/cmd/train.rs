@@ -238,7 +238,7 @@ fn robustness_attacks(attack: Attack) -> Vec<Attack> {
     v
 }
 
-/// Differentially private training (DP-SGD, ndarray backend), accounted by RDP.
+/// Differentially private training (DP-SGD, either backend), accounted by RDP.
 #[derive(Debug, Args)]
 pub(crate) struct DpArgs {
     /// DP-SGD with this noise multiplier σ: Gaussian noise of standard deviation σ·C on the
@@ -529,7 +529,8 @@ fn fit_backend(
     if backend == "tch" {
         let trainer = aistd_training::TchTrainer::default();
         tracing::info!(cuda = trainer.is_cuda(), "training with libtorch");
-        return Ok(trainer.fit_mlp(train, valid, config, observer)?);
+        let rdp = RdpAccountant::default();
+        return Ok(trainer.fit_mlp_with(train, valid, config, Some(&rdp), observer)?);
     }
     debug_assert_eq!(backend, "ndarray");
     let rdp = RdpAccountant::default();

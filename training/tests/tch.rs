@@ -1,11 +1,15 @@
 //! The libtorch backend (feature `tch`): the conformance kit, agreement with the ndarray backend
-//! for the same initial weights and data, and digits.
+//! for the same initial weights and data (plain SGD, Adam with dropout, DP-SGD, adversarial
+//! training), and digits.
 #![cfg(feature = "tch")]
 
 use aistd_training::data::{self, Dataset, Target};
 use aistd_training::nn::{Activation, Loss};
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
-use aistd_training::{NdarrayTrainer, Silent, TchTrainer, TrainConfig, conformance, metrics};
+use aistd_training::{
+    AdversarialConfig, Attack, DpConfig, NdarrayTrainer, Norm, Silent, TchTrainer, TrainConfig,
+    conformance, metrics,
+};
 use ndarray::Array2;
 
 #[test]
@@ -36,6 +40,25 @@ fn small(classes: bool) -> Dataset {
     Dataset::new(x, y, (0..5).map(|i| format!("f{i}")).collect()).expect("dataset")
 }
 
+/// 3 epochs of SGD (lr 0.05) in batches of 8, seed 4.
+fn sgd(hidden: Vec<usize>) -> TrainConfig {
+    let mut config = TrainConfig::default();
+    config.hidden = hidden;
+    config.epochs = 3;
+    config.batch_size = 8;
+    config.optimizer = OptimizerConfig::new(OptimizerKind::Sgd, 0.05);
+    config.seed = 4;
+    config
+}
+
+/// The parameters the libtorch backend trains.
+fn tch_params(d: &Dataset, config: &TrainConfig) -> Vec<f32> {
+    let (m, _) = TchTrainer::cpu()
+        .fit_mlp(d, None, config, &mut Silent)
+        .expect("tch");
+    m.network().parameters().to_vec()
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -57,14 +80,9 @@ fn the_backends_agree_after_sgd_steps_on_a_small_mlp() {
     ];
     for (classes, activation, loss) in cases {
         let d = small(classes);
-        let mut config = TrainConfig::default();
-        config.hidden = vec![16, 8];
+        let mut config = sgd(vec![16, 8]);
         config.activation = activation;
         config.loss = loss;
-        config.epochs = 3;
-        config.batch_size = 8;
-        config.optimizer = OptimizerConfig::new(OptimizerKind::Sgd, 0.05);
-        config.seed = 4;
         let (a, ha) = NdarrayTrainer
             .fit_mlp(&d, None, &config, &mut Silent)
             .expect("ndarray");
@@ -109,6 +127,69 @@ fn the_backends_agree_with_adam_dropout_and_two_classes() {
     let diff = max_diff(a.network().parameters(), b.network().parameters());
     eprintln!("Adam + dropout + BCE: max parameter difference {diff:e}");
     assert!(diff <= 1e-4, "parameters differ by {diff}");
+}
+
+/// DP-SGD on libtorch: the same Poisson batches, per-example clipping and noise as the ndarray
+/// backend, so the same parameters (to float reassociation) and the same privacy record. C is
+/// small enough that clipping acts: the same noise (σ·C) with C = 100 gives other parameters.
+#[test]
+fn dp_sgd_agrees_with_the_ndarray_backend() {
+    for (classes, loss) in [(true, None), (false, Some(Loss::Huber { delta: 0.5 }))] {
+        let d = small(classes);
+        let mut config = sgd(vec![16, 8]);
+        config.loss = loss;
+        config.dp = Some(DpConfig::new(0.8, 0.3));
+        let (a, ha) = NdarrayTrainer
+            .fit_mlp_with(&d, None, &config, None, &mut Silent)
+            .expect("ndarray");
+        let (b, hb) = TchTrainer::cpu()
+            .fit_mlp_with(&d, None, &config, None, &mut Silent)
+            .expect("tch");
+        let diff = max_diff(a.network().parameters(), b.network().parameters());
+        eprintln!("DP-SGD, classes {classes}: max parameter difference {diff:e}");
+        assert!(
+            diff <= 1e-5,
+            "classes {classes}: parameters differ by {diff}"
+        );
+        assert_eq!(ha.privacy, hb.privacy);
+        let spent = hb.privacy.expect("privacy record");
+        assert_eq!((spent.noise_multiplier, spent.clip_norm), (0.8, 0.3));
+        for (ea, eb) in ha.epochs.iter().zip(&hb.epochs) {
+            assert!(
+                (ea.train_loss - eb.train_loss).abs() < 1e-5,
+                "{ea:?} vs {eb:?}"
+            );
+        }
+        config.dp = Some(DpConfig::new(0.8 * 0.3 / 100.0, 100.0));
+        assert!(max_diff(&tch_params(&d, &config), b.network().parameters()) > 1e-3);
+        // The noise moved the model away from the non-private one.
+        config.dp = None;
+        assert!(max_diff(&tch_params(&d, &config), b.network().parameters()) > 1e-3);
+    }
+}
+
+/// Adversarial training on libtorch: the shared loop makes each batch's PGD examples against
+/// the current weights and the engine trains on those rows; with dropout, whose masks follow
+/// each example's own generator.
+#[test]
+fn adversarial_training_agrees_with_the_ndarray_backend() {
+    let d = small(true);
+    let mut config = sgd(vec![16]);
+    config.dropout = 0.1;
+    config.adversarial = Some(
+        AdversarialConfig::new(Attack::pgd(Norm::Linf, 0.2))
+            .with_fraction(0.5)
+            .with_bounds(-2.0, 2.0),
+    );
+    let (a, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &config, &mut Silent)
+        .expect("ndarray");
+    let b = tch_params(&d, &config);
+    let diff = max_diff(a.network().parameters(), &b);
+    eprintln!("adversarial training: max parameter difference {diff:e}");
+    assert!(diff <= 1e-5, "parameters differ by {diff}");
+    config.adversarial = None;
+    assert!(max_diff(&tch_params(&d, &config), &b) > 1e-3);
 }
 
 #[test]
