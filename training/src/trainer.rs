@@ -145,14 +145,9 @@ impl TrainConfig {
             f.validate()?;
         }
         if let Some(a) = &self.adversarial {
+            // With DP-SGD too: adversarial rows replace their clean ones, so every sampled
+            // example still adds one gradient, clipped to C.
             a.validate()?;
-            if self.dp.is_some() {
-                return Err(Error::invalid(
-                    "training config",
-                    "adversarial training with DP-SGD is not supported: an example and its \
-                     adversarial copy would share one clipping bound",
-                ));
-            }
         }
         self.optimizer.validate()
     }
@@ -1514,7 +1509,7 @@ pub(crate) fn fit_with(
                     root: &root,
                     epoch,
                     lr,
-                    dp: None,
+                    dp: dp_step.as_ref(),
                     ids: Some(batch),
                 },
                 None => StepInput {

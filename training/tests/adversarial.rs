@@ -176,15 +176,47 @@ fn adversarial_training_is_deterministic_and_independent_of_threads() {
     assert!(worst < 1e-4, "1 vs 2 threads differ by {worst}");
 }
 
+/// DP-SGD with PGD adversarial training: adversarial rows replace their clean ones in each
+/// Poisson batch, so each example still adds one clipped gradient and the privacy record is the
+/// one DP-SGD alone spends; the model resists PGD better than DP-SGD alone (measured at σ = 1,
+/// C = 1, 15 epochs: clean 90.2% → 87.7%, PGD-L∞ ε = 0.1 accuracy 2.7% → 35.1%).
+#[test]
+fn dp_sgd_and_adversarial_training_together() {
+    let (train, test) = digits();
+    let mut c = config(None);
+    c.epochs = 15;
+    c.dp = Some(DpConfig::new(1.0, 1.0));
+    let (private, hp) = NdarrayTrainer
+        .fit_mlp_with(&train, None, &c, Some(&common::Basic), &mut Silent)
+        .expect("DP-SGD");
+    c.adversarial =
+        Some(AdversarialConfig::new(Attack::pgd(Norm::Linf, 0.1)).with_bounds(0.0, 1.0));
+    let (both, hb) = NdarrayTrainer
+        .fit_mlp_with(&train, None, &c, Some(&common::Basic), &mut Silent)
+        .expect("DP-SGD + PGD training");
+    assert_eq!(
+        hp.privacy, hb.privacy,
+        "the same steps, rate and noise: the same ε"
+    );
+    let attack = [Attack::pgd(Norm::Linf, 0.1)];
+    let rp = evaluate_robustness(&private, &test, &attack, Some((0.0, 1.0)), 1).expect("eval");
+    let rb = evaluate_robustness(&both, &test, &attack, Some((0.0, 1.0)), 1).expect("eval");
+    eprintln!(
+        "DP-SGD: clean {:.4}, PGD-L∞ 0.1 {:.4}; DP-SGD + PGD training: clean {:.4}, PGD {:.4}",
+        rp[0].clean_accuracy,
+        rp[0].adversarial_accuracy,
+        rb[0].clean_accuracy,
+        rb[0].adversarial_accuracy
+    );
+    assert!(
+        rb[0].adversarial_accuracy > rp[0].adversarial_accuracy + 0.2,
+        "{rp:?} {rb:?}"
+    );
+}
+
 #[test]
 fn bad_adversarial_settings_are_refused() {
     let (train, test) = digits();
-    let mut c = config(Some(AdversarialConfig::new(Attack::fgsm(0.1))));
-    c.dp = Some(DpConfig::new(1.0, 1.0));
-    let e = NdarrayTrainer
-        .fit_mlp_with(&train, None, &c, None, &mut Silent)
-        .expect_err("DP + adversarial");
-    assert!(e.to_string().contains("DP-SGD"), "{e}");
     for bad in [
         AdversarialConfig::new(Attack::fgsm(-1.0)),
         AdversarialConfig::new(Attack::fgsm(0.1)).with_fraction(0.0),

@@ -170,7 +170,7 @@ fn dp_sgd_agrees_with_the_ndarray_backend() {
 
 /// Adversarial training on libtorch: the shared loop makes each batch's PGD examples against
 /// the current weights and the engine trains on those rows; with dropout, whose masks follow
-/// each example's own generator.
+/// each example's own generator; and with DP-SGD.
 #[test]
 fn adversarial_training_agrees_with_the_ndarray_backend() {
     let d = small(true);
@@ -188,6 +188,15 @@ fn adversarial_training_agrees_with_the_ndarray_backend() {
     let diff = max_diff(a.network().parameters(), &b);
     eprintln!("adversarial training: max parameter difference {diff:e}");
     assert!(diff <= 1e-5, "parameters differ by {diff}");
+    // Together with DP-SGD: the perturbed rows clipped per example, then the shared noise.
+    let mut private = config.clone();
+    private.dp = Some(DpConfig::new(0.8, 0.3));
+    let (pa, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &private, &mut Silent)
+        .expect("ndarray");
+    let diff = max_diff(pa.network().parameters(), &tch_params(&d, &private));
+    eprintln!("adversarial training with DP-SGD: max parameter difference {diff:e}");
+    assert!(diff <= 1e-5, "with DP-SGD, parameters differ by {diff}");
     config.adversarial = None;
     assert!(max_diff(&tch_params(&d, &config), &b) > 1e-3);
 }
