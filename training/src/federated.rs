@@ -267,7 +267,8 @@ pub fn pairwise_seed(a: usize, b: usize, session: u64) -> u64 {
         .to_bits()
 }
 
-fn add_all(masked: &[Vec<u64>], len: usize) -> Vec<u64> {
+/// Σ of the masked updates, modulo 2⁶⁴.
+fn add_all<'a>(masked: impl IntoIterator<Item = &'a [u64]>, len: usize) -> Vec<u64> {
     let mut acc = vec![0u64; len];
     for m in masked {
         for (a, v) in acc.iter_mut().zip(m) {
@@ -285,7 +286,7 @@ fn decode(acc: Vec<u64>) -> Vec<f32> {
 
 /// The sum of masked updates, decoded: the masks cancel.
 pub fn unmask_sum(masked: &[Vec<u64>], len: usize) -> Vec<f32> {
-    decode(add_all(masked, len))
+    decode(add_all(masked.iter().map(Vec::as_slice), len))
 }
 
 /// The sum of the survivors' masked updates (`masked`: client id and what it sent) when some
@@ -300,8 +301,7 @@ pub fn unmask_sum_with_dropouts(
     len: usize,
 ) -> Result<Vec<f32>> {
     let survivors: Vec<usize> = masked.iter().map(|(c, _)| *c).collect();
-    let updates: Vec<Vec<u64>> = masked.iter().map(|(_, m)| m.clone()).collect();
-    let mut acc = add_all(&updates, len);
+    let mut acc = add_all(masked.iter().map(|(_, m)| m.as_slice()), len);
     for &d in participants.iter().filter(|p| !survivors.contains(p)) {
         for &s in &survivors {
             let seed = revealed
