@@ -800,17 +800,21 @@ fn compress_prunes_a_saved_model_and_reports_before_and_after() {
     let acc = |x: &serde_json::Value| x["metrics"]["accuracy"].as_f64().expect("accuracy");
     assert!(acc(after) > acc(before) - 0.02, "{v}");
     assert_eq!(v["stages"].as_array().expect("stages").len(), 2);
+    // `aistd evaluate --json` of a model directory on the digits.
+    let evaluate = |model: &std::path::Path| {
+        json(&[
+            "evaluate",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--data",
+            d,
+            "--target",
+            "digit",
+            "--json",
+        ])
+    };
     // The pruned model is an ordinary model directory.
-    let e: serde_json::Value = json(&[
-        "evaluate",
-        "--model",
-        pruned.to_str().expect("utf-8"),
-        "--data",
-        d,
-        "--target",
-        "digit",
-        "--json",
-    ]);
+    let e = evaluate(&pruned);
     assert!((e["accuracy"].as_f64().expect("acc") - acc(after)).abs() < 1e-12);
     // int8: a quarter of the bytes, the same accuracy within half a point, loadable.
     let q_dir = dir.path().join("int8");
@@ -838,16 +842,7 @@ fn compress_prunes_a_saved_model_and_reports_before_and_after() {
         aistd::training::MlpModel::load(&dense).expect("f32").task()
     );
     // `aistd evaluate` scores the int8 model on its integer path: the accuracy compress reported.
-    let e = json(&[
-        "evaluate",
-        "--model",
-        q_dir.to_str().expect("utf-8"),
-        "--data",
-        d,
-        "--target",
-        "digit",
-        "--json",
-    ]);
+    let e = evaluate(&q_dir);
     assert_eq!(e["format"], "aistd-mlp-int8", "{e}");
     assert!(
         (e["accuracy"].as_f64().expect("acc") - acc(after)).abs() < 1e-12,
