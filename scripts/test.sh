@@ -101,5 +101,8 @@ cargo build --quiet --features "$FEATURES" --bin aistd
 # (only the root crate is compiled again).
 cargo build --quiet --features "$FEATURES,tch" --bin aistd
 "$VENV/bin/python" scripts/peers/check_training.py target/debug/aistd target/peer-checks/training
+# #8's transfer check (tests/transfer.rs in aistd-training) under PyTorch: the same protocol must
+# show fine-tuning ahead of training from scratch there too.
+"$VENV/bin/python" scripts/peers/transfer_digits.py
 
 step "all green in $(( $(date +%s) - started ))s"

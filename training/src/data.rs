@@ -138,6 +138,76 @@ impl Dataset {
         }
     }
 
+    /// Data augmentation for images stored one per row (`height × width` pixels, row-major): the
+    /// rows once per shift `(dy, dx)`, in the order of `shifts`, each image moved `dy` pixels down
+    /// and `dx` right (negative: up, left) with the uncovered pixels set to `fill`; `(0, 0)` keeps
+    /// the originals. Targets repeat with their images. Shifting by one pixel in four directions
+    /// is the usual augmentation for small digit images (Simard et al. 2003 use elastic ones).
+    pub fn shifted_images(
+        &self,
+        height: usize,
+        width: usize,
+        shifts: &[(i32, i32)],
+        fill: f32,
+    ) -> Result<Dataset> {
+        if height.checked_mul(width) != Some(self.x.ncols()) {
+            return Err(Error::invalid(
+                "image shifts",
+                format!(
+                    "{height} × {width} pixels, but the rows have {} features",
+                    self.x.ncols()
+                ),
+            ));
+        }
+        if shifts.is_empty() {
+            return Err(Error::invalid("image shifts", "no shifts given"));
+        }
+        if let Some((dy, dx)) = shifts.iter().find(|(dy, dx)| {
+            dy.unsigned_abs() as usize >= height || dx.unsigned_abs() as usize >= width
+        }) {
+            return Err(Error::invalid(
+                "image shifts",
+                format!("shift ({dy}, {dx}) moves a {height} × {width} image out of view"),
+            ));
+        }
+        if !fill.is_finite() {
+            return Err(Error::invalid("image shifts", format!("fill value {fill}")));
+        }
+        let n = self.len();
+        let mut x = Array2::from_elem((n * shifts.len(), self.x.ncols()), fill);
+        for (k, &(dy, dx)) in shifts.iter().enumerate() {
+            // Destination rows and columns that have a source pixel.
+            let span = |d: i32, len: usize| {
+                let d = d.unsigned_abs() as usize;
+                if d == 0 { 0..len } else { 0..len - d }
+            };
+            for (r, src) in self.x.outer_iter().enumerate() {
+                let mut dst = x.row_mut(k * n + r);
+                for i in span(dy, height) {
+                    let (si, di) = if dy >= 0 {
+                        (i, i + dy as usize)
+                    } else {
+                        (i + dy.unsigned_abs() as usize, i)
+                    };
+                    for j in span(dx, width) {
+                        let (sj, dj) = if dx >= 0 {
+                            (j, j + dx as usize)
+                        } else {
+                            (j + dx.unsigned_abs() as usize, j)
+                        };
+                        dst[di * width + dj] = src[si * width + sj];
+                    }
+                }
+            }
+        }
+        let rows: Vec<usize> = (0..shifts.len()).flat_map(|_| 0..n).collect();
+        Ok(Dataset {
+            x,
+            y: self.y.subset(&rows),
+            features: self.features.clone(),
+        })
+    }
+
     /// Splits into parts of the given fractions (summing to 1), shuffled by `seed`; stratified
     /// by class for classification (each part keeps the class proportions, as scikit-learn's
     /// `train_test_split(stratify=y)`). Every part must get rows.
@@ -407,6 +477,34 @@ mod tests {
             d.subset(&[0, 1]).split(&[0.9, 0.1], 1).is_err(),
             "an empty part"
         );
+    }
+
+    #[test]
+    fn shifted_images_move_pixels_fill_the_edge_and_repeat_targets() {
+        // One 2 × 3 image 1 2 3 / 4 5 6.
+        let d = Dataset::new(
+            Array2::from_shape_vec((1, 6), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).expect("shape"),
+            Target::Classes {
+                labels: vec![1],
+                names: vec!["a".into(), "b".into()],
+            },
+            (0..6).map(|j| format!("p{j}")).collect(),
+        )
+        .expect("dataset");
+        let s = d
+            .shifted_images(2, 3, &[(0, 0), (1, 0), (0, -1), (-1, 2)], 0.5)
+            .expect("shift");
+        let rows: Vec<Vec<f32>> = s.x.outer_iter().map(|r| r.to_vec()).collect();
+        assert_eq!(rows[0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(rows[1], [0.5, 0.5, 0.5, 1.0, 2.0, 3.0], "down one");
+        assert_eq!(rows[2], [2.0, 3.0, 0.5, 5.0, 6.0, 0.5], "left one");
+        assert_eq!(rows[3], [0.5, 0.5, 4.0, 0.5, 0.5, 0.5], "up one, right two");
+        assert_eq!(s.labels(), Some(&[1, 1, 1, 1][..]));
+        let e = |r: Result<Dataset>| r.expect_err("refused").to_string();
+        assert!(e(d.shifted_images(3, 3, &[(0, 0)], 0.0)).contains("6 features"));
+        assert!(e(d.shifted_images(2, 3, &[(2, 0)], 0.0)).contains("(2, 0)"));
+        assert!(e(d.shifted_images(2, 3, &[], 0.0)).contains("no shifts"));
+        assert!(e(d.shifted_images(2, 3, &[(0, 0)], f32::NAN)).contains("fill"));
     }
 
     #[test]
