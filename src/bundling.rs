@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aistd_deploy::{
     Bundle, DataType, Manifest, Predictor, Runtimes, Tensor, TensorData, TensorSpec,
 };
-use aistd_training::preprocess::{ColumnPlan, TargetPlan};
+use aistd_training::preprocess::TargetPlan;
 use aistd_training::{MlpModel, Model, SavedMlp};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType as ArrowType, Field, Schema};
@@ -75,16 +75,12 @@ pub fn columns_manifest(
     let mut m = Manifest::new(name, version, PLATFORM)?.with_metadata("inputs", "columns");
     m.metadata.extend(base.metadata);
     for c in &p.columns {
-        m = m.with_input(match c {
-            ColumnPlan::Numeric { name, .. } => TensorSpec::new(name, DataType::Fp64, &[-1])?,
-            ColumnPlan::Categorical { name, .. } => TensorSpec::new(name, DataType::Bytes, &[-1])?,
-            _ => {
-                return Err(invalid(
-                    format!("model {name}"),
-                    "has a preprocessing step this runtime does not know",
-                ));
-            }
-        });
+        let datatype = if c.takes_numbers() {
+            DataType::Fp64
+        } else {
+            DataType::Bytes
+        };
+        m = m.with_input(TensorSpec::new(c.name(), datatype, &[-1])?);
     }
     m = m.with_output(base.outputs[0].clone());
     if matches!(p.target_plan, TargetPlan::Classes { .. }) {

@@ -139,37 +139,59 @@ fn probabilities(r: &aistd::deploy::InferResponse) -> Vec<f32> {
         .to_vec()
 }
 
-#[test]
-fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
-    use aistd::bundling::{bundle_columns_model, columns_manifest, columns_request};
-    use aistd::deploy::endpoint::block_on;
-    use aistd::deploy::{Endpoint, Error, InferRequest, Tensor, TensorData};
-    use aistd::training::preprocess::{PrepOptions, Preprocessor};
+/// Asserts `served` holds the probabilities `model` predicts on `test`, and returns them.
+fn served_as_predicted(
+    served: &aistd::deploy::InferResponse,
+    model: &MlpModel,
+    test: &arrow_array::RecordBatch,
+) -> ndarray::Array2<f32> {
+    let want = model
+        .predict_batches(std::slice::from_ref(test))
+        .expect("predict");
+    assert_eq!(
+        probabilities(served),
+        want.iter().copied().collect::<Vec<_>>()
+    );
+    want
+}
 
-    let tmp = tempfile::tempdir().expect("tmp");
-    let train = loans(2000, 1);
-    let prep = Preprocessor::fit(
-        std::slice::from_ref(&train),
+/// A model trained (`epochs`, one hidden layer of `hidden`, `seed`) on `train` preprocessed by
+/// `opts`, saved and bundled for raw columns under `tmp`; its bundle takes `income` as FP64 and
+/// `region` as BYTES. Returns the model, its training set and the bundle.
+fn loans_bundle(
+    tmp: &std::path::Path,
+    train: &arrow_array::RecordBatch,
+    opts: &aistd::training::preprocess::PrepOptions,
+    (epochs, hidden, seed): (usize, usize, u64),
+) -> (MlpModel, data::Dataset, Bundle) {
+    let prep = aistd::training::preprocess::Preprocessor::fit(
+        std::slice::from_ref(train),
         "approved",
         &[],
-        &PrepOptions::default(),
+        opts,
     )
     .expect("fit");
-    let ds = prep.dataset(std::slice::from_ref(&train)).expect("dataset");
+    let ds = prep.dataset(std::slice::from_ref(train)).expect("dataset");
     let mut config = TrainConfig::default();
-    config.epochs = 30;
-    config.hidden = vec![16];
-    config.seed = 3;
+    config.epochs = epochs;
+    config.hidden = vec![hidden];
+    config.seed = seed;
     let (model, _) = NdarrayTrainer
         .fit_mlp(&ds, None, &config, &mut Silent)
         .expect("train");
     let model = model.with_preprocessor(prep).expect("preprocessor");
-    let model_dir = tmp.path().join("model");
+    let model_dir = tmp.join("model");
     model.save(&model_dir).expect("save");
-    let b = bundle_columns_model(&model, &model_dir, "loans", "1", &tmp.path().join("bundle"))
-        .expect("bundle");
-    let m = b.manifest();
-    let inputs: Vec<(&str, DataType)> = m
+    let b = aistd::bundling::bundle_columns_model(
+        &model,
+        &model_dir,
+        "loans",
+        "1",
+        &tmp.join("bundle"),
+    )
+    .expect("bundle");
+    let inputs: Vec<(&str, DataType)> = b
+        .manifest()
         .inputs
         .iter()
         .map(|s| (s.name.as_str(), s.datatype))
@@ -178,6 +200,48 @@ fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
         inputs,
         [("income", DataType::Fp64), ("region", DataType::Bytes)]
     );
+    (model, ds, b)
+}
+
+/// Min-max scaled and ordinal columns are served on raw columns too: the same inputs (the ordinal
+/// one as text) and the same probabilities as the model on the Arrow batch.
+#[test]
+fn a_min_max_and_ordinal_model_is_served_on_raw_columns() {
+    use aistd::bundling::columns_request;
+    use aistd::deploy::Endpoint;
+    use aistd::deploy::endpoint::block_on;
+    use aistd::training::preprocess::{PrepOptions, Scaling};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut opts = PrepOptions::default();
+    opts.scaling = Scaling::MinMax;
+    opts.ordinal = vec![(
+        "region".into(),
+        vec!["east".into(), "north".into(), "south".into()],
+    )];
+    let (model, _, b) = loans_bundle(tmp.path(), &loans(500, 2), &opts, (5, 8, 0));
+    let ep = aistd::bundling::runtimes().load(&b).expect("load");
+    let test = loans(40, 5);
+    let served =
+        block_on(ep.infer(columns_request(b.manifest(), &test).expect("request"))).expect("infer");
+    served_as_predicted(&served, &model, &test);
+}
+
+#[test]
+fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
+    use aistd::bundling::{bundle_columns_model, columns_manifest, columns_request};
+    use aistd::deploy::endpoint::block_on;
+    use aistd::deploy::{Endpoint, Error, InferRequest, Tensor, TensorData};
+    use aistd::training::preprocess::PrepOptions;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (model, ds, b) = loans_bundle(
+        tmp.path(),
+        &loans(2000, 1),
+        &PrepOptions::default(),
+        (30, 16, 3),
+    );
+    let m = b.manifest();
     assert_eq!(m.outputs[1].name, "label");
 
     let ep = aistd::bundling::runtimes().load(&b).expect("load");
@@ -190,13 +254,7 @@ fn a_model_trained_from_arrow_is_served_on_raw_columns_with_class_names() {
     aistd_deploy::conformance::run_endpoint(&ep, &request);
     let served = block_on(ep.infer(request)).expect("infer");
     // The same probabilities as the model on the Arrow batch, and its class names.
-    let want = model
-        .predict_batches(std::slice::from_ref(&test))
-        .expect("predict");
-    assert_eq!(
-        probabilities(&served),
-        want.iter().copied().collect::<Vec<_>>()
-    );
+    let want = served_as_predicted(&served, &model, &test);
     let labels = match &served.output("label").expect("label").data {
         TensorData::Bytes(v) => v.clone(),
         other => panic!("label is {other:?}"),

@@ -182,6 +182,85 @@ fn train_encodes_categoricals_and_missing_values_from_the_csv_types() {
 }
 
 #[test]
+fn train_scales_min_max_and_encodes_an_ordered_column_as_one_integer() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The class depends on the rank of `size` and on `income` (with gaps).
+    let mut csv = String::from("size,income,approved\n");
+    for i in 0..600 {
+        let (size, rank) = [("small", 0), ("medium", 1), ("large", 2)][i % 3];
+        let raw = 1000 + (i * 37) % 100 * 10;
+        let income = if i % 11 == 0 {
+            String::new()
+        } else {
+            raw.to_string()
+        };
+        let approved = if rank * 40 + (raw - 1000) / 10 > 90 {
+            "yes"
+        } else {
+            "no"
+        };
+        csv.push_str(&format!("{size},{income},{approved}\n"));
+    }
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, csv).expect("write");
+    let (d, model) = (data.to_str().expect("utf-8"), dir.path().join("model"));
+    let m = model.to_str().expect("utf-8");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train", "--data", d, "--target", "approved", "--hidden", "16", "--epochs", "60",
+            "--lr", "0.01", "--seed", "1", "--out", m, "--json",
+        ];
+        args.extend(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = train(&["--scale", "minmax", "--ordinal", "size=small,medium,large"]);
+    let v = json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let accuracy = v["test"]["accuracy"].as_f64().expect("acc");
+    assert!(accuracy > 0.9, "{v}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["features"], serde_json::json!(["size", "income"]));
+    let columns = &manifest["preprocessor"]["columns"];
+    assert_eq!(columns[0]["kind"], "ordinal");
+    assert_eq!(
+        columns[0]["categories"],
+        serde_json::json!(["small", "medium", "large"])
+    );
+    assert_eq!(columns[1]["kind"], "min_max");
+    assert_eq!(
+        (columns[1]["min"].as_f64(), columns[1]["max"].as_f64()),
+        (Some(1000.0), Some(1990.0))
+    );
+    // `evaluate` applies the saved plan to the raw columns; the test split is part of them.
+    let e = json(&[
+        "evaluate", "--model", m, "--data", d, "--target", "approved", "--json",
+    ]);
+    assert!(e["accuracy"].as_f64().expect("acc") > 0.9, "{e}");
+    // A size outside the order is named with its row, at training and at evaluation.
+    let odd = dir.path().join("odd.csv");
+    std::fs::write(&odd, "size,income,approved\nsmall,1200,no\nhuge,1500,yes\n").expect("write");
+    let o = odd.to_str().expect("utf-8");
+    refused(
+        &[
+            "evaluate", "--model", m, "--data", o, "--target", "approved",
+        ],
+        "category \"huge\" in row 1",
+    );
+    let args = train(&["--ordinal", "size=small,large"]);
+    refused(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "\"medium\" in row",
+    );
+    let args = train(&["--scale", "robust"]);
+    refused(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "\"robust\" is not standard, minmax or none",
+    );
+}
+
+#[test]
 fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
     let dir = tempfile::tempdir().expect("dir");
     let mut csv = String::from("a,b,label\n");

@@ -1,5 +1,6 @@
 //! `aistd train` and `aistd evaluate` on CSV files: types inferred, preprocessing inferred from
-//! them (imputation, standardization, one-hot encoding, class targets) and saved with the model.
+//! them (imputation, standardization or min-max scaling, one-hot or ordinal encoding, class
+//! targets) and saved with the model.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use aistd_governance::{CsvOptions, DataSourceExt, open_path};
 use aistd_training::data::Dataset;
 use aistd_training::nn::Activation;
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
-use aistd_training::preprocess::{PrepOptions, Preprocessor};
+use aistd_training::preprocess::{PrepOptions, Preprocessor, Scaling};
 use aistd_training::tensorboard::TrainingLog;
 use aistd_training::{
     EpochRecord, MlpModel, Model, NdarrayTrainer, Observer, StepRecord, Task, TrainConfig, metrics,
@@ -51,6 +52,15 @@ pub(crate) struct DataArgs {
     /// Categories in fewer than this share of the training rows are folded into `__other__`.
     #[arg(long, default_value_t = 0.01)]
     min_frequency: f64,
+    /// Numeric columns after imputation: `standard` ((x − mean) / sd), `minmax` (the training
+    /// rows into [0, 1]) or `none`.
+    #[arg(long, default_value = "standard")]
+    scale: String,
+    /// A string column encoded as one integer (its category's position) instead of one-hot:
+    /// `COL` (categories sorted) or `COL=low,medium,high` (in that order; other values are an
+    /// error). Repeat for more columns.
+    #[arg(long)]
+    ordinal: Vec<String>,
     /// Treat a numeric target as classes (integer targets with at most 20 distinct values
     /// are classes anyway, unless --regression).
     #[arg(long, conflicts_with = "regression")]
@@ -209,8 +219,9 @@ impl FineTuneArgs {
 /// An attack's size (`aistd train --adversarial`, `aistd evaluate --attack`).
 #[derive(Debug, Args)]
 pub(crate) struct AttackArgs {
-    /// The attack's radius ε, in the model's input units: numeric columns are standardized, so
-    /// in standard deviations of the training data.
+    /// The attack's radius ε, in the model's input units: numeric columns are standardized by
+    /// default, so in standard deviations of the training data (with `--scale minmax`, in
+    /// shares of the training range).
     #[arg(long)]
     adv_epsilon: Option<f32>,
     /// The attack's norm: `linf` or `l2` (FGSM is L∞ only).
@@ -449,6 +460,18 @@ fn prepare(a: &DataArgs, validation_fraction: f64, seed: u64) -> Result<Prepared
     let all = read_batch(&a.data)?;
     let mut opts = PrepOptions::default();
     opts.min_frequency = a.min_frequency;
+    opts.scaling = Scaling::from_name(&a.scale)?;
+    opts.ordinal = a
+        .ordinal
+        .iter()
+        .map(|o| match o.split_once('=') {
+            Some((col, order)) => (
+                col.to_string(),
+                order.split(',').map(str::to_string).collect(),
+            ),
+            None => (o.clone(), Vec::new()),
+        })
+        .collect();
     let strata = |b: &RecordBatch| -> Result<Dataset> {
         let mut p = Preprocessor::fit(std::slice::from_ref(b), &a.target, &a.drop, &opts)?;
         force_task(&mut p, b, a.classify, a.regression)?;

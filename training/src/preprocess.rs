@@ -2,11 +2,14 @@
 //! model, as a user of a tabular tool expects:
 //!
 //! - numeric and boolean columns: missing values (null, NaN) imputed with the training mean,
-//!   then standardized; infinities are an error naming the column and row;
+//!   then standardized (or min-max scaled into [0, 1], or left as they are: [`Scaling`]);
+//!   infinities are an error naming the column and row;
 //! - string and dictionary columns: one-hot encoded; categories seen in fewer than
 //!   `min_frequency` of the training rows (and any beyond the `max_categories` most frequent)
 //!   are folded into one `__other__` column, as are categories first seen at prediction time;
-//!   missing values take the most frequent category;
+//!   missing values take the most frequent category; columns named in
+//!   [`PrepOptions::ordinal`] become one integer each instead (the category's position in a given
+//!   order, as scikit-learn's `OrdinalEncoder`), and a category outside that order is an error;
 //! - the target: strings and booleans become classes (names sorted; predictions map back to
 //!   them), integers with at most 20 distinct values too, other numbers are values; a missing
 //!   label is an error naming the row.
@@ -23,14 +26,50 @@ use crate::error::{Error, Result};
 
 const OTHER: &str = "__other__";
 
-/// How categoricals are folded.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// How numeric and boolean columns are scaled after imputation, with statistics of the
+/// training rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scaling {
+    /// `(x − mean) / sd` (population sd; scikit-learn's `StandardScaler`). The default.
+    #[default]
+    Standard,
+    /// `(x − min) / (max − min)`: the training rows into [0, 1] (`MinMaxScaler`); a constant
+    /// column becomes 0.
+    MinMax,
+    /// Unchanged (missing values still take the training mean).
+    None,
+}
+
+impl Scaling {
+    /// `standard`, `minmax` (or `min_max`) or `none`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "standard" => Ok(Self::Standard),
+            "minmax" | "min_max" => Ok(Self::MinMax),
+            "none" => Ok(Self::None),
+            other => Err(Error::invalid(
+                "scaling",
+                format!("{other:?} is not standard, minmax or none"),
+            )),
+        }
+    }
+}
+
+/// How columns are encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PrepOptions {
     /// Categories in fewer than this share of training rows go to `__other__` (default 0.01).
     pub min_frequency: f64,
     /// At most this many categories per column get their own column (default 50).
     pub max_categories: usize,
+    /// Numeric and boolean columns (default: standardized).
+    pub scaling: Scaling,
+    /// String columns encoded as one integer each (0, 1, … in the given order of categories;
+    /// an empty order takes the training categories sorted) instead of one-hot.
+    pub ordinal: Vec<(String, Vec<String>)>,
 }
 
 impl Default for PrepOptions {
@@ -38,6 +77,8 @@ impl Default for PrepOptions {
         Self {
             min_frequency: 0.01,
             max_categories: 50,
+            scaling: Scaling::Standard,
+            ordinal: Vec::new(),
         }
     }
 }
@@ -56,6 +97,33 @@ pub enum ColumnPlan {
         /// Training standard deviation (1 if constant).
         scale: f64,
     },
+    /// Imputed with `fill`, then `(x − min) / (max − min)` (0 where `max == min`).
+    MinMax {
+        /// The column.
+        name: String,
+        /// Training mean, for missing values.
+        fill: f64,
+        /// Training minimum.
+        min: f64,
+        /// Training maximum.
+        max: f64,
+    },
+    /// Imputed with `fill`, otherwise unchanged.
+    Raw {
+        /// The column.
+        name: String,
+        /// Training mean, for missing values.
+        fill: f64,
+    },
+    /// One feature: the category's position in `categories`; missing values take `fill`.
+    Ordinal {
+        /// The column.
+        name: String,
+        /// The categories in order.
+        categories: Vec<String>,
+        /// What missing values become (the most frequent training category).
+        fill: String,
+    },
     /// One column per category, then `__other__` if any category was folded.
     Categorical {
         /// The column.
@@ -67,6 +135,27 @@ pub enum ColumnPlan {
         /// What missing values become.
         fill: String,
     },
+}
+
+impl ColumnPlan {
+    /// The input column.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Numeric { name, .. }
+            | Self::MinMax { name, .. }
+            | Self::Raw { name, .. }
+            | Self::Ordinal { name, .. }
+            | Self::Categorical { name, .. } => name,
+        }
+    }
+
+    /// Whether the input column is read as numbers (else as text).
+    pub fn takes_numbers(&self) -> bool {
+        matches!(
+            self,
+            Self::Numeric { .. } | Self::MinMax { .. } | Self::Raw { .. }
+        )
+    }
 }
 
 /// What the target becomes.
@@ -175,14 +264,45 @@ impl Preprocessor {
                 "is not a column of the data",
             ));
         }
+        for (k, (o, order)) in options.ordinal.iter().enumerate() {
+            let what = || format!("ordinal column {o:?}");
+            let f = schema
+                .field_with_name(o)
+                .map_err(|_| Error::invalid(what(), "is not a column of the data"))?;
+            if o == target || drop.contains(o) {
+                return Err(Error::invalid(what(), "is the target or dropped"));
+            }
+            if kind(o, f.data_type())? {
+                return Err(Error::invalid(
+                    what(),
+                    format!("is {} (ordinal encoding takes strings)", f.data_type()),
+                ));
+            }
+            if options.ordinal[..k].iter().any(|(p, _)| p == o) {
+                return Err(Error::invalid(what(), "is named twice"));
+            }
+            if let Some((i, c)) = order
+                .iter()
+                .enumerate()
+                .find(|(i, c)| order[..*i].contains(c))
+            {
+                return Err(Error::invalid(
+                    what(),
+                    format!("category {c:?} is listed twice (at {i})"),
+                ));
+            }
+        }
         let mut columns = Vec::new();
         for f in schema.fields() {
             let name = f.name();
             if name == target || drop.contains(name) {
                 continue;
             }
-            if kind(name, f.data_type())? {
+            if let Some((_, order)) = options.ordinal.iter().find(|(o, _)| o == name) {
+                columns.push(Self::fit_ordinal(batches, name, order)?);
+            } else if kind(name, f.data_type())? {
                 let (mut n, mut sum, mut sq) = (0u64, 0.0f64, 0.0f64);
+                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
                 for b in batches {
                     let a = as_f64(name, column(b, name)?)?;
                     for (i, v) in a.iter().enumerate() {
@@ -197,6 +317,8 @@ impl Preprocessor {
                                 n += 1;
                                 sum += v;
                                 sq += v * v;
+                                lo = lo.min(v);
+                                hi = hi.max(v);
                             }
                             _ => {}
                         }
@@ -209,10 +331,26 @@ impl Preprocessor {
                     0.0
                 };
                 let sd = var.sqrt();
-                columns.push(ColumnPlan::Numeric {
-                    name: name.clone(),
-                    mean,
-                    scale: if sd > 1e-12 { sd } else { 1.0 },
+                let name = name.clone();
+                columns.push(match options.scaling {
+                    Scaling::Standard => ColumnPlan::Numeric {
+                        name,
+                        mean,
+                        scale: if sd > 1e-12 { sd } else { 1.0 },
+                    },
+                    Scaling::MinMax if n == 0 => ColumnPlan::MinMax {
+                        name,
+                        fill: 0.0,
+                        min: 0.0,
+                        max: 0.0,
+                    },
+                    Scaling::MinMax => ColumnPlan::MinMax {
+                        name,
+                        fill: mean,
+                        min: lo,
+                        max: hi,
+                    },
+                    Scaling::None => ColumnPlan::Raw { name, fill: mean },
                 });
             } else {
                 let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
@@ -307,12 +445,60 @@ impl Preprocessor {
         })
     }
 
+    /// The ordinal plan of column `name`: `order`, or the training categories sorted.
+    fn fit_ordinal(batches: &[RecordBatch], name: &str, order: &[String]) -> Result<ColumnPlan> {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut r0 = 0;
+        for b in batches {
+            for (i, v) in as_str(name, column(b, name)?)?.iter().enumerate() {
+                let Some(v) = v else { continue };
+                if !order.is_empty() && !order.iter().any(|c| c == v) {
+                    return Err(Error::invalid(
+                        format!("ordinal column {name:?}"),
+                        format!(
+                            "category {v:?} in row {} is not in the order given ({})",
+                            r0 + i,
+                            order.join(", ")
+                        ),
+                    ));
+                }
+                *counts.entry(v.to_string()).or_default() += 1;
+            }
+            r0 += b.num_rows();
+        }
+        let categories: Vec<String> = if order.is_empty() {
+            counts.keys().cloned().collect()
+        } else {
+            order.to_vec()
+        };
+        if categories.is_empty() {
+            return Err(Error::invalid(
+                format!("ordinal column {name:?}"),
+                "has no values and no order was given",
+            ));
+        }
+        // The most frequent category (the first of the order on ties).
+        let fill = categories
+            .iter()
+            .max_by_key(|c| (counts.get(*c).copied().unwrap_or(0), std::cmp::Reverse(*c)))
+            .cloned()
+            .unwrap_or_default();
+        Ok(ColumnPlan::Ordinal {
+            name: name.to_string(),
+            categories,
+            fill,
+        })
+    }
+
     /// Names of the encoded features, in order (`col`, `col=category`, `col=__other__`).
     pub fn feature_names(&self) -> Vec<String> {
         let mut out = Vec::new();
         for c in &self.columns {
             match c {
-                ColumnPlan::Numeric { name, .. } => out.push(name.clone()),
+                ColumnPlan::Numeric { name, .. }
+                | ColumnPlan::MinMax { name, .. }
+                | ColumnPlan::Raw { name, .. }
+                | ColumnPlan::Ordinal { name, .. } => out.push(name.clone()),
                 ColumnPlan::Categorical {
                     name,
                     categories,
@@ -337,22 +523,69 @@ impl Preprocessor {
         let mut col = 0;
         for plan in &self.columns {
             let mut r0 = 0;
+            // A numeric column: missing values take `fill`, then `f`.
+            let mut numeric = |name: &str, fill: f64, f: &dyn Fn(f64) -> f64| -> Result<()> {
+                let mut r0 = 0;
+                for b in batches {
+                    let a = as_f64(name, column(b, name)?)?;
+                    for (i, v) in a.iter().enumerate() {
+                        let v = match v {
+                            Some(v) if v.is_infinite() => {
+                                return Err(Error::invalid(
+                                    format!("column {name:?}"),
+                                    format!("is {v} in row {}", r0 + i),
+                                ));
+                            }
+                            Some(v) if !v.is_nan() => v,
+                            _ => fill,
+                        };
+                        x[[r0 + i, col]] = f(v) as f32;
+                    }
+                    r0 += b.num_rows();
+                }
+                Ok(())
+            };
             match plan {
                 ColumnPlan::Numeric { name, mean, scale } => {
+                    numeric(name, *mean, &|v| (v - mean) / scale)?;
+                    col += 1;
+                }
+                ColumnPlan::MinMax {
+                    name,
+                    fill,
+                    min,
+                    max,
+                } => {
+                    let range = if max > min { max - min } else { 1.0 };
+                    numeric(name, *fill, &|v| {
+                        if max > min { (v - min) / range } else { 0.0 }
+                    })?;
+                    col += 1;
+                }
+                ColumnPlan::Raw { name, fill } => {
+                    numeric(name, *fill, &|v| v)?;
+                    col += 1;
+                }
+                ColumnPlan::Ordinal {
+                    name,
+                    categories,
+                    fill,
+                } => {
                     for b in batches {
-                        let a = as_f64(name, column(b, name)?)?;
+                        let a = as_str(name, column(b, name)?)?;
                         for (i, v) in a.iter().enumerate() {
-                            let v = match v {
-                                Some(v) if v.is_infinite() => {
-                                    return Err(Error::invalid(
-                                        format!("column {name:?}"),
-                                        format!("is {v} in row {}", r0 + i),
-                                    ));
-                                }
-                                Some(v) if !v.is_nan() => v,
-                                _ => *mean,
-                            };
-                            x[[r0 + i, col]] = ((v - mean) / scale) as f32;
+                            let v = v.unwrap_or(fill.as_str());
+                            let k = categories.iter().position(|c| c == v).ok_or_else(|| {
+                                Error::invalid(
+                                    format!("ordinal column {name:?}"),
+                                    format!(
+                                        "category {v:?} in row {} is not one of {}",
+                                        r0 + i,
+                                        categories.join(", ")
+                                    ),
+                                )
+                            })?;
+                            x[[r0 + i, col]] = k as f32;
                         }
                         r0 += b.num_rows();
                     }
@@ -547,6 +780,112 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Preprocessor>(&json).expect("back"),
             p
+        );
+    }
+
+    #[test]
+    fn min_max_scaling_raw_columns_and_ordinal_encoding() {
+        let b = batch();
+        let mut opts = PrepOptions {
+            scaling: Scaling::MinMax,
+            ordinal: vec![(
+                "region".into(),
+                vec!["rare".into(), "south".into(), "north".into()],
+            )],
+            ..PrepOptions::default()
+        };
+        let p = Preprocessor::fit(std::slice::from_ref(&b), "label", &[], &opts).expect("fit");
+        assert_eq!(p.feature_names(), vec!["income", "region", "owner", "age"]);
+        let d = p.dataset(std::slice::from_ref(&b)).expect("dataset");
+        // income: 1..199 without multiples of 10 → min 1, max 199; row 0 is missing → the mean.
+        let ColumnPlan::MinMax { fill, min, max, .. } = &p.columns[0] else {
+            panic!("min-max: {:?}", p.columns[0])
+        };
+        assert_eq!((*min, *max), (1.0, 199.0));
+        assert_eq!(d.x[[1, 0]], 0.0);
+        assert_eq!(d.x[[199, 0]], 1.0);
+        assert!((d.x[[0, 0]] as f64 - (fill - 1.0) / 198.0).abs() < 1e-6);
+        // age 20..69 → [0, 1]; owner false/true → 0/1.
+        assert_eq!((d.x[[0, 3]], d.x[[49, 3]]), (0.0, 1.0));
+        assert_eq!((d.x[[0, 2]], d.x[[1, 2]]), (1.0, 0.0));
+        // region in the given order; row 7 (missing) takes the most frequent ("south": 86 odd
+        // rows that are not multiples of 7, against 85 even ones for "north").
+        assert_eq!(
+            [d.x[[0, 1]], d.x[[1, 1]], d.x[[2, 1]], d.x[[7, 1]]],
+            [0.0, 1.0, 2.0, 1.0]
+        );
+        // A category outside the order at prediction time is refused with its row.
+        let east = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("income", DataType::Float64, true),
+                Field::new("region", DataType::Utf8, true),
+                Field::new("owner", DataType::Boolean, false),
+                Field::new("age", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(Float64Array::from(vec![Some(5.0), Some(500.0)])),
+                Arc::new(StringArray::from(vec![Some("north"), Some("east")])),
+                Arc::new(BooleanArray::from(vec![true, false])),
+                Arc::new(Int64Array::from(vec![30, 30])),
+            ],
+        )
+        .expect("batch");
+        let e = p.features(std::slice::from_ref(&east)).expect_err("east");
+        assert!(e.to_string().contains("\"east\" in row 1"), "{e}");
+        // Without an order the categories are sorted; `none` leaves numbers as they are.
+        opts.scaling = Scaling::None;
+        opts.ordinal[0].1.clear();
+        let p = Preprocessor::fit(std::slice::from_ref(&b), "label", &[], &opts).expect("fit");
+        let ColumnPlan::Ordinal { categories, .. } = &p.columns[1] else {
+            panic!("ordinal: {:?}", p.columns[1])
+        };
+        assert_eq!(categories, &["north", "rare", "south"]);
+        let x = p
+            .features(std::slice::from_ref(&east))
+            .expect_err("east still");
+        assert!(x.to_string().contains("north, rare, south"), "{x}");
+        let d = p.dataset(std::slice::from_ref(&b)).expect("dataset");
+        assert_eq!((d.x[[5, 0]], d.x[[5, 3]], d.x[[5, 1]]), (5.0, 25.0, 2.0));
+        let json = serde_json::to_string(&p).expect("json");
+        assert!(json.contains("\"kind\":\"raw\"") && json.contains("\"kind\":\"ordinal\""));
+        assert_eq!(
+            serde_json::from_str::<Preprocessor>(&json).expect("back"),
+            p
+        );
+        assert!(p.columns[1].name() == "region" && !p.columns[1].takes_numbers());
+        assert!(p.columns[0].takes_numbers());
+        // Settings that cannot work are named.
+        let refused = |ordinal: Vec<(&str, Vec<&str>)>, want: &str| {
+            let o = PrepOptions {
+                ordinal: ordinal
+                    .into_iter()
+                    .map(|(c, v)| (c.to_string(), v.into_iter().map(str::to_string).collect()))
+                    .collect(),
+                ..PrepOptions::default()
+            };
+            let e = Preprocessor::fit(std::slice::from_ref(&b), "label", &["age".into()], &o)
+                .expect_err(want);
+            assert!(e.to_string().contains(want), "{want}: {e}");
+        };
+        refused(
+            vec![("region", vec!["north", "south"])],
+            "\"rare\" in row 0",
+        );
+        refused(
+            vec![("income", vec![])],
+            "Float64 (ordinal encoding takes strings)",
+        );
+        refused(vec![("zone", vec![])], "\"zone\": is not a column");
+        refused(vec![("age", vec![])], "is the target or dropped");
+        refused(
+            vec![("region", vec!["a", "b", "a"])],
+            "\"a\" is listed twice",
+        );
+        refused(vec![("region", vec![]), ("region", vec![])], "named twice");
+        assert!(Scaling::from_name("robust").is_err());
+        assert_eq!(
+            Scaling::from_name("minmax").expect("minmax"),
+            Scaling::MinMax
         );
     }
 
