@@ -417,6 +417,27 @@ pub struct Trace {
     pre: Vec<Array2<f32>>,
     /// Dropout scaling per hidden layer (0 for dropped units), if used.
     masks: Vec<Option<Array2<f32>>>,
+    /// Quantization-aware training: each layer's input scale (empty: off), and each layer's
+    /// input fake-quantized with it, which the layer multiplies instead of `acts`.
+    scales: Vec<f32>,
+    quantized: Vec<Array2<f32>>,
+}
+
+impl Trace {
+    /// What layer `l` multiplied: its input, fake-quantized in quantization-aware training.
+    fn input(&self, l: usize) -> &Array2<f32> {
+        if self.scales.is_empty() {
+            &self.acts[l]
+        } else {
+            &self.quantized[l]
+        }
+    }
+}
+
+/// `v` quantized to int8 with scale `s` and back, exactly as the integer inference path
+/// quantizes a layer's input ([`crate::quantize`]).
+pub(crate) fn fake_quantize_input(v: f32, s: f32) -> f32 {
+    f32::from(crate::int8_kernel::quantize_input(v, 1.0 / s)) * s
 }
 
 /// The arrays one training thread reuses from step to step ([`Mlp::loss_and_grad_rows`]), so
@@ -561,18 +582,39 @@ impl Mlp {
             ..Trace::default()
         };
         let mut out = Array2::zeros((0, 0));
-        self.forward_into(&mut trace, &mut out, dropout, rngs)?;
+        self.forward_into(&mut trace, &mut out, dropout, rngs, &[])?;
         Ok((out, trace))
     }
 
+    /// The raw outputs with every layer's input fake-quantized to int8 with `scales` (one per
+    /// layer): the forward pass of quantization-aware training, which equals the integer
+    /// inference of the same weights and scales up to float rounding.
+    #[cfg(test)]
+    pub(crate) fn forward_fake_quantized(
+        &self,
+        x: ArrayView2<f32>,
+        scales: &[f32],
+    ) -> Result<Array2<f32>> {
+        self.check_input(&x)?;
+        let mut trace = Trace {
+            acts: vec![x.as_standard_layout().into_owned()],
+            ..Trace::default()
+        };
+        let mut out = Array2::zeros((0, 0));
+        self.forward_into(&mut trace, &mut out, 0.0, &mut [], scales)?;
+        Ok(out)
+    }
+
     /// The forward pass of `trace.acts[0]` (already checked), into the trace's and `out`'s
-    /// arrays, reused.
+    /// arrays, reused; with `scales` (one per layer; empty: off), each layer's input
+    /// fake-quantized to int8 first (quantization-aware training).
     fn forward_into(
         &self,
         trace: &mut Trace,
         out: &mut Array2<f32>,
         dropout: f32,
         rngs: &mut [Rng],
+        scales: &[f32],
     ) -> Result<()> {
         let layers = self.arch.layers().len();
         let hidden = layers - 1;
@@ -586,18 +628,47 @@ impl Mlp {
                 format!("{} generators for {rows} rows", rngs.len()),
             ));
         }
+        if !scales.is_empty() && scales.len() != layers {
+            return Err(Error::invalid(
+                "quantization-aware training",
+                format!("{} input scales for {layers} layers", scales.len()),
+            ));
+        }
+        trace.scales.clear();
+        trace.scales.extend_from_slice(scales);
+        trace.quantized.resize_with(layers, Default::default);
         for l in 0..layers {
             let (w, b) = self.layer(&self.params, l);
-            let Trace { acts, pre, masks } = trace;
+            let Trace {
+                acts,
+                pre,
+                masks,
+                scales,
+                quantized,
+            } = trace;
+            let input = if scales.is_empty() {
+                &acts[l]
+            } else {
+                let q = &mut quantized[l];
+                shape_buffer(q, rows, acts[l].ncols());
+                let s = scales[l];
+                q.zip_mut_with(&acts[l], |q, a| *q = fake_quantize_input(*a, s));
+                &quantized[l]
+            };
             if l == hidden {
-                affine_into(acts[l].view(), w, b, out);
+                affine_into(input.view(), w, b, out);
                 break;
             }
             // x · W into the activation's array, then bias and activation in one pass.
             let (below, above) = acts.split_at_mut(l + 1);
             let a = &mut above[0];
             shape_buffer(a, rows, w.ncols());
-            ndarray::linalg::general_mat_mul(1.0, &below[l], &w, 0.0, a);
+            let input = if scales.is_empty() {
+                &below[l]
+            } else {
+                &quantized[l]
+            };
+            ndarray::linalg::general_mat_mul(1.0, input, &w, 0.0, a);
             let bias = b
                 .as_slice()
                 .unwrap_or_else(|| unreachable!("biases are contiguous"));
@@ -668,7 +739,7 @@ impl Mlp {
         accumulate: bool,
     ) {
         for l in (0..self.offsets.len()).rev() {
-            self.layer_grads(l, &trace.acts[l], delta, grads, accumulate);
+            self.layer_grads(l, trace.input(l), delta, grads, accumulate);
             if l > 0 {
                 self.back_through(trace, l, delta, back);
                 std::mem::swap(delta, back);
@@ -713,6 +784,17 @@ impl Mlp {
         let g = back
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("workspace buffers are standard layout"));
+        // Quantization-aware training: the straight-through estimator passes the gradient
+        // through the fake quantization where the input was within range, and stops it where
+        // the input saturated (as PyTorch's `FakeQuantize`).
+        if let Some(s) = trace.scales.get(l) {
+            let limit = 127.5 * s;
+            for (g, a) in g.iter_mut().zip(slice(&trace.acts[l])) {
+                if a.abs() > limit {
+                    *g = 0.0;
+                }
+            }
+        }
         let z = trace.pre.get(l - 1).map_or(&[][..], slice);
         let m = trace.masks[l - 1].as_ref().map(slice);
         self.arch
@@ -733,6 +815,7 @@ impl Mlp {
         reduction: Reduction,
         dropout: f32,
         rngs: &mut [Rng],
+        scales: &[f32],
         grads: &mut [f32],
     ) -> Result<f32> {
         self.check_input(&x)?;
@@ -745,7 +828,7 @@ impl Mlp {
         } = ws;
         trace.acts.resize_with(1, Default::default);
         gather_into(x, idx, &mut trace.acts[0]);
-        self.forward_into(trace, out, dropout, rngs)?;
+        self.forward_into(trace, out, dropout, rngs, scales)?;
         let (l, d) = loss.evaluate(out.view(), y, reduction)?;
         shape_buffer(delta, d.nrows(), d.ncols());
         delta.assign(&d);
@@ -769,6 +852,7 @@ impl Mlp {
         loss: Loss,
         dropout: f32,
         rngs: &mut [Rng],
+        scales: &[f32],
         clip: f32,
         grads: &mut [f32],
     ) -> Result<(f32, usize)> {
@@ -782,7 +866,7 @@ impl Mlp {
         } = ws;
         trace.acts.resize_with(1, Default::default);
         gather_into(x, idx, &mut trace.acts[0]);
-        self.forward_into(trace, out, dropout, rngs)?;
+        self.forward_into(trace, out, dropout, rngs, scales)?;
         let (total, d) = loss.evaluate(out.view(), y, Reduction::Sum)?;
         let layers = self.offsets.len();
         deltas.resize_with(layers, Default::default);
@@ -794,7 +878,8 @@ impl Mlp {
         }
         factors.clear();
         factors.resize(idx.len(), 0.0);
-        for (a, d) in trace.acts.iter().zip(deltas.iter()) {
+        for (l, d) in deltas.iter().enumerate() {
+            let a = trace.input(l);
             for ((f, a), d) in factors.iter_mut().zip(a.outer_iter()).zip(d.outer_iter()) {
                 let a2: f32 = a.iter().map(|v| v * v).sum();
                 let d2: f32 = d.iter().map(|v| v * v).sum();
@@ -817,7 +902,7 @@ impl Mlp {
                     row.mapv_inplace(|v| v * f);
                 }
             }
-            self.layer_grads(l, &trace.acts[l], d, grads, false);
+            self.layer_grads(l, trace.input(l), d, grads, false);
         }
         Ok((total, clipped))
     }
@@ -894,6 +979,7 @@ mod tests {
                     Reduction::Mean,
                     0.0,
                     &mut [],
+                    &[],
                     &mut scratch,
                 )
                 .expect("first batch");
@@ -906,6 +992,7 @@ mod tests {
                     Reduction::Mean,
                     0.0,
                     &mut [],
+                    &[],
                     &mut grads,
                 )
                 .expect("grad");
@@ -1078,6 +1165,7 @@ mod tests {
                         Reduction::Sum,
                         dropout,
                         &mut gens[k..k + 1].to_vec(),
+                        &[],
                         &mut g,
                     )
                     .expect("one example");
@@ -1103,6 +1191,7 @@ mod tests {
                         Loss::CrossEntropy,
                         dropout,
                         &mut gens.clone(),
+                        &[],
                         clip as f32,
                         &mut got,
                     )

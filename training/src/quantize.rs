@@ -9,9 +9,12 @@
 //! compiler vectorizes; both exact, so their results are identical) and rescales each output by
 //! s_x · s_w before adding the f32 bias and applying the activation in f32.
 //!
-//! Quantization-aware fine-tuning ([`TrainConfig`] through [`qat_fine_tune`]) runs the forward
-//! and backward passes on fake-quantized weights and applies the update to the full-precision
-//! ones (the straight-through estimator); activations are not fake-quantized.
+//! Quantization-aware fine-tuning ([`qat_fine_tune`]) simulates that inference in training, as
+//! PyTorch's eager-mode QAT does: the forward pass runs on fake-quantized (quantized, then
+//! dequantized) weights and fake-quantizes every layer's input with its scale, recalibrated on
+//! the training rows at the start of each epoch; the backward pass is the straight-through
+//! estimator (the gradient passes the rounding unchanged, and stops where an input saturated),
+//! and the update goes to the full-precision weights.
 
 use std::path::Path;
 
@@ -95,6 +98,35 @@ fn quantize_value(v: f32, s: f32) -> i16 {
     (v / s).round().clamp(-127.0, 127.0) as i16
 }
 
+/// Each layer's input scale for `net` on the (standardized) rows `x`: the largest |input| the
+/// layer sees there, / 127 (1 if all are 0), from the f32 forward pass; as PyTorch's static
+/// quantization with a min-max observer calibrates.
+pub(crate) fn input_scales(net: &Mlp, x: ArrayView2<f32>) -> Result<Vec<f32>> {
+    let arch = net.architecture();
+    let layers = arch.layers();
+    let mut a = x.to_owned();
+    let mut scales = Vec::with_capacity(layers.len());
+    for (l, (i, o)) in layers.iter().copied().enumerate() {
+        let max_in = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        scales.push(if max_in > 0.0 { max_in / 127.0 } else { 1.0 });
+        // The next layer's input: this layer's f32 output.
+        if l + 1 < layers.len() {
+            let p = &net.parameters()[net.layer_range(l)];
+            let (w, b) = (&p[..i * o], &p[i * o..]);
+            let wv = ndarray::ArrayView2::from_shape((i, o), w)
+                .map_err(|e| Error::invalid("quantization", e.to_string()))?;
+            let mut z = a.dot(&wv);
+            for mut row in z.outer_iter_mut() {
+                for (v, bias) in row.iter_mut().zip(b) {
+                    *v = arch.activation.apply(*v + bias);
+                }
+            }
+            a = z;
+        }
+    }
+    Ok(scales)
+}
+
 /// `net`'s weights fake-quantized (quantized and dequantized) in place.
 pub(crate) fn fake_quantize(net: &mut Mlp, per_channel: bool) {
     for (l, (i, o)) in net.architecture().layers().into_iter().enumerate() {
@@ -134,15 +166,15 @@ impl QuantizedMlp {
                 ),
             ));
         }
-        let mut a = model.standardize(&calibration.to_owned())?;
+        let a = model.standardize(&calibration.to_owned())?;
+        let scales = input_scales(net, a.view())?;
         let layers = arch.layers();
         let mut out = Vec::with_capacity(layers.len());
         for (l, (i, o)) in layers.iter().copied().enumerate() {
             let r = net.layer_range(l);
             let p = &net.parameters()[r];
             let (w, b) = (&p[..i * o], &p[i * o..]);
-            let max_in = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let input_scale = if max_in > 0.0 { max_in / 127.0 } else { 1.0 };
+            let input_scale = scales[l];
             let weight_scale = weight_scales(w, i, o, per_channel);
             let weights = w
                 .iter()
@@ -156,18 +188,6 @@ impl QuantizedMlp {
                 input_scale,
                 b.to_vec(),
             ));
-            // The next layer's calibration input: this layer's f32 output.
-            if l + 1 < layers.len() {
-                let wv = ndarray::ArrayView2::from_shape((i, o), w)
-                    .map_err(|e| Error::invalid("quantization", e.to_string()))?;
-                let mut z = a.dot(&wv);
-                for mut row in z.outer_iter_mut() {
-                    for (v, bias) in row.iter_mut().zip(b) {
-                        *v = arch.activation.apply(*v + bias);
-                    }
-                }
-                a = z;
-            }
         }
         Ok(Self {
             layers: out,
@@ -513,9 +533,10 @@ fn accumulate(acc: &mut [i32], q: &[i16], w: &[i16]) {
     }
 }
 
-/// Quantization-aware fine-tuning of `model` on `train`: forward and backward passes on
-/// fake-quantized weights, updates to the full-precision ones; returns the fine-tuned f32
-/// model (quantize it afterwards).
+/// Quantization-aware fine-tuning of `model` on `train` (ndarray backend): forward passes on
+/// fake-quantized weights and layer inputs (the integer inference's arithmetic, up to float
+/// rounding), straight-through backward passes, updates to the full-precision weights; returns
+/// the fine-tuned f32 model (quantize it afterwards, calibrating on the training rows).
 pub fn qat_fine_tune(
     model: &MlpModel,
     train: &Dataset,
@@ -545,18 +566,131 @@ pub fn qat_fine_tune(
 #[cfg(test)]
 mod tests {
     use crate::data::{Dataset, Target};
+    use crate::nn::{Activation, Architecture, Loss, Mlp, Reduction, Targets, Workspace};
     use crate::{NdarrayTrainer, Silent, TrainConfig};
 
-    #[test]
-    fn the_vector_and_portable_paths_give_identical_outputs() {
-        // 40 rows of 9 features, 3 classes; hidden layers of 13 and 70 (odd widths), each
-        // activation.
+    /// 40 rows of 9 features in −5..5, 3 classes.
+    fn small() -> Dataset {
         let x =
             ndarray::Array2::from_shape_fn((40, 9), |(r, c)| ((r * 7 + c * 3) % 11) as f32 - 5.0);
         let labels = (0..40).map(|r| (r % 3) as u32).collect();
         let names = ["a", "b", "c"].map(String::from).to_vec();
         let features = (0..9).map(|c| format!("f{c}")).collect();
-        let d = Dataset::new(x, Target::Classes { labels, names }, features).expect("data");
+        Dataset::new(x, Target::Classes { labels, names }, features).expect("data")
+    }
+
+    #[test]
+    fn the_quantization_aware_forward_pass_is_the_integer_inference() {
+        let d = small();
+        for (act, per_channel) in [("relu", true), ("tanh", false), ("gelu", true)] {
+            let c = TrainConfig {
+                hidden: vec![13, 70],
+                epochs: 3,
+                activation: Activation::from_name(act).expect("activation"),
+                ..TrainConfig::default()
+            };
+            let (m, _) = NdarrayTrainer
+                .fit_mlp(&d, None, &c, &mut Silent)
+                .expect("fit");
+            let x = m.standardize(&d.x).expect("standardize");
+            let scales = super::input_scales(m.network(), x.view()).expect("scales");
+            let mut net = m.network().clone();
+            super::fake_quantize(&mut net, per_channel);
+            let simulated = net
+                .forward_fake_quantized(x.view(), &scales)
+                .expect("fake-quantized");
+            let q = super::QuantizedMlp::quantize(&m, d.x.view(), per_channel).expect("quantize");
+            let integer = q.forward(d.x.view()).expect("int8");
+            let top = integer.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let gap = (&simulated - &integer)
+                .iter()
+                .fold(0.0f32, |a, v| a.max(v.abs()));
+            assert!(gap <= 1e-4 * top, "{act}: {gap} (outputs up to {top})");
+            // …and it is not the f32 forward pass.
+            let float = m.network().forward(x.view()).expect("f32");
+            let off = (&float - &integer)
+                .iter()
+                .fold(0.0f32, |a, v| a.max(v.abs()));
+            assert!(
+                off > 100.0 * gap,
+                "{act}: f32 is off by {off}, the simulation {gap}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantization_aware_gradients_are_straight_through() {
+        let d = small();
+        let y = d.labels().expect("classes");
+        let net = Mlp::new(Architecture::new(9, vec![13], 3, Activation::Relu), 7).expect("net");
+        let all: Vec<usize> = (0..d.len()).collect();
+        let grads = |scales: &[f32]| {
+            let mut g = vec![0.0; net.parameters().len()];
+            net.loss_and_grad_rows(
+                &mut Workspace::default(),
+                d.x.view(),
+                &all,
+                Targets::Classes(y),
+                Loss::CrossEntropy,
+                Reduction::Sum,
+                0.0,
+                &mut [],
+                scales,
+                &mut g,
+            )
+            .expect("gradients");
+            g
+        };
+        // Coarse scales, so that quantization moves the inputs visibly.
+        let scales = [0.5, 0.25];
+        let (g, plain) = (grads(&scales), grads(&[]));
+        // The output layer's gradients are exact: its quantized input does not depend on its own
+        // weights, so central differences of the fake-quantized loss agree.
+        let loss = |p: &[f32]| {
+            let n = Mlp::from_parameters(net.architecture().clone(), p.to_vec()).expect("net");
+            let out = n
+                .forward_fake_quantized(d.x.view(), &scales)
+                .expect("forward");
+            f64::from(
+                Loss::CrossEntropy
+                    .evaluate(out.view(), Targets::Classes(y), Reduction::Sum)
+                    .expect("loss")
+                    .0,
+            )
+        };
+        let r = net.layer_range(1);
+        let (mut worst, mut unlike) = (0.0f64, 0.0f64);
+        for k in r.step_by(3) {
+            let mut p = net.parameters().to_vec();
+            p[k] += 1e-2;
+            let up = loss(&p);
+            p[k] -= 2e-2;
+            let fd = (up - loss(&p)) / 2e-2;
+            worst = worst.max((fd - f64::from(g[k])).abs() / (1.0 + fd.abs()));
+            unlike = unlike.max((fd - f64::from(plain[k])).abs() / (1.0 + fd.abs()));
+        }
+        assert!(
+            worst < 2e-3,
+            "output layer off finite differences by {worst}"
+        );
+        assert!(
+            unlike > 10.0 * worst,
+            "the f32 gradient is as close: {unlike}"
+        );
+        // Below it, the gradient passes the rounding (non-zero) and stops where every hidden
+        // input saturates (a scale far too small).
+        let first = net.layer_range(0);
+        assert!(g[first.clone()].iter().any(|v| *v != 0.0));
+        let saturated = grads(&[0.5, 1e-6]);
+        assert!(saturated[first].iter().all(|v| *v == 0.0));
+        assert_ne!(g, plain);
+    }
+
+    #[test]
+    fn the_vector_and_portable_paths_give_identical_outputs() {
+        // 40 rows of 9 features, 3 classes; hidden layers of 13 and 70 (odd widths), each
+        // activation.
+        let d = small();
         for act in ["relu", "tanh", "gelu", "sigmoid"] {
             let c = TrainConfig {
                 hidden: vec![13, 70],

@@ -77,7 +77,8 @@ pub struct TrainConfig {
     #[serde(skip)]
     pub(crate) local: Option<Warm>,
     /// Quantization-aware training ([`crate::quantize::qat_fine_tune`]): steps on int8
-    /// fake-quantized weights (per channel if true), updates to the full-precision ones.
+    /// fake-quantized weights (per channel if true) and layer inputs, updates to the
+    /// full-precision weights.
     #[serde(skip)]
     pub(crate) fake_quantize: Option<bool>,
 }
@@ -849,6 +850,11 @@ pub(crate) trait Engine {
     fn reads_step_rows(&self) -> bool {
         false
     }
+
+    /// Whether `train_step` fake-quantizes each layer's input with `StepInput::act_scales`.
+    fn fake_quantizes_activations(&self) -> bool {
+        false
+    }
 }
 
 /// DP-SGD's part of one step.
@@ -885,6 +891,9 @@ pub(crate) struct StepInput<'a> {
     /// When `x` holds only this step's rows (adversarial training): the training example each
     /// row is, for its dropout generator.
     pub ids: Option<&'a [usize]>,
+    /// Quantization-aware training: each layer's input scale, to fake-quantize its input with
+    /// (empty: off).
+    pub act_scales: &'a [f32],
 }
 
 /// The generator of example `i`'s dropout masks in `epoch` (0-based).
@@ -929,6 +938,10 @@ impl Engine for NdarrayEngine {
     }
 
     fn reads_step_rows(&self) -> bool {
+        true
+    }
+
+    fn fake_quantizes_activations(&self) -> bool {
         true
     }
 
@@ -1403,6 +1416,12 @@ pub(crate) fn fit_with(
         Some(d) => Some(DpPlan::new(d, n, config, accountant)?),
         None => None,
     };
+    if config.fake_quantize.is_some() && !engine.fake_quantizes_activations() {
+        return Err(Error::invalid(
+            "quantization-aware training",
+            "this backend does not fake-quantize activations; train with the ndarray backend",
+        ));
+    }
     if config.adversarial.is_some() && !engine.reads_step_rows() {
         return Err(Error::invalid(
             "adversarial training",
@@ -1458,6 +1477,12 @@ pub(crate) fn fit_with(
             Some(_) => sampled.iter().map(Vec::as_slice).collect(),
             None => order.chunks(config.batch_size).collect(),
         };
+        // Quantization-aware training: each layer's input scale, calibrated on the training rows
+        // at the start of every epoch (as post-training quantization calibrates).
+        let act_scales = match config.fake_quantize {
+            Some(_) => crate::quantize::input_scales(&net, x.view())?,
+            None => Vec::new(),
+        };
         // Fine-tuning: each layer's step scaled (0 for a frozen layer).
         let multipliers = config
             .fine_tune
@@ -1511,6 +1536,7 @@ pub(crate) fn fit_with(
                     lr,
                     dp: dp_step.as_ref(),
                     ids: Some(batch),
+                    act_scales: &act_scales,
                 },
                 None => StepInput {
                     x: x.view(),
@@ -1523,6 +1549,7 @@ pub(crate) fn fit_with(
                     lr,
                     dp: dp_step.as_ref(),
                     ids: None,
+                    act_scales: &act_scales,
                 },
             };
             if multipliers.is_some() {
@@ -1872,6 +1899,7 @@ fn shard_gradients(
                     b.loss,
                     b.config.dropout,
                     &mut rngs,
+                    b.act_scales,
                     dp.clip,
                     &mut grads,
                 )
@@ -1889,6 +1917,7 @@ fn shard_gradients(
                 Reduction::Sum,
                 b.config.dropout,
                 &mut rngs,
+                b.act_scales,
                 &mut grads,
             ),
         };
