@@ -65,8 +65,23 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     ]);
     assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.9, "{v}");
     assert_eq!(v["rows"]["test"], 100);
+    assert_eq!(v["rows"]["validation"], 60);
+    assert!(
+        v["validation"]["accuracy"].as_f64().expect("validation") > 0.8,
+        "{v}"
+    );
     assert!(!v["history"].as_array().expect("history").is_empty());
     assert!(model.join("model.safetensors").exists() && model.join("manifest.json").exists());
+    // The manifest records the config, the data's fingerprint and the test metrics.
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let record = &manifest["training"];
+    assert_eq!(record["metrics"]["test_accuracy"], v["test"]["accuracy"]);
+    assert_eq!(record["config"]["early_stopping"], 5);
+    assert_eq!(record["rows"], 240);
+    assert_eq!(record["dataset_sha256"].as_str().map(str::len), Some(64));
     // Evaluation reads the columns the model needs by name (the dropped one is ignored)…
     let e: serde_json::Value = json(&[
         "evaluate", "--model", m, "--data", d, "--target", "label", "--json",
@@ -74,6 +89,13 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     assert!(
         e["accuracy"].as_f64().expect("acc") > 0.9 && e["roc_auc"].as_f64().is_some(),
         "{e}"
+    );
+    // …with the model's own target by default, and refuses another.
+    let own: serde_json::Value = json(&["evaluate", "--model", m, "--data", d, "--json"]);
+    assert_eq!(own["accuracy"], e["accuracy"]);
+    refused(
+        &["evaluate", "--model", m, "--data", d, "--target", "noise"],
+        "the model predicts `label`",
     );
     // …and names a missing one.
     let mut sub = String::from("a,label\n");
@@ -106,13 +128,31 @@ fn train_then_evaluate_a_string_target_with_a_held_out_split() {
     for bad in [
         vec!["--optimizer", "lbfgs"],
         vec!["--backend", "jax"],
-        vec!["--early-stopping", "3"],
+        vec!["--early-stopping", "3", "--validation-fraction", "0"],
     ] {
         let mut args = vec!["train", "--data", d, "--target", "label", "--out", m];
         args.extend(bad.iter());
         let out = aistd(&args);
         assert!(!out.status.success(), "{bad:?}");
     }
+    // Early stopping alone validates on 20% of the training part.
+    let v = json(&[
+        "train",
+        "--data",
+        d,
+        "--target",
+        "label",
+        "--model",
+        "logreg",
+        "--epochs",
+        "30",
+        "--early-stopping",
+        "2",
+        "--out",
+        m,
+        "--json",
+    ]);
+    assert_eq!(v["rows"]["validation"], 60, "{v}");
 }
 
 #[test]

@@ -170,7 +170,11 @@ steps.Reload()
 losses = steps.Scalars("train/step_loss")
 # One loss per optimizer step, numbered 1, 2, … over the whole run.
 assert len(losses) >= 100 and losses[-1].step == len(losses), (len(losses), losses[-1].step)
+step_lines = [json.loads(l) for l in (WORK / "logs" / "steps.jsonl").read_text().splitlines()]
+assert [(l["step"], l["loss"]) for l in step_lines][:5] and len(step_lines) == len(losses), len(step_lines)
+for s, l in zip(losses, step_lines):
+    assert s.step == l["step"] and abs(s.value - l["loss"]) <= 1e-6 * max(1.0, abs(l["loss"])), (s, l)
 import xml.etree.ElementTree as ET
 root = ET.parse(WORK / "logs" / "curves.svg").getroot()
 assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3
-print(f"tensorboard reads {len(losses)} per-step losses; curves.svg has its three curves")
+print(f"tensorboard reads {len(losses)} per-step losses, equal to steps.jsonl; curves.svg has its three curves")

@@ -45,8 +45,8 @@ pub(crate) struct DataArgs {
     #[arg(long, default_value_t = 0.25)]
     test_fraction: f64,
     /// Share of the training part held out for validation (early stopping, per-epoch metrics;
-    /// the values trials are compared on in `aistd tune`). Default: 0 for `train`, 0.2 for
-    /// `tune`.
+    /// the values trials are compared on in `aistd tune`). Default: 0 for `train` (0.2 with
+    /// --early-stopping), 0.2 for `tune`.
     #[arg(long)]
     validation_fraction: Option<f64>,
     /// Categories in fewer than this share of the training rows are folded into `__other__`.
@@ -116,8 +116,8 @@ pub(crate) struct TrainArgs {
     data: DataArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Stop after this many epochs without a better validation loss (needs
-    /// --validation-fraction).
+    /// Stop after this many epochs without a better validation loss, keeping the best weights
+    /// (validated on --validation-fraction of the training part, 0.2 unless given).
     #[arg(long)]
     early_stopping: Option<usize>,
     /// `ndarray` (pure Rust) or `tch` (libtorch, CUDA when available; needs the `tch`
@@ -334,9 +334,9 @@ pub(crate) struct EvaluateArgs {
     /// Data with the model's feature columns and its target column.
     #[arg(long)]
     data: PathBuf,
-    /// The target column.
+    /// The target column (default: the one the model was trained on).
     #[arg(long)]
-    target: String,
+    target: Option<String>,
     /// Also measure accuracy under this attack (`fgsm` or `pgd`) and PGD of the same size.
     #[arg(long, requires = "adv_epsilon")]
     attack: Option<String>,
@@ -579,7 +579,9 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         test,
     } = prepare(
         &a.data,
-        a.data.validation_fraction.unwrap_or(0.0),
+        a.data
+            .validation_fraction
+            .unwrap_or(if a.early_stopping.is_some() { 0.2 } else { 0.0 }),
         a.model.seed,
     )?;
     let mut config = train_config(&a.model)?;
@@ -596,7 +598,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     config.checkpoint = a.checkpoint.clone();
     config.resume = a.resume;
     if a.early_stopping.is_some() && valid.is_none() {
-        bail!("--early-stopping needs --validation-fraction > 0");
+        bail!("--early-stopping needs a validation part: --validation-fraction must be > 0");
     }
     let bar = if a.json {
         ProgressBar::hidden()
@@ -619,8 +621,18 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(log) = observer.1.take() {
         log.finish()?;
     }
-    model.save(&a.out)?;
+    let mut model = model;
     let mut test_metrics = evaluate(&model, &test)?;
+    let validation = valid.as_ref().map(|v| evaluate(&model, v)).transpose()?;
+    // The test metrics are saved in the manifest's training record too.
+    let recorded = test_metrics
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((format!("test_{k}"), v.as_f64()?)))
+        .collect::<Vec<_>>();
+    model.add_metrics(recorded)?;
+    model.save(&a.out)?;
     if let Some(at) = attack {
         test_metrics["robustness"] = serde_json::to_value(evaluate_robustness(
             &model,
@@ -637,7 +649,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<ExitCode> {
         "rows": {"train": train.len(), "validation": valid.as_ref().map(Dataset::len), "test": test.len()},
         "train": train_metrics,
         "test": test_metrics,
-        "validation": history.epochs.last().and_then(|e| e.valid_metric),
+        "validation": validation,
         "epochs_run": history.epochs.len(),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
@@ -682,12 +694,8 @@ pub(crate) fn run_evaluate(a: &EvaluateArgs) -> Result<ExitCode> {
     let prep = model
         .preprocessor()
         .context("the model has no saved preprocessing; retrain it with `aistd train`")?;
-    if prep.target != a.target {
-        bail!(
-            "--target {}: the model predicts `{}`",
-            a.target,
-            prep.target
-        );
+    if let Some(target) = a.target.as_ref().filter(|t| **t != prep.target) {
+        bail!("--target {target}: the model predicts `{}`", prep.target);
     }
     let batch = read_batch(&a.data)?;
     let d = prep.dataset(std::slice::from_ref(&batch))?;
@@ -1382,9 +1390,9 @@ pub(crate) struct CompressArgs {
     /// Data to fine-tune on, with the model's feature columns and its target.
     #[arg(long)]
     data: PathBuf,
-    /// The target column.
+    /// The target column (default: the one the model was trained on).
     #[arg(long)]
-    target: String,
+    target: Option<String>,
     /// Data to measure on (default: --data).
     #[arg(long)]
     test_data: Option<PathBuf>,
@@ -1405,12 +1413,8 @@ pub(crate) fn compress(a: CompressArgs) -> Result<ExitCode> {
         .preprocessor()
         .context("the model has no saved preprocessing; retrain it with `aistd train`")?
         .clone();
-    if prep.target != a.target {
-        bail!(
-            "--target {}: the model predicts `{}`",
-            a.target,
-            prep.target
-        );
+    if let Some(target) = a.target.as_ref().filter(|t| **t != prep.target) {
+        bail!("--target {target}: the model predicts `{}`", prep.target);
     }
     let train = prep.dataset(std::slice::from_ref(&read_batch(&a.data)?))?;
     let test = match &a.test_data {

@@ -138,6 +138,47 @@ impl Dataset {
         }
     }
 
+    /// SHA-256 (hex) of the feature names, the features (f32, row-major) and the target (class
+    /// names and labels, or values), each part length-prefixed: equal for equal datasets, and
+    /// different when one value, name, label or the row order changes. Saved in a model's
+    /// manifest ([`crate::TrainingRecord`]) to name the data it was trained on.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let text = |h: &mut sha2::Sha256, s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        text(&mut h, "aistd-dataset-v1");
+        h.update((self.x.nrows() as u64).to_le_bytes());
+        h.update((self.features.len() as u64).to_le_bytes());
+        for f in &self.features {
+            text(&mut h, f);
+        }
+        for v in self.x.iter() {
+            h.update(v.to_le_bytes());
+        }
+        match &self.y {
+            Target::Classes { labels, names } => {
+                text(&mut h, "classes");
+                h.update((names.len() as u64).to_le_bytes());
+                for n in names {
+                    text(&mut h, n);
+                }
+                for l in labels {
+                    h.update(l.to_le_bytes());
+                }
+            }
+            Target::Values(v) => {
+                text(&mut h, "values");
+                for v in v {
+                    h.update(v.to_le_bytes());
+                }
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Data augmentation for images stored one per row (`height × width` pixels, row-major): the
     /// rows once per shift `(dy, dx)`, in the order of `shifts`, each image moved `dy` pixels down
     /// and `dx` right (negative: up, left) with the uncovered pixels set to `fill`; `(0, 0)` keeps
@@ -477,6 +518,33 @@ mod tests {
             d.subset(&[0, 1]).split(&[0.9, 0.1], 1).is_err(),
             "an empty part"
         );
+    }
+
+    #[test]
+    fn fingerprints_name_the_exact_data() {
+        let d = digits()
+            .expect("digits")
+            .subset(&(0..50).collect::<Vec<_>>());
+        let f = d.fingerprint();
+        assert_eq!(f.len(), 64);
+        assert_eq!(f, d.clone().fingerprint());
+        let mut one = d.clone();
+        one.x[[7, 3]] += 1.0;
+        let mut label = d.clone();
+        if let Target::Classes { labels, .. } = &mut label.y {
+            labels[4] = (labels[4] + 1) % 10;
+        }
+        let mut name = d.clone();
+        name.features[0] = "pixel".into();
+        let order = d.subset(&(0..50).rev().collect::<Vec<_>>());
+        for (what, other) in [
+            ("value", one),
+            ("label", label),
+            ("name", name),
+            ("order", order),
+        ] {
+            assert_ne!(other.fingerprint(), f, "{what}");
+        }
     }
 
     #[test]

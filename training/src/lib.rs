@@ -79,6 +79,6 @@ pub use quantize::SavedMlp;
 pub use torch::TchTrainer;
 pub use trainer::{
     EpochRecord, Fitted, History, MlpModel, Model, NdarrayTrainer, Observer, Signature, Silent,
-    StepRecord, Task, TrainConfig, Trainer, saved_format,
+    StepRecord, Task, TrainConfig, Trainer, TrainingRecord, saved_format,
 };
 pub use transfer::FineTune;

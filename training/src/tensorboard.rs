@@ -138,17 +138,18 @@ impl EventWriter {
     }
 }
 
-/// An observer that logs every epoch to TensorBoard event files (`train/loss`,
-/// `validation/loss`, `validation/metric`, `lr`, `samples_per_second`, step = epoch) and every
-/// optimizer step (`train/step_loss`, step = global step) — the epoch scalars a second event file
-/// (`epochs/`) so their steps stay epochs — to `metrics.jsonl`, and, at
-/// [`TrainingLog::finish`], the learning curves as `curves.svg`. Write errors are kept and
-/// reported by `finish`.
+/// An observer that logs every epoch as TensorBoard scalars (`train/loss`, `validation/loss`,
+/// `validation/metric`, `lr`, `samples_per_second`, step = epoch; an event file in the log
+/// directory) and as a line of `metrics.jsonl`; every optimizer step as `train/step_loss` (step =
+/// global step; an event file in `steps/`, so that the epoch scalars' steps stay epochs) and as a
+/// line of `steps.jsonl` (epoch, step, loss, learning rate); and, at [`TrainingLog::finish`], the
+/// learning curves as `curves.svg`. Write errors are kept and reported by `finish`.
 #[derive(Debug)]
 pub struct TrainingLog {
     events: EventWriter,
     steps: EventWriter,
     jsonl: BufWriter<File>,
+    steps_jsonl: BufWriter<File>,
     dir: PathBuf,
     error: Option<Error>,
     epochs: Vec<EpochRecord>,
@@ -161,10 +162,13 @@ impl TrainingLog {
         let steps = EventWriter::create(&dir.join("steps"))?;
         let p = dir.join("metrics.jsonl");
         let jsonl = BufWriter::new(File::create(&p).map_err(|e| Error::io(&p, e))?);
+        let p = dir.join("steps.jsonl");
+        let steps_jsonl = BufWriter::new(File::create(&p).map_err(|e| Error::io(&p, e))?);
         Ok(Self {
             events,
             steps,
             jsonl,
+            steps_jsonl,
             dir: dir.to_path_buf(),
             error: None,
             epochs: Vec::new(),
@@ -189,7 +193,18 @@ impl TrainingLog {
             serde_json::to_string(r).map_err(|e| Error::invalid("metrics", e.to_string()))?;
         let p = self.dir.join("metrics.jsonl");
         writeln!(self.jsonl, "{line}").map_err(|e| Error::io(&p, e))?;
-        self.jsonl.flush().map_err(|e| Error::io(&p, e))
+        self.jsonl.flush().map_err(|e| Error::io(&p, e))?;
+        let p = self.dir.join("steps.jsonl");
+        self.steps_jsonl.flush().map_err(|e| Error::io(&p, e))
+    }
+
+    fn write_step(&mut self, r: &StepRecord) -> Result<()> {
+        self.steps
+            .scalar("train/step_loss", r.step as i64, r.loss as f32)?;
+        let line =
+            serde_json::to_string(r).map_err(|e| Error::invalid("metrics", e.to_string()))?;
+        writeln!(self.steps_jsonl, "{line}")
+            .map_err(|e| Error::io(&self.dir.join("steps.jsonl"), e))
     }
 
     /// Flushes, writes `curves.svg`, and reports the first write error, if any.
@@ -199,6 +214,8 @@ impl TrainingLog {
         }
         self.events.flush()?;
         self.steps.flush()?;
+        let p = self.dir.join("steps.jsonl");
+        self.steps_jsonl.flush().map_err(|e| Error::io(&p, e))?;
         let svg = self.dir.join("curves.svg");
         std::fs::write(&svg, curves_svg(&self.epochs)).map_err(|e| Error::io(&svg, e))?;
         Ok(self.events.path().to_path_buf())
@@ -208,9 +225,7 @@ impl TrainingLog {
 impl Observer for TrainingLog {
     fn on_step(&mut self, r: &StepRecord) {
         if self.error.is_none()
-            && let Err(e) = self
-                .steps
-                .scalar("train/step_loss", r.step as i64, r.loss as f32)
+            && let Err(e) = self.write_step(r)
         {
             self.error = Some(e);
         }

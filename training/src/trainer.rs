@@ -291,6 +291,55 @@ pub enum Task {
     Regression,
 }
 
+/// How a model was trained, saved in its manifest's `training`: the configuration, metrics (of
+/// the epoch whose weights the model has, and any its trainer adds, such as test metrics) and
+/// the training data's size and [`Dataset::fingerprint`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrainingRecord {
+    /// The configuration it was trained with.
+    pub config: TrainConfig,
+    /// Name → value: `train_loss`, `valid_loss` and `valid_metric` (when validated),
+    /// `epochs_run`, `best_epoch`, `seconds`, and what [`MlpModel::add_metrics`] added.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Training rows.
+    pub rows: usize,
+    /// SHA-256 of the training data ([`Dataset::fingerprint`]).
+    pub dataset_sha256: String,
+}
+
+impl TrainingRecord {
+    fn new(config: &TrainConfig, train: &Dataset, history: &History) -> Self {
+        let mut metrics = std::collections::BTreeMap::new();
+        let kept = history
+            .epochs
+            .iter()
+            .find(|e| e.epoch == history.best_epoch)
+            .or(history.epochs.last());
+        if let Some(e) = kept {
+            metrics.insert("train_loss".to_string(), e.train_loss);
+            if let Some(v) = e.valid_loss {
+                metrics.insert("valid_loss".to_string(), v);
+            }
+            if let Some(v) = e.valid_metric {
+                metrics.insert("valid_metric".to_string(), v);
+            }
+        }
+        metrics.insert("epochs_run".to_string(), history.epochs.len() as f64);
+        metrics.insert("best_epoch".to_string(), history.best_epoch as f64);
+        metrics.insert(
+            "seconds".to_string(),
+            history.epochs.iter().map(|e| e.seconds).sum(),
+        );
+        Self {
+            config: config.clone(),
+            metrics,
+            rows: train.len(),
+            dataset_sha256: train.fingerprint(),
+        }
+    }
+}
+
 /// An MLP with its preprocessing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpModel {
@@ -301,6 +350,7 @@ pub struct MlpModel {
     features: Vec<String>,
     preprocessor: Option<Preprocessor>,
     privacy: Option<PrivacySpent>,
+    training: Option<TrainingRecord>,
 }
 
 /// `manifest.json` of a saved [`MlpModel`].
@@ -320,6 +370,9 @@ pub(crate) struct Manifest {
     /// What differentially private training spent, when the model was trained with DP-SGD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) privacy: Option<PrivacySpent>,
+    /// How it was trained (config, metrics, data fingerprint), when a trainer made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) training: Option<TrainingRecord>,
     /// File name → SHA-256 (hex).
     pub(crate) files: std::collections::BTreeMap<String, String>,
 }
@@ -357,6 +410,29 @@ impl MlpModel {
     /// What differentially private training spent (saved with the model), if it was private.
     pub fn privacy(&self) -> Option<&PrivacySpent> {
         self.privacy.as_ref()
+    }
+
+    /// How the model was trained (saved with it), if a trainer made it.
+    pub fn training(&self) -> Option<&TrainingRecord> {
+        self.training.as_ref()
+    }
+
+    /// Adds metrics measured after training (test metrics, say) to the training record saved
+    /// with the model; an error if the model has no record, or a value is not finite.
+    pub fn add_metrics(&mut self, metrics: impl IntoIterator<Item = (String, f64)>) -> Result<()> {
+        let record = self.training.as_mut().ok_or_else(|| {
+            Error::invalid("metrics", "the model has no training record to add them to")
+        })?;
+        for (name, v) in metrics {
+            if !v.is_finite() {
+                return Err(Error::invalid(
+                    format!("metric {name:?}"),
+                    format!("is {v}"),
+                ));
+            }
+            record.metrics.insert(name, v);
+        }
+        Ok(())
     }
 
     /// Each row's loss gradient with respect to its features (those [`Model::predict`] takes),
@@ -397,6 +473,7 @@ impl MlpModel {
             standardizer: self.standardizer.clone(),
             preprocessor: self.preprocessor.clone(),
             privacy: self.privacy.clone(),
+            training: self.training.clone(),
             files,
         }
     }
@@ -428,6 +505,7 @@ impl MlpModel {
             features: m.features,
             preprocessor: m.preprocessor,
             privacy: m.privacy,
+            training: m.training,
         }
     }
 
@@ -488,6 +566,7 @@ impl MlpModel {
             features: like.features.clone(),
             preprocessor: None,
             privacy: None,
+            training: None,
         })
     }
 
@@ -1715,6 +1794,7 @@ pub(crate) fn fit_with(
             features: train.features.clone(),
             preprocessor: None,
             privacy: history.privacy.clone(),
+            training: Some(TrainingRecord::new(config, train, &history)),
         },
         history,
     ))

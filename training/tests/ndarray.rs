@@ -231,6 +231,44 @@ fn model_files_detect_corruption() {
 }
 
 #[test]
+fn the_manifest_records_the_config_metrics_and_data_fingerprint() {
+    let d = conformance::separable(9);
+    let mut c = TrainConfig::default();
+    c.epochs = 7;
+    c.seed = 4;
+    let (mut m, history) = NdarrayTrainer
+        .fit_mlp(&d, None, &c, &mut Silent)
+        .expect("fit");
+    m.add_metrics([("test_accuracy".to_string(), 0.875)])
+        .expect("add");
+    assert!(m.add_metrics([("bad".to_string(), f64::NAN)]).is_err());
+    let dir = tempfile::tempdir().expect("dir");
+    m.save(dir.path()).expect("save");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let t = &manifest["training"];
+    assert_eq!(
+        (t["config"]["epochs"].as_u64(), t["config"]["seed"].as_u64()),
+        (Some(7), Some(4))
+    );
+    assert_eq!(t["rows"].as_u64(), Some(d.len() as u64));
+    assert_eq!(t["dataset_sha256"].as_str(), Some(d.fingerprint().as_str()));
+    let last = history.epochs.last().expect("epochs");
+    assert_eq!(t["metrics"]["train_loss"].as_f64(), Some(last.train_loss));
+    assert_eq!(t["metrics"]["epochs_run"].as_f64(), Some(7.0));
+    assert_eq!(t["metrics"]["test_accuracy"].as_f64(), Some(0.875));
+    let loaded = MlpModel::load(dir.path()).expect("load");
+    assert_eq!(loaded.training(), m.training());
+    assert_eq!(
+        loaded.training().expect("record").config,
+        c,
+        "the config round-trips"
+    );
+}
+
+#[test]
 fn resuming_from_a_checkpoint_is_bit_for_bit() {
     let parts = data::breast_cancer()
         .expect("data")
@@ -319,6 +357,18 @@ fn training_logs_hold_steps_epochs_and_curves() {
     log.finish().expect("finish");
     let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("jsonl");
     assert_eq!(lines.lines().count(), 3);
+    // Every step as a JSON line: 3 epochs of ⌈rows / 40⌉ batches, global steps 1, 2, ….
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("steps.jsonl"))
+        .expect("steps.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(steps.len(), 3 * parts[0].len().div_ceil(40));
+    for (k, s) in steps.iter().enumerate() {
+        assert_eq!(s["step"], k + 1);
+        assert!(s["loss"].as_f64().expect("loss").is_finite() && s["lr"].as_f64().is_some());
+    }
+    assert_eq!(steps.last().expect("steps")["epoch"], 3);
     let steps = std::fs::read_dir(dir.path().join("steps"))
         .expect("steps")
         .count();
