@@ -56,6 +56,11 @@ fi
 # of shared dependencies (half's `std`) and would rebuild arrow. Binaries that link it start about
 # 0.2 s slower (libtorch loads), which the CLI tests pay.
 FEATURES="aistd-deploy/conformance,aistd-deploy/http,aistd-governance/conformance,aistd-scheduler/conformance,aistd-training/conformance,aistd-training/tch"
+# The optimizers' reference trajectories, written again by the PyTorch just installed
+# (training/tests/optim_reference.rs checks the committed ones and these).
+mkdir -p target/peer-checks
+"$VENV/bin/python" scripts/peers/make_optim_vectors.py target/peer-checks/torch_optim.json
+export AISTD_TORCH_OPTIM_VECTORS="$PWD/target/peer-checks/torch_optim.json"
 step "cargo test (workspace, every feature but blas; the tch backend agrees with ndarray)"
 cargo test --workspace --features "$FEATURES"
 

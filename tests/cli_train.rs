@@ -253,7 +253,22 @@ fn train_scales_min_max_and_encodes_an_ordered_column_as_one_integer() {
         args.extend(extra);
         args.into_iter().map(str::to_string).collect::<Vec<_>>()
     };
-    let args = train(&["--scale", "minmax", "--ordinal", "size=small,medium,large"]);
+    // The scaling is fitted on the training rows only: the test file's 5,000 does not move it.
+    let held_out = dir.path().join("held_out.csv");
+    let mut rows = String::from("size,income,approved\nlarge,5000,yes\n");
+    for i in 0..30 {
+        rows.push_str(&format!("small,{},no\n", 1000 + i * 10));
+    }
+    std::fs::write(&held_out, rows).expect("write");
+    let h = held_out.to_str().expect("utf-8");
+    let args = train(&[
+        "--scale",
+        "minmax",
+        "--ordinal",
+        "size=small,medium,large",
+        "--test-data",
+        h,
+    ]);
     let v = json(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let accuracy = v["test"]["accuracy"].as_f64().expect("acc");
     assert!(accuracy > 0.9, "{v}");
