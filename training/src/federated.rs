@@ -9,17 +9,23 @@
 //! (exactly the proximal term's gradient step for SGD; for adaptive optimizers a decoupled
 //! step, as AdamW decouples weight decay).
 //!
-//! Secure aggregation (pairwise additive masking, Bonawitz et al. 2017): each client encodes
-//! nₖΔₖ in fixed point (2⁻²⁴) as 64-bit integers and adds, for every other participant j,
-//! +PRG(sᵢⱼ) if i < j and −PRG(sᵢⱼ) otherwise, modulo 2⁶⁴; the seeds sᵢⱼ stand for keys each
-//! pair agrees on (here derived from a session secret the server never uses). The masks cancel
-//! in the sum, so the server learns Σ nₖΔₖ exactly (to the encoding's 6·10⁻⁸) and nothing about
-//! any single update: each masked update is uniform on 2⁶⁴.
+//! Secure aggregation (pairwise additive masking, Bonawitz et al. 2017): every round each
+//! sampled client makes a fresh X25519 key pair (RFC 7748) from the operating system's
+//! randomness ([`SecAggKeys`]) and the server passes the public keys round. Each pair (i, j)
+//! agrees on a key kᵢⱼ (SHA-256 of the X25519 shared secret, the round and the two ids), and
+//! client i encodes nᵢΔᵢ in fixed point (2⁻²⁴) as 64-bit integers and adds, for every other
+//! participant j, +ChaCha20(kᵢⱼ) if i < j and −ChaCha20(kᵢⱼ) otherwise, modulo 2⁶⁴. The masks
+//! cancel in the sum, so the server learns Σ nₖΔₖ exactly (to the encoding's 6·10⁻⁸); what it
+//! holds of one client (public keys and a masked update) is that update plus keystream of keys
+//! only the pair can compute, so it reveals nothing about the update (to an adversary who cannot
+//! break X25519 or ChaCha20). Nothing about the masks depends on the run's seed: the trained model
+//! is still reproducible, because the masks cancel exactly.
 //!
 //! Dropouts: a client whose local training fails leaves the round (recorded in its
 //! [`RoundRecord`], logged); the others' masks paired with it would not cancel, so each
-//! survivor reveals its seed with each dropped client and the server removes those masks
-//! ([`unmask_sum_with_dropouts`]), as in Bonawitz et al.'s recovery step. This trusts the server
+//! survivor reveals its pair key with each dropped client and the server removes those masks
+//! ([`unmask_sum_with_dropouts`]), as in Bonawitz et al.'s recovery step (they reveal shares of
+//! the dropped client's secret key, which yield the same pair keys). This trusts the server
 //! to report dropouts truthfully (honest-but-curious); their double masking, which protects an
 //! update when the server lies about who dropped, is not implemented. A round where every
 //! sampled client drops out is an error.
@@ -221,50 +227,122 @@ pub struct FederatedHistory {
 /// Fixed-point scale of secure aggregation's encoding.
 const FIXED: f64 = (1u64 << 24) as f64;
 
-/// A pseudo-random mask of `len` 64-bit words from `seed` (the run's generator stream).
-fn mask(seed: u64, len: usize) -> Vec<u64> {
-    let mut r = Rng::new(seed);
-    (0..len)
-        .map(|_| {
-            let hi = (r.uniform() * 4_294_967_296.0) as u64;
-            let lo = (r.uniform() * 4_294_967_296.0) as u64;
-            (hi << 32) | lo
-        })
+/// One participant's key pair for a round of secure aggregation: X25519 (RFC 7748) with a secret
+/// from the operating system's randomness. The secret is erased on drop and never printed
+/// (`Debug` shows the public key).
+pub struct SecAggKeys {
+    secret: x25519_dalek::StaticSecret,
+    public: x25519_dalek::PublicKey,
+}
+
+impl std::fmt::Debug for SecAggKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecAggKeys")
+            .field("public", &hex::encode(self.public.as_bytes()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecAggKeys {
+    /// A fresh key pair.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut_slice()).map_err(|e| {
+            Error::invalid(
+                "secure aggregation",
+                format!("no randomness for a key: {e}"),
+            )
+        })?;
+        let secret = x25519_dalek::StaticSecret::from(*bytes);
+        let public = x25519_dalek::PublicKey::from(&secret);
+        Ok(Self { secret, public })
+    }
+
+    /// The public key, for the other participants.
+    pub fn public(&self) -> [u8; 32] {
+        *self.public.as_bytes()
+    }
+
+    /// The key client `me` shares with client `other` (public key `theirs`) in `round`: both
+    /// compute the same one. A public key of low order (no shared secret) is refused.
+    pub fn pair_key(
+        &self,
+        me: usize,
+        other: usize,
+        theirs: &[u8; 32],
+        round: u64,
+    ) -> Result<PairKey> {
+        use sha2::Digest;
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*theirs));
+        if !shared.was_contributory() {
+            return Err(Error::invalid(
+                "secure aggregation",
+                format!("client {other}'s public key gives no shared secret"),
+            ));
+        }
+        let (lo, hi) = (me.min(other) as u64, me.max(other) as u64);
+        let mut h = sha2::Sha256::new();
+        h.update(b"aistd secure aggregation v1");
+        h.update(round.to_le_bytes());
+        h.update(lo.to_le_bytes());
+        h.update(hi.to_le_bytes());
+        h.update(shared.as_bytes());
+        Ok(PairKey(h.finalize().into()))
+    }
+}
+
+/// A key two participants share for one round: it seeds their mask. What a survivor reveals
+/// about a dropped peer. Erased on drop; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct PairKey([u8; 32]);
+
+impl std::fmt::Debug for PairKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairKey(<redacted>)")
+    }
+}
+
+/// The mask of `len` 64-bit words that `key` seeds: its ChaCha20 keystream (nonce 0).
+fn mask(key: &PairKey, len: usize) -> Vec<u64> {
+    use chacha20::cipher::{KeyIvInit, StreamCipher};
+    let mut bytes = vec![0u8; len * 8];
+    chacha20::ChaCha20::new(&key.0.into(), &[0u8; 12].into()).apply_keystream(&mut bytes);
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_else(|_| unreachable!("8 bytes"))))
         .collect()
 }
 
-/// Client `me`'s update `values` encoded in fixed point and masked with the pairwise masks of
-/// `participants` (ids in the round) derived from `session`: what the server receives.
-pub fn masked_update(values: &[f32], me: usize, participants: &[usize], session: u64) -> Vec<u64> {
+/// Client `me`'s update `values` encoded in fixed point and masked with the masks it shares with
+/// every other participant of `round` (`publics`: id and public key, `me` included or not):
+/// what the server receives.
+pub fn masked_update(
+    values: &[f32],
+    me: usize,
+    keys: &SecAggKeys,
+    publics: &[(usize, [u8; 32])],
+    round: u64,
+) -> Result<Vec<u64>> {
     let mut out: Vec<u64> = values
         .iter()
         .map(|v| ((f64::from(*v) * FIXED).round() as i64) as u64)
         .collect();
-    for &other in participants {
-        if other == me {
+    for (other, theirs) in publics {
+        if *other == me {
             continue;
         }
-        let m = mask(pairwise_seed(me, other, session), values.len());
+        let m = mask(&keys.pair_key(me, *other, theirs, round)?, values.len());
         for (o, m) in out.iter_mut().zip(m) {
-            *o = if me < other {
+            *o = if me < *other {
                 o.wrapping_add(m)
             } else {
                 o.wrapping_sub(m)
             };
         }
     }
-    out
-}
-
-/// The seed that clients `a` and `b` share in `session` (standing in for the key they agree
-/// on); what a survivor reveals about a dropped peer.
-pub fn pairwise_seed(a: usize, b: usize, session: u64) -> u64 {
-    let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
-    Rng::new(session)
-        .fork((lo << 32) | hi)
-        .fork(0x5ec)
-        .uniform()
-        .to_bits()
+    Ok(out)
 }
 
 /// Σ of the masked updates, modulo 2⁶⁴.
@@ -291,34 +369,34 @@ pub fn unmask_sum(masked: &[Vec<u64>], len: usize) -> Vec<f32> {
 
 /// The sum of the survivors' masked updates (`masked`: client id and what it sent) when some
 /// of `participants` dropped out after the masks were set: the masks each survivor shared with
-/// a dropped client are removed with the seeds it revealed (`revealed`: survivor, dropped
-/// client, seed). Refused, naming the pair, when a survivor has not revealed a seed the sum
+/// a dropped client are removed with the pair keys it revealed (`revealed`: survivor, dropped
+/// client, key). Refused, naming the pair, when a survivor has not revealed a key the sum
 /// needs.
 pub fn unmask_sum_with_dropouts(
     masked: &[(usize, Vec<u64>)],
     participants: &[usize],
-    revealed: &[(usize, usize, u64)],
+    revealed: &[(usize, usize, PairKey)],
     len: usize,
 ) -> Result<Vec<f32>> {
     let survivors: Vec<usize> = masked.iter().map(|(c, _)| *c).collect();
     let mut acc = add_all(masked.iter().map(|(_, m)| m.as_slice()), len);
     for &d in participants.iter().filter(|p| !survivors.contains(p)) {
         for &s in &survivors {
-            let seed = revealed
+            let key = revealed
                 .iter()
                 .find(|(a, b, _)| (*a, *b) == (s, d))
-                .map(|(_, _, seed)| *seed)
+                .map(|(_, _, key)| key)
                 .ok_or_else(|| {
                     Error::invalid(
                         "secure aggregation",
                         format!(
-                            "client {s} has not revealed its seed with dropped client {d}: the \
+                            "client {s} has not revealed its key with dropped client {d}: the \
                              sum cannot be unmasked"
                         ),
                     )
                 })?;
             // Undo what s added for the pair: +mask if s < d, −mask otherwise.
-            for (a, m) in acc.iter_mut().zip(mask(seed, len)) {
+            for (a, m) in acc.iter_mut().zip(mask(key, len)) {
                 *a = if s < d {
                     a.wrapping_sub(m)
                 } else {
@@ -471,20 +549,36 @@ pub fn train_federated(
         }
         let len = global.parameters().len();
         let mut sum = if config.secure_aggregation {
-            let session = root.fork(0x5ec_a99).fork(round as u64).uniform().to_bits();
-            let masked: Vec<(usize, Vec<u64>)> = weighted
+            // Each sampled client's fresh key pair (made before training in the protocol; only
+            // the public keys reach the server).
+            let keys = chosen
                 .iter()
-                .map(|(c, d)| (*c, masked_update(d, *c, &chosen, session)))
+                .map(|_| SecAggKeys::generate())
+                .collect::<Result<Vec<_>>>()?;
+            let publics: Vec<(usize, [u8; 32])> = chosen
+                .iter()
+                .zip(&keys)
+                .map(|(c, k)| (*c, k.public()))
                 .collect();
-            // Each survivor reveals its seed with each dropped client.
-            let revealed: Vec<(usize, usize, u64)> = weighted
-                .iter()
-                .flat_map(|(s, _)| {
-                    dropped
-                        .iter()
-                        .map(move |(d, _)| (*s, *d, pairwise_seed(*s, *d, session)))
+            let slot = |c: usize| {
+                chosen.iter().position(|x| *x == c).ok_or_else(|| {
+                    Error::invalid("secure aggregation", format!("client {c} was not sampled"))
                 })
-                .collect();
+            };
+            let key_of = |c: usize| slot(c).map(|k| &keys[k]);
+            let r = round as u64;
+            let masked = weighted
+                .iter()
+                .map(|(c, d)| Ok((*c, masked_update(d, *c, key_of(*c)?, &publics, r)?)))
+                .collect::<Result<Vec<(usize, Vec<u64>)>>>()?;
+            // Each survivor reveals its key with each dropped client.
+            let mut revealed = Vec::new();
+            for (s, _) in &weighted {
+                for (d, _) in &dropped {
+                    let theirs = &publics[slot(*d)?].1;
+                    revealed.push((*s, *d, key_of(*s)?.pair_key(*s, *d, theirs, r)?));
+                }
+            }
             unmask_sum_with_dropouts(&masked, &chosen, &revealed, len)?
         } else {
             let mut s = vec![0.0f32; len];
@@ -694,6 +788,20 @@ pub fn split_label_skew(
 mod tests {
     use super::*;
 
+    /// Fresh keys for `participants`, and their public keys.
+    fn keys_for(participants: &[usize]) -> (Vec<SecAggKeys>, Vec<(usize, [u8; 32])>) {
+        let keys: Vec<SecAggKeys> = participants
+            .iter()
+            .map(|_| SecAggKeys::generate().expect("keys"))
+            .collect();
+        let publics = participants
+            .iter()
+            .zip(&keys)
+            .map(|(c, k)| (*c, k.public()))
+            .collect();
+        (keys, publics)
+    }
+
     #[test]
     fn pairwise_masks_cancel_and_hide_each_update() {
         let updates: Vec<Vec<f32>> = (0..5)
@@ -704,11 +812,16 @@ mod tests {
             })
             .collect();
         let participants = [0usize, 2, 3, 7, 9];
-        let masked: Vec<Vec<u64>> = updates
-            .iter()
-            .zip(participants)
-            .map(|(u, c)| masked_update(u, c, &participants, 42))
-            .collect();
+        let session = || {
+            let (keys, publics) = keys_for(&participants);
+            updates
+                .iter()
+                .zip(participants)
+                .zip(&keys)
+                .map(|((u, c), k)| masked_update(u, c, k, &publics, 3).expect("masked"))
+                .collect::<Vec<Vec<u64>>>()
+        };
+        let masked = session();
         let sum = unmask_sum(&masked, 100);
         for (i, s) in sum.iter().enumerate() {
             let truth: f32 = updates.iter().map(|u| u[i]).sum();
@@ -726,10 +839,26 @@ mod tests {
         // Without one participant's share the rest do not cancel either.
         let partial = unmask_sum(&masked[..4], 100);
         assert!(partial.iter().filter(|v| v.abs() > 1e3).count() >= 99);
+        // The masks come from the clients' fresh keys, not from anything the server knows: the
+        // same updates in another session are masked differently, and sum to the same.
+        let again = session();
+        assert!(masked.iter().zip(&again).all(|(a, b)| a != b));
+        assert_eq!(unmask_sum(&again, 100), sum);
+        // Both ends of a pair derive one key; other pairs and rounds get others.
+        let (k, p) = keys_for(&[0, 1, 2]);
+        let k01 = k[0].pair_key(0, 1, &p[1].1, 3).expect("key");
+        assert_eq!(k01, k[1].pair_key(1, 0, &p[0].1, 3).expect("key"));
+        assert_ne!(k01, k[0].pair_key(0, 2, &p[2].1, 3).expect("key"));
+        assert_ne!(k01, k[0].pair_key(0, 1, &p[1].1, 4).expect("key"));
+        // Secrets stay out of debug output; a low-order public key is refused.
+        assert_eq!(format!("{k01:?}"), "PairKey(<redacted>)");
+        assert!(format!("{:?}", k[0]).contains(&hex::encode(p[0].1)));
+        let e = k[0].pair_key(0, 1, &[0u8; 32], 3).expect_err("low order");
+        assert!(e.to_string().contains("client 1"), "{e}");
     }
 
     #[test]
-    fn the_survivors_revealed_seeds_remove_a_dropped_clients_masks() {
+    fn the_survivors_revealed_keys_remove_a_dropped_clients_masks() {
         let updates: Vec<Vec<f32>> = (0..4)
             .map(|c| {
                 (0..50)
@@ -738,15 +867,23 @@ mod tests {
             })
             .collect();
         let participants = [1usize, 4, 6, 8];
+        let (keys, publics) = keys_for(&participants);
         // 4 and 8 drop out after the masks were set: the server holds what 1 and 6 sent.
         let masked: Vec<(usize, Vec<u64>)> = [(0, 1), (2, 6)]
             .iter()
-            .map(|&(k, c)| (c, masked_update(&updates[k], c, &participants, 9)))
+            .map(|&(k, c)| {
+                let m = masked_update(&updates[k], c, &keys[k], &publics, 9).expect("masked");
+                (c, m)
+            })
             .collect();
-        let reveal = |pairs: &[(usize, usize)]| -> Vec<(usize, usize, u64)> {
+        let reveal = |pairs: &[(usize, usize)]| -> Vec<(usize, usize, PairKey)> {
+            let at = |c: usize| participants.iter().position(|p| *p == c).expect("in");
             pairs
                 .iter()
-                .map(|&(s, d)| (s, d, pairwise_seed(s, d, 9)))
+                .map(|&(s, d)| {
+                    let key = keys[at(s)].pair_key(s, d, &publics[at(d)].1, 9);
+                    (s, d, key.expect("key"))
+                })
                 .collect()
         };
         let all = reveal(&[(1, 4), (1, 8), (6, 4), (6, 8)]);
@@ -764,9 +901,9 @@ mod tests {
                 .count()
                 >= 49
         );
-        // A seed missing: refused, naming the pair.
+        // A key missing: refused, naming the pair.
         let e = unmask_sum_with_dropouts(&masked, &participants, &all[..3], 50)
-            .expect_err("a seed is missing");
+            .expect_err("a key is missing");
         assert!(
             e.to_string().contains("client 6") && e.to_string().contains("client 8"),
             "{e}"
