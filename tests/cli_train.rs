@@ -1023,3 +1023,99 @@ fn compress_prunes_a_saved_model_and_reports_before_and_after() {
         refused(&args, want);
     }
 }
+
+/// The model flags reach the training config saved in the manifest, and a run interrupted after
+/// 3 of 6 epochs and resumed from its checkpoint writes the same weights as one uninterrupted run.
+#[test]
+fn model_flags_are_recorded_and_a_resumed_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("digits.csv");
+    digits_csv(&data);
+    let d = data.to_str().expect("utf-8");
+    let p = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            d,
+            "--target",
+            "digit",
+            "--model",
+            "mlp",
+            "--hidden",
+            "24,12",
+            "--activation",
+            "tanh",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.003",
+            "--weight-decay",
+            "0.01",
+            "--dropout",
+            "0.1",
+            "--threads",
+            "2",
+            "--batch-size",
+            "32",
+            "--seed",
+            "9",
+            "--out",
+            out,
+            "--json",
+        ];
+        args.extend(extra);
+        json(&args)
+    };
+    let (straight, ckpt_a) = (p("straight"), p("ckpt-a"));
+    let v = run(&straight, &["--epochs", "6", "--checkpoint", &ckpt_a]);
+    assert_eq!(v["epochs_run"], 6);
+    assert!(v["samples_per_second"].as_f64().expect("rate") > 0.0, "{v}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("straight/manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let config = &manifest["training"]["config"];
+    assert_eq!(config["hidden"], serde_json::json!([24, 12]));
+    assert_eq!(config["activation"], "tanh");
+    assert_eq!(config["optimizer"]["kind"]["kind"], "adam_w");
+    assert_eq!(config["optimizer"]["weight_decay"].as_f64(), Some(0.01));
+    assert_eq!(config["dropout"].as_f64(), Some(0.1));
+    assert_eq!(
+        (config["threads"].as_u64(), config["batch_size"].as_u64()),
+        (Some(2), Some(32))
+    );
+    assert_eq!(
+        manifest["architecture"]["hidden"],
+        serde_json::json!([24, 12])
+    );
+    // Interrupted after 3 epochs, then resumed to 6.
+    let (resumed, ckpt_b) = (p("resumed"), p("ckpt-b"));
+    run(&resumed, &["--epochs", "3", "--checkpoint", &ckpt_b]);
+    let v = run(
+        &resumed,
+        &["--epochs", "6", "--checkpoint", &ckpt_b, "--resume"],
+    );
+    assert_eq!(v["epochs_run"], 6, "the history covers all six epochs");
+    let weights = |dir: &str| std::fs::read(format!("{dir}/model.safetensors")).expect("weights");
+    assert_eq!(weights(&resumed), weights(&straight));
+    // Softmax regression: no hidden layer.
+    let v = json(&[
+        "train",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--model",
+        "softmax",
+        "--epochs",
+        "2",
+        "--out",
+        &p("softmax"),
+        "--json",
+    ]);
+    assert!(v["test"]["accuracy"].as_f64().expect("acc") > 0.5, "{v}");
+    let manifest = std::fs::read_to_string(dir.path().join("softmax/manifest.json")).expect("m");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    assert_eq!(manifest["architecture"]["hidden"], serde_json::json!([]));
+}

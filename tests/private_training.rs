@@ -139,3 +139,29 @@ fn a_plan_over_its_budget_is_refused_before_training() {
         other => panic!("expected PrivacyBudget, got {other}"),
     }
 }
+
+/// A target ε below what any noise reaches with these orders (ε ≥ log(1/δ)/(α_max − 1) ≈ 0.19 at
+/// δ = 1e-5, α_max = 63) is refused by the RDP accountant's calibration, before any training.
+#[test]
+fn an_unreachable_target_epsilon_is_refused_by_the_rdp_calibration() {
+    let rdp = RdpAccountant::default();
+    let e = rdp
+        .noise_multiplier(0.05, 300, 0.05, 1e-5)
+        .expect_err("unreachable");
+    assert!(e.to_string().contains("unreachable"), "{e}");
+    let reachable = rdp
+        .noise_multiplier(0.05, 300, 3.0, 1e-5)
+        .expect("reachable");
+    assert!(reachable > 0.0 && reachable < 10.0, "{reachable}");
+    let (train, _) = digits();
+    let err = NdarrayTrainer
+        .fit_mlp_with(
+            &train,
+            None,
+            &config(Some(DpConfig::for_epsilon(0.05, 1e-5, 1.0))),
+            Some(&rdp),
+            &mut Silent,
+        )
+        .expect_err("unreachable target");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}

@@ -254,3 +254,90 @@ fn bad_federated_settings_are_named() {
     let e = train_federated(&[], Some(&valid), &base(), None, &mut Silent).expect_err("none");
     assert!(e.to_string().contains("at least one client"), "{e}");
 }
+
+/// A client whose local training adds a fixed vector to the global parameters, holding
+/// `examples` examples.
+struct Fixed {
+    id: String,
+    examples: usize,
+    step: f32,
+}
+
+impl Client for Fixed {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn examples(&self) -> usize {
+        self.examples
+    }
+
+    fn train(
+        &self,
+        global: &aistd_training::nn::Mlp,
+        _: &TrainConfig,
+        _: f32,
+    ) -> aistd_training::Result<Vec<f32>> {
+        Ok(global.parameters().iter().map(|p| p + self.step).collect())
+    }
+}
+
+/// FedAvg weights each update by its client's examples: one round of clients moving every
+/// parameter by +1 (30 examples) and −1 (10 examples) moves it by (30 − 10) / 40 = +0.5, with
+/// and without secure aggregation; a client that reports no examples is refused by name.
+#[test]
+fn updates_are_weighted_by_each_clients_examples() {
+    let (_, valid) = digits();
+    let big = Fixed {
+        id: "big".into(),
+        examples: 30,
+        step: 1.0,
+    };
+    let small = Fixed {
+        id: "small".into(),
+        examples: 10,
+        step: -1.0,
+    };
+    let cs: Vec<&dyn Client> = vec![&big, &small];
+    let mut c = FederatedConfig::default();
+    c.local = local();
+    c.rounds = 1;
+    c.seed = 5;
+    let start = aistd_training::nn::Mlp::new(
+        aistd_training::nn::Architecture::new(
+            64,
+            vec![64],
+            10,
+            aistd_training::nn::Activation::Relu,
+        ),
+        5,
+    )
+    .expect("the initial network");
+    for secure in [false, true] {
+        c.secure_aggregation = secure;
+        let (m, _) = train_federated(&cs, Some(&valid), &c, None, &mut Silent).expect("round");
+        let moved: Vec<f32> = m
+            .network()
+            .parameters()
+            .iter()
+            .zip(start.parameters())
+            .map(|(a, b)| a - b)
+            .collect();
+        assert!(
+            moved.iter().all(|d| (d - 0.5).abs() < 1e-5),
+            "secure {secure}: moved by {:?}…",
+            &moved[..3]
+        );
+    }
+    let none = Fixed {
+        id: "ghost".into(),
+        examples: 0,
+        step: 0.0,
+    };
+    let cs: Vec<&dyn Client> = vec![&big, &none];
+    let e = train_federated(&cs, Some(&valid), &c, None, &mut Silent).expect_err("empty");
+    assert!(
+        e.to_string().contains("ghost") && e.to_string().contains("empty shard"),
+        "{e}"
+    );
+}
