@@ -303,6 +303,7 @@ impl Preprocessor {
             } else if kind(name, f.data_type())? {
                 let (mut n, mut sum, mut sq) = (0u64, 0.0f64, 0.0f64);
                 let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                let mut r0 = 0;
                 for b in batches {
                     let a = as_f64(name, column(b, name)?)?;
                     for (i, v) in a.iter().enumerate() {
@@ -310,7 +311,7 @@ impl Preprocessor {
                             Some(v) if v.is_infinite() => {
                                 return Err(Error::invalid(
                                     format!("column {name:?}"),
-                                    format!("is {v} in row {i}"),
+                                    format!("is {v} in row {}", r0 + i),
                                 ));
                             }
                             Some(v) if !v.is_nan() => {
@@ -323,6 +324,7 @@ impl Preprocessor {
                             _ => {}
                         }
                     }
+                    r0 += b.num_rows();
                 }
                 let mean = if n > 0 { sum / n as f64 } else { 0.0 };
                 let var = if n > 0 {
@@ -910,8 +912,19 @@ mod tests {
             ],
         )
         .expect("batch");
-        let e = Preprocessor::fit(&[inf], "y", &[], &opts).expect_err("inf");
+        let e = Preprocessor::fit(std::slice::from_ref(&inf), "y", &[], &opts).expect_err("inf");
         assert!(e.to_string().contains("row 1"), "{e}");
+        // Rows count across batches: the second batch's row 1 is row 3.
+        let fine = RecordBatch::try_new(
+            inf.schema(),
+            vec![
+                Arc::new(Float64Array::from(vec![1.0, 2.0])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+            ],
+        )
+        .expect("batch");
+        let e = Preprocessor::fit(&[fine, inf], "y", &[], &opts).expect_err("inf");
+        assert!(e.to_string().contains("row 3"), "{e}");
         let one = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("x", DataType::Float64, false),

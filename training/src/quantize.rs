@@ -221,16 +221,7 @@ impl QuantizedMlp {
     /// the portable loop.
     fn forward_on(&self, x: ArrayView2<f32>, vector: bool) -> Result<Array2<f32>> {
         let arch = self.model.network().architecture();
-        if x.ncols() != arch.inputs {
-            return Err(Error::invalid(
-                "predict",
-                format!(
-                    "{} features per row, the model takes {}",
-                    x.ncols(),
-                    arch.inputs
-                ),
-            ));
-        }
+        self.model.check_features(&x)?;
         let rows = x.nrows();
         let mut a = self.model.standardized_rows(x);
         let mut q: Vec<i16> = Vec::new();

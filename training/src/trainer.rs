@@ -375,6 +375,31 @@ pub(crate) struct Manifest {
     pub(crate) training: Option<TrainingRecord>,
     /// File name → SHA-256 (hex).
     pub(crate) files: std::collections::BTreeMap<String, String>,
+    /// SHA-256 (hex) of this manifest as written without this field ([`Manifest::digest`]):
+    /// an edited or damaged value is detected on load. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) manifest_sha256: Option<String>,
+}
+
+impl Manifest {
+    /// SHA-256 (hex) of the manifest's JSON (pretty-printed, as written) without its own
+    /// digest. Serialization is deterministic (ordered maps, shortest round-trip floats), so
+    /// reading a manifest and serializing it again gives the text that was hashed.
+    fn digest(&self) -> Result<String> {
+        #[derive(Serialize)]
+        struct Unsigned<'a> {
+            #[serde(flatten)]
+            m: &'a Manifest,
+        }
+        let mut v = serde_json::to_value(Unsigned { m: self })
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("manifest_sha256");
+        }
+        let text = serde_json::to_string_pretty(&v)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
+    }
 }
 
 pub(crate) const FORMAT: &str = "aistd-mlp";
@@ -475,6 +500,7 @@ impl MlpModel {
             privacy: self.privacy.clone(),
             training: self.training.clone(),
             files,
+            manifest_sha256: None,
         }
     }
 
@@ -490,6 +516,8 @@ impl MlpModel {
             )]
             .into(),
         );
+        let mut manifest = manifest;
+        manifest.manifest_sha256 = Some(manifest.digest()?);
         let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| Error::invalid("manifest", e.to_string()))?;
         write_atomic(&dir.join("manifest.json"), text.as_bytes())
@@ -570,7 +598,9 @@ impl MlpModel {
         })
     }
 
-    fn check_features(&self, x: &ArrayView2<f32>) -> Result<()> {
+    /// The width the model takes, and finite values (a NaN or infinity would come out as a
+    /// silent NaN prediction).
+    pub(crate) fn check_features(&self, x: &ArrayView2<f32>) -> Result<()> {
         if x.ncols() != self.features.len() {
             return Err(Error::invalid(
                 "predict",
@@ -580,6 +610,12 @@ impl MlpModel {
                     self.features.len(),
                     self.features.join(", ")
                 ),
+            ));
+        }
+        if let Some(((r, c), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::invalid(
+                "predict",
+                format!("feature {:?} is {v} in row {r}", self.features[c]),
             ));
         }
         Ok(())
@@ -678,6 +714,14 @@ pub(crate) fn read_model_files(
                 "format {} version {} is not {format} 1",
                 m.format, m.version
             ),
+        ));
+    }
+    if let Some(want) = &m.manifest_sha256
+        && *want != m.digest()?
+    {
+        return Err(Error::io(
+            &mpath,
+            "its SHA-256 does not match its contents: the manifest is corrupt or was edited",
         ));
     }
     let wpath = dir.join("model.safetensors");

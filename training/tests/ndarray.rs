@@ -192,8 +192,17 @@ fn regression_divergence_and_bad_input() {
         Err(Error::Diverged { epoch, .. }) => assert_eq!(epoch, 1),
         other => panic!("expected divergence, got {other:?}"),
     }
-    // Bad input.
+    // Bad input: the wrong width, a NaN or an infinity (named with its row and feature; the
+    // int8 path refuses them too).
     assert!(m.predict(Array2::zeros((1, 3)).view()).is_err());
+    let mut nan = d.x.slice(ndarray::s![..4, ..]).to_owned();
+    nan[[2, 1]] = f32::NAN;
+    let e = m.predict(nan.view()).expect_err("NaN");
+    assert!(e.to_string().contains("is NaN in row 2"), "{e}");
+    nan[[2, 1]] = f32::INFINITY;
+    let q = aistd_training::quantize::QuantizedMlp::quantize(&m, d.x.view(), true).expect("q");
+    let e = q.predict(nan.view()).expect_err("inf");
+    assert!(e.to_string().contains("is inf in row 2"), "{e}");
     let one = Dataset::new(
         Array2::zeros((3, 1)),
         Target::Classes {
@@ -228,6 +237,24 @@ fn model_files_detect_corruption() {
     assert!(e.to_string().contains("SHA-256"), "{e}");
     std::fs::write(dir.path().join("manifest.json"), "{}").expect("write");
     assert!(MlpModel::load(dir.path()).is_err());
+    // A valid manifest with one value changed (a standardization statistic) is detected.
+    m.save(dir.path()).expect("save");
+    let mpath = dir.path().join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).expect("manifest");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mean = v["standardizer"]["mean"][0].as_f64().expect("mean");
+    v["standardizer"]["mean"][0] = (mean + 0.5).into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&v).expect("json")).expect("write");
+    let e = MlpModel::load(dir.path()).expect_err("edited");
+    assert!(
+        e.to_string().contains("manifest is corrupt or was edited"),
+        "{e}"
+    );
+    // Reformatting alone (no value changed) still loads.
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["standardizer"]["mean"][0] = mean.into();
+    std::fs::write(&mpath, serde_json::to_string(&v).expect("json")).expect("write");
+    assert_eq!(MlpModel::load(dir.path()).expect("load"), m);
 }
 
 #[test]
