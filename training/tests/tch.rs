@@ -1,14 +1,14 @@
 //! The libtorch backend (feature `tch`): the conformance kit, agreement with the ndarray backend
 //! for the same initial weights and data (plain SGD, Adam with dropout, DP-SGD, adversarial
-//! training), and digits.
+//! training, fine-tuning), and digits.
 #![cfg(feature = "tch")]
 
 use aistd_training::data::{self, Dataset, Target};
 use aistd_training::nn::{Activation, Loss};
 use aistd_training::optim::{OptimizerConfig, OptimizerKind};
 use aistd_training::{
-    AdversarialConfig, Attack, DpConfig, NdarrayTrainer, Norm, Silent, TchTrainer, TrainConfig,
-    conformance, metrics,
+    AdversarialConfig, Attack, DpConfig, FineTune, Model, NdarrayTrainer, Norm, Silent, TchTrainer,
+    TrainConfig, conformance, metrics,
 };
 use ndarray::Array2;
 
@@ -218,4 +218,41 @@ fn digits_reach_97_percent_with_libtorch() {
     let acc = metrics::accuracy(parts[1].labels().expect("labels"), &pred).expect("accuracy");
     eprintln!("digits test accuracy with libtorch: {acc}");
     assert!(acc >= 0.97, "{acc}");
+}
+
+/// Fine-tuning from a saved model (two layers copied, a new head, the first layer frozen for an
+/// epoch then thawed, discriminative rates): the same parameters on both backends, and the frozen
+/// layer unchanged while frozen.
+#[test]
+fn fine_tuning_agrees_with_the_ndarray_backend() {
+    let d = small(true);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pre = sgd(vec![16, 8]);
+    pre.seed = 11;
+    let (pretrained, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &pre, &mut Silent)
+        .expect("pre-train");
+    pretrained.save(dir.path()).expect("save");
+    let mut config = sgd(vec![16, 8]);
+    config.fine_tune = Some(
+        FineTune::from_path(dir.path())
+            .copy_layers(2)
+            .freeze(["0", "1"])
+            .unfreeze_every(1)
+            .discriminative(3, 2.0),
+    );
+    let (a, _) = NdarrayTrainer
+        .fit_mlp(&d, None, &config, &mut Silent)
+        .expect("ndarray");
+    let b = tch_params(&d, &config);
+    let diff = max_diff(a.network().parameters(), &b);
+    eprintln!("fine-tuning: max parameter difference {diff:e}");
+    assert!(diff <= 1e-5, "parameters differ by {diff}");
+    // Frozen throughout (no thawing): the copied layer stays as it was.
+    config.epochs = 2;
+    config.fine_tune = Some(FineTune::from_path(dir.path()).copy_layers(2).freeze(["0"]));
+    let frozen = tch_params(&d, &config);
+    let net = pretrained.network();
+    let r = net.layer_range(0);
+    assert_eq!(&frozen[r.clone()], &net.parameters()[r]);
 }
