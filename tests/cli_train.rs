@@ -341,6 +341,8 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
     let args = |search: &str, scheduler: &str| {
         let v: serde_json::Value = json(&[
             "tune",
+            "--trials",
+            if search == "random" { "5" } else { "20" },
             "--data",
             data.to_str().expect("utf-8"),
             "--target",
@@ -384,7 +386,9 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     assert_eq!(r["trials"].as_array().expect("trials").len(), 8);
     let tpe = args("tpe", "hyperband");
-    assert_eq!(tpe["trials"], 20, "TPE runs 20 trials by default");
+    assert_eq!(tpe["trials"], 20);
+    let random = args("random", "median");
+    assert_eq!(random["trials"], 5, "{random}");
     // Names the MLP does not know are refused before any trial runs.
     std::fs::write(
         &space,
@@ -477,6 +481,31 @@ fn train_with_dp_sgd_reports_and_saves_the_epsilon_spent() {
     assert!(
         fixed.contains("DP-SGD: ε = ") && fixed.contains("σ = 1.2000"),
         "{fixed}"
+    );
+    // A smaller δ costs more ε for the same noise.
+    let at = |delta: &str| {
+        let v: serde_json::Value = serde_json::from_str(&ok(&with(&[
+            "--epochs",
+            "5",
+            "--dp-noise-multiplier",
+            "1.2",
+            "--dp-delta",
+            delta,
+            "--json",
+        ])))
+        .expect("json");
+        assert_eq!(v["privacy"]["delta"].as_f64(), delta.parse().ok(), "{v}");
+        v["privacy"]["epsilon"].as_f64().expect("ε")
+    };
+    assert!(at("1e-7") > at("1e-3"));
+    // An unreachable target ε is named.
+    refused(
+        &[
+            &common[..],
+            &["--epochs", "5", "--dp-target-epsilon", "0.05"],
+        ]
+        .concat(),
+        "unreachable",
     );
     for (extra, want) in [
         (
@@ -656,6 +685,41 @@ fn adversarial_training_and_robustness_evaluation_from_the_cli() {
         clean(&robust),
         clean(&plain)
     );
+    // PGD training (L2) reports PGD at its radius, ahead of the plain model under the same PGD.
+    let pgd = run(
+        "pgd",
+        &[
+            "--adversarial",
+            "pgd",
+            "--adv-norm",
+            "l2",
+            "--adv-epsilon",
+            "1.5",
+        ],
+    );
+    let r = pgd["test"]["robustness"].as_array().expect("robustness");
+    assert_eq!(r[0]["attack"]["method"], "pgd", "{r:?}");
+    assert_eq!(r[0]["attack"]["norm"], "l2", "{r:?}");
+    let e: serde_json::Value = json(&[
+        "evaluate",
+        "--model",
+        plain_model.to_str().expect("utf-8"),
+        "--data",
+        te,
+        "--attack",
+        "pgd",
+        "--adv-norm",
+        "l2",
+        "--adv-epsilon",
+        "1.5",
+        "--json",
+    ]);
+    let (plain_pgd, robust_pgd) = (attacked(&e, 0), attacked(&pgd["test"], 0));
+    eprintln!("PGD-L2 ε 1.5 accuracy: plain {plain_pgd:.4}, PGD-trained {robust_pgd:.4}");
+    assert!(
+        robust_pgd > plain_pgd + 0.1,
+        "PGD-L2 accuracy: plain {plain_pgd}, PGD-trained {robust_pgd}"
+    );
     // Bad attack settings are named.
     for (extra, want) in [
         (vec!["--adversarial", "cw", "--adv-epsilon", "0.1"], "cw"),
@@ -773,6 +837,38 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
         "the frozen hidden layer is the pre-trained one"
     );
     assert_ne!(layer(&a, 1), layer(&b, 1), "a new head, trained");
+    // From the weights file alone, thawed after 2 epochs, rates decaying 3× per layer down:
+    // the hidden layer moves, and the manifest records the schedule.
+    let thawed = dir.path().join("thawed");
+    let mut args = base(&high_csv, &thawed);
+    args.extend(
+        [
+            "--init-from",
+            &p(&pre.join("model.safetensors")),
+            "--new-head",
+            "--freeze",
+            "0",
+            "--unfreeze-every",
+            "2",
+            "--layer-lr-decay",
+            "3",
+        ]
+        .map(String::from),
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&run(args))).expect("json");
+    assert!(
+        v["test"]["accuracy"].as_f64().expect("accuracy") > 0.8,
+        "{v}"
+    );
+    let c = aistd::training::MlpModel::load(&thawed).expect("thawed");
+    assert_ne!(
+        layer(&a, 0),
+        layer(&c, 0),
+        "thawed, the hidden layer trains"
+    );
+    let config = &c.training().expect("record").config;
+    let ft = serde_json::to_value(config.fine_tune.as_ref().expect("fine-tuning")).expect("json");
+    assert_eq!(ft["unfreeze_every"], 2, "{ft}");
     // A model of other features, and a layer that does not exist, are named.
     let mut narrow = vec![
         header
