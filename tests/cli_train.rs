@@ -952,6 +952,33 @@ fn federated_training_over_label_skewed_clients_from_the_cli() {
         "--json",
     ]);
     assert!(acc(&e) > 0.9, "{e}");
+    // With a target accuracy, training stops at the round that reached it.
+    let t: serde_json::Value = json(&[
+        "federated",
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--classify",
+        "--clients",
+        "10",
+        "--rounds",
+        "60",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "10",
+        "--target-accuracy",
+        "0.8",
+        "--json",
+    ]);
+    let reached = t["reached_target"].as_u64().expect("reached");
+    assert!(reached < 60 && t["rounds_run"] == reached, "{t}");
+    assert!(acc(&t["test"]) >= 0.75, "{t}");
     // Client-level DP reports ε; impossible splits and settings are named.
     let dp = ok(&aistd(&[
         "federated",

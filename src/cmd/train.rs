@@ -1228,6 +1228,10 @@ pub(crate) struct FederatedArgs {
     /// Turn off secure aggregation (pairwise masks).
     #[arg(long)]
     no_secure_aggregation: bool,
+    /// Stop after the first round whose global model reaches this test accuracy (reported as
+    /// `reached_target`).
+    #[arg(long)]
+    target_accuracy: Option<f64>,
     /// Client-level DP: clip each client's update to this L2 norm.
     #[arg(long, requires = "client_dp_noise")]
     client_dp_clip: Option<f64>,
@@ -1277,6 +1281,7 @@ pub(crate) fn federated(a: FederatedArgs) -> Result<ExitCode> {
     config.fraction = a.fraction;
     config.seed = a.model.seed;
     config.secure_aggregation = !a.no_secure_aggregation;
+    config.target_accuracy = a.target_accuracy;
     if a.mu > 0.0 {
         config.algorithm = Algorithm::FedProx { mu: a.mu };
     } else if a.mu < 0.0 || !a.mu.is_finite() {
@@ -1322,6 +1327,7 @@ pub(crate) fn federated(a: FederatedArgs) -> Result<ExitCode> {
         "algorithm": config.algorithm,
         "secure_aggregation": config.secure_aggregation,
         "rounds_run": history.rounds.len(),
+        "reached_target": history.reached_target,
         "test": test_metrics,
         "central_test": central,
         "rounds": history.rounds,

@@ -696,6 +696,14 @@ fn validate(clients: &[&dyn Client], config: &FederatedConfig) -> Result<()> {
             format!("client fraction {} must be in (0, 1]", config.fraction),
         ));
     }
+    if let Some(t) = config.target_accuracy
+        && !(t > 0.0 && t <= 1.0)
+    {
+        return Err(Error::invalid(
+            "federated training",
+            format!("target accuracy {t} must be in (0, 1]"),
+        ));
+    }
     if let Algorithm::FedProx { mu } = config.algorithm
         && !(mu >= 0.0 && mu.is_finite())
     {

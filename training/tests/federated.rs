@@ -68,6 +68,11 @@ fn fedavg_on_label_skewed_digits_reaches_centralised_accuracy() {
     assert!(central_acc > 0.95, "{central_acc}");
     assert!(fed_acc >= central_acc - 0.02, "{fed_acc} vs {central_acc}");
     assert!(needed.is_some());
+    // With that accuracy as the target, training stops at the round that reached it.
+    config.target_accuracy = Some(central_acc - 0.02);
+    let (_, early) = train_federated(&cs, Some(&test), &config, None, &mut Silent).expect("fedavg");
+    assert_eq!(early.reached_target, needed);
+    assert_eq!(Some(early.rounds.len()), needed);
 }
 
 #[test]
@@ -239,6 +244,9 @@ fn bad_federated_settings_are_named() {
     let mut c = base();
     c.rounds = 0;
     bad.push((c, "rounds"));
+    let mut c = base();
+    c.target_accuracy = Some(1.5);
+    bad.push((c, "target accuracy"));
     let mut c = base();
     c.algorithm = Algorithm::FedProx { mu: -1.0 };
     bad.push((c, "μ"));
