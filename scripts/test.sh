@@ -9,12 +9,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
 VENV=target/peers-venv
-PEERS=(pyarrow pandas pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy skl2onnx onnxruntime opacus)
+PEERS=(pyarrow pandas scikit-learn pycryptodome jsonschema referencing rfc3339-validator rfc3986-validator dp-accounting fairlearn opendp prometheus-client tensorboard torch==2.13.0 safetensors "tritonclient[http]" scipy skl2onnx onnxruntime opacus)
 step "peer tools: Python venv at $VENV (${PEERS[*]})"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import pyarrow, pandas, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime, opacus' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import pyarrow, pandas, sklearn, Crypto, jsonschema, referencing, rfc3339_validator, rfc3986_validator, dp_accounting, fairlearn, opendp, prometheus_client, tensorboard, torch, safetensors, tritonclient.http, scipy, skl2onnx, onnxruntime, opacus' 2>/dev/null; then
   # No wheel cache: torch's wheels alone would leave ~4 GB under ~/.cache/pip.
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "${PEERS[@]}"
 fi
@@ -89,7 +89,11 @@ for ex in examples/*.rs; do
   cargo run --quiet --features "$FEATURES" --example "$name" -- 100000 target/examples/"$name"
 done
 echo "-- example pipeline --private (DP-SGD training stage)"
-cargo run --quiet --features "$FEATURES" --example pipeline -- --private 20000 target/examples/pipeline-private
+cargo run --quiet --features "$FEATURES" --example pipeline -- --private 20000 target/examples/pipeline-private | tee target/examples/pipeline-private.txt
+# It must show the ε spent beside the accuracy and the fairness of the model it trained.
+grep -q "test accuracy" target/examples/pipeline-private.txt
+grep -q "trained privately with DP-SGD: epsilon = " target/examples/pipeline-private.txt
+grep -q "demographic parity difference by gender" target/examples/pipeline-private.txt
 
 step "peer cross-checks (pyarrow, pandas, pycryptodome, hashlib RFC 6962, jsonschema + OpenLineage, dp-accounting, Opacus, fairlearn, OpenDP, prometheus_client, scikit-learn, TensorBoard, PyTorch, tarfile, tritonclient, scipy, onnxruntime)"
 cargo build --quiet --features "$FEATURES" --bin aistd
