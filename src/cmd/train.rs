@@ -57,8 +57,9 @@ pub(crate) struct DataArgs {
     #[arg(long, default_value = "standard")]
     scale: String,
     /// A string column encoded as one integer (its category's position) instead of one-hot:
-    /// `COL` (categories sorted) or `COL=low,medium,high` (in that order; other values are an
-    /// error). Repeat for more columns.
+    /// `COL` (the training rows' categories, sorted) or `COL=low,medium,high` (in that order).
+    /// A value outside the categories is an error, also in held-out rows. Repeat for more
+    /// columns.
     #[arg(long)]
     ordinal: Vec<String>,
     /// Treat a numeric target as classes (integer targets with at most 20 distinct values
@@ -465,13 +466,16 @@ fn prepare(a: &DataArgs, validation_fraction: f64, seed: u64) -> Result<Prepared
         .ordinal
         .iter()
         .map(|o| match o.split_once('=') {
-            Some((col, order)) => (
-                col.to_string(),
-                order.split(',').map(str::to_string).collect(),
-            ),
-            None => (o.clone(), Vec::new()),
+            Some((col, order)) => {
+                let order: Vec<String> = order.split(',').map(|c| c.trim().to_string()).collect();
+                if order.iter().any(String::is_empty) {
+                    bail!("--ordinal {o}: an empty category in the order (COL=a,b,c, or COL alone for sorted)");
+                }
+                Ok((col.trim().to_string(), order))
+            }
+            None => Ok((o.trim().to_string(), Vec::new())),
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let strata = |b: &RecordBatch| -> Result<Dataset> {
         let mut p = Preprocessor::fit(std::slice::from_ref(b), &a.target, &a.drop, &opts)?;
         force_task(&mut p, b, a.classify, a.regression)?;
@@ -1228,8 +1232,9 @@ pub(crate) struct FederatedArgs {
     /// Turn off secure aggregation (pairwise masks).
     #[arg(long)]
     no_secure_aggregation: bool,
-    /// Stop after the first round whose global model reaches this test accuracy (reported as
-    /// `reached_target`).
+    /// Stop after the first round whose global model reaches this accuracy on a validation part
+    /// of the training rows (--validation-fraction, 0.2 unless given); reported as
+    /// `reached_target`.
     #[arg(long)]
     target_accuracy: Option<f64>,
     /// Client-level DP: clip each client's update to this L2 norm.
@@ -1258,9 +1263,22 @@ pub(crate) fn federated(a: FederatedArgs) -> Result<ExitCode> {
         Algorithm, Client, ClientDp, DatasetClient, FederatedConfig, split_iid, split_label_skew,
         train_federated,
     };
+    // With a target accuracy the server judges rounds on a validation part of the training rows
+    // (20% unless told), so that the test rows stay unseen.
+    let fraction = a
+        .data
+        .validation_fraction
+        .unwrap_or(if a.target_accuracy.is_some() {
+            0.2
+        } else {
+            0.0
+        });
     let Prepared {
-        prep, train, test, ..
-    } = prepare(&a.data, 0.0, a.model.seed)?;
+        prep,
+        train,
+        valid,
+        test,
+    } = prepare(&a.data, fraction, a.model.seed)?;
     if train.labels().is_none() {
         bail!("aistd federated trains classifiers: the target has values (use --classify?)");
     }
@@ -1301,8 +1319,13 @@ pub(crate) fn federated(a: FederatedArgs) -> Result<ExitCode> {
     let mut observer = Bar(bar.clone(), None);
     let rdp = RdpAccountant::default();
     let t = std::time::Instant::now();
-    let (model, history) =
-        train_federated(&clients, Some(&test), &config, Some(&rdp), &mut observer)?;
+    let (model, history) = train_federated(
+        &clients,
+        Some(valid.as_ref().unwrap_or(&test)),
+        &config,
+        Some(&rdp),
+        &mut observer,
+    )?;
     let seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let model = model.with_preprocessor(prep)?;

@@ -258,7 +258,10 @@ pub fn fine_tune_pruned(
         mask: Some(mask.keep.clone()),
     });
     let (m, history) = NdarrayTrainer.fit_mlp(&train, valid.as_ref(), &c, observer)?;
-    Ok((model.with_network(m.network().clone()), history))
+    Ok((
+        model.with_network(m.network().clone()).with_record_of(&m),
+        history,
+    ))
 }
 
 /// One stage of iterative pruning.

@@ -168,7 +168,8 @@ pub struct FederatedConfig {
     pub client_dp: Option<ClientDp>,
     /// Stop once the validation accuracy reaches this (and report the round).
     pub target_accuracy: Option<f64>,
-    /// Seed of the initial weights, client sampling, masks and noise.
+    /// Seed of the initial weights, client sampling and client-level DP noise (secure
+    /// aggregation's masks come from the operating system's randomness, not from it).
     pub seed: u64,
 }
 
@@ -305,14 +306,17 @@ impl std::fmt::Debug for PairKey {
 }
 
 /// The mask of `len` 64-bit words that `key` seeds: its ChaCha20 keystream (nonce 0).
-fn mask(key: &PairKey, len: usize) -> Vec<u64> {
+/// Erased on drop, like the keys (a mask reveals the update it hides).
+fn mask(key: &PairKey, len: usize) -> zeroize::Zeroizing<Vec<u64>> {
     use chacha20::cipher::{KeyIvInit, StreamCipher};
-    let mut bytes = vec![0u8; len * 8];
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; len * 8]);
     chacha20::ChaCha20::new(&key.0.into(), &[0u8; 12].into()).apply_keystream(&mut bytes);
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_else(|_| unreachable!("8 bytes"))))
-        .collect()
+    zeroize::Zeroizing::new(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_else(|_| unreachable!("8 bytes"))))
+            .collect(),
+    )
 }
 
 /// Client `me`'s update `values` encoded in fixed point and masked with the masks it shares with
@@ -334,7 +338,7 @@ pub fn masked_update(
             continue;
         }
         let m = mask(&keys.pair_key(me, *other, theirs, round)?, values.len());
-        for (o, m) in out.iter_mut().zip(m) {
+        for (o, m) in out.iter_mut().zip(m.iter().copied()) {
             *o = if me < *other {
                 o.wrapping_add(m)
             } else {
@@ -396,7 +400,7 @@ pub fn unmask_sum_with_dropouts(
                     )
                 })?;
             // Undo what s added for the pair: +mask if s < d, −mask otherwise.
-            for (a, m) in acc.iter_mut().zip(mask(key, len)) {
+            for (a, m) in acc.iter_mut().zip(mask(key, len).iter().copied()) {
                 *a = if s < d {
                     a.wrapping_sub(m)
                 } else {
@@ -538,14 +542,26 @@ pub fn train_federated(
             weighted.push((c, delta));
         }
         if weighted.is_empty() {
-            return Err(Error::invalid(
-                format!("federated round {}", round + 1),
-                format!(
-                    "every sampled client dropped out (client {}: {})",
-                    clients[dropped[0].0].id(),
-                    dropped[0].1
-                ),
-            ));
+            match dropped.first() {
+                Some((c, reason)) => {
+                    return Err(Error::invalid(
+                        format!("federated round {}", round + 1),
+                        format!(
+                            "every sampled client dropped out (client {}: {reason})",
+                            clients[*c].id()
+                        ),
+                    ));
+                }
+                // DP-FedAvg's Poisson sampling can pick nobody: the round still adds its noise
+                // (to a zero sum), as the accountant counts it.
+                None if config.client_dp.is_some() => {}
+                None => {
+                    return Err(Error::invalid(
+                        format!("federated round {}", round + 1),
+                        "no client was sampled",
+                    ));
+                }
+            }
         }
         let len = global.parameters().len();
         let mut sum = if config.secure_aggregation {

@@ -482,8 +482,9 @@ impl Preprocessor {
         // The most frequent category (the first of the order on ties).
         let fill = categories
             .iter()
-            .max_by_key(|c| (counts.get(*c).copied().unwrap_or(0), std::cmp::Reverse(*c)))
-            .cloned()
+            .enumerate()
+            .max_by_key(|(i, c)| (counts.get(*c).copied().unwrap_or(0), std::cmp::Reverse(*i)))
+            .map(|(_, c)| c.clone())
             .unwrap_or_default();
         Ok(ColumnPlan::Ordinal {
             name: name.to_string(),

@@ -551,7 +551,10 @@ pub fn qat_fine_tune(
     });
     c.fake_quantize = Some(per_channel);
     let (m, history) = NdarrayTrainer.fit_mlp(&train, None, &c, observer)?;
-    Ok((model.with_network(m.network().clone()), history))
+    Ok((
+        model.with_network(m.network().clone()).with_record_of(&m),
+        history,
+    ))
 }
 
 #[cfg(test)]

@@ -299,13 +299,14 @@ pub enum Task {
 pub struct TrainingRecord {
     /// The configuration it was trained with.
     pub config: TrainConfig,
-    /// Name → value: `train_loss`, `valid_loss` and `valid_metric` (when validated),
-    /// `epochs_run`, `best_epoch`, `seconds`, and what [`MlpModel::add_metrics`] added.
+    /// Name → value: `train_loss`, `valid_loss` and `valid_metric` (when validated and finite;
+    /// not under DP-SGD), `epochs_run`, `best_epoch`, `seconds`, and what
+    /// [`MlpModel::add_metrics`] added.
     pub metrics: std::collections::BTreeMap<String, f64>,
-    /// Training rows.
-    pub rows: usize,
-    /// SHA-256 of the training data ([`Dataset::fingerprint`]).
-    pub dataset_sha256: String,
+    /// Training rows (not recorded under DP-SGD).
+    pub rows: Option<usize>,
+    /// SHA-256 of the training data ([`Dataset::fingerprint`]; not recorded under DP-SGD).
+    pub dataset_sha256: Option<String>,
 }
 
 impl TrainingRecord {
@@ -316,13 +317,20 @@ impl TrainingRecord {
             .iter()
             .find(|e| e.epoch == history.best_epoch)
             .or(history.epochs.last());
-        if let Some(e) = kept {
-            metrics.insert("train_loss".to_string(), e.train_loss);
-            if let Some(v) = e.valid_loss {
-                metrics.insert("valid_loss".to_string(), v);
-            }
-            if let Some(v) = e.valid_metric {
-                metrics.insert("valid_metric".to_string(), v);
+        // Under DP-SGD the record keeps nothing computed from the training rows without noise:
+        // no losses, no row count, no fingerprint (an exact hash of the rows would let whoever
+        // knows all but one of them test candidates for the last).
+        let private = config.dp.is_some();
+        if let (Some(e), false) = (kept, private) {
+            let finite = [
+                ("train_loss", Some(e.train_loss)),
+                ("valid_loss", e.valid_loss),
+                ("valid_metric", e.valid_metric),
+            ];
+            for (name, v) in finite {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    metrics.insert(name.to_string(), v);
+                }
             }
         }
         metrics.insert("epochs_run".to_string(), history.epochs.len() as f64);
@@ -334,8 +342,8 @@ impl TrainingRecord {
         Self {
             config: config.clone(),
             metrics,
-            rows: train.len(),
-            dataset_sha256: train.fingerprint(),
+            rows: (!private).then(|| train.len()),
+            dataset_sha256: (!private).then(|| train.fingerprint()),
         }
     }
 }
@@ -375,31 +383,24 @@ pub(crate) struct Manifest {
     pub(crate) training: Option<TrainingRecord>,
     /// File name → SHA-256 (hex).
     pub(crate) files: std::collections::BTreeMap<String, String>,
-    /// SHA-256 (hex) of this manifest as written without this field ([`Manifest::digest`]):
-    /// an edited or damaged value is detected on load. Absent in older manifests.
+    /// SHA-256 (hex) of this manifest's JSON without this member ([`manifest_digest`]): a
+    /// damaged value is detected on load (a checksum, not a signature: whoever edits the file
+    /// can recompute it). Absent in older manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) manifest_sha256: Option<String>,
 }
 
-impl Manifest {
-    /// SHA-256 (hex) of the manifest's JSON (pretty-printed, as written) without its own
-    /// digest. Serialization is deterministic (ordered maps, shortest round-trip floats), so
-    /// reading a manifest and serializing it again gives the text that was hashed.
-    fn digest(&self) -> Result<String> {
-        #[derive(Serialize)]
-        struct Unsigned<'a> {
-            #[serde(flatten)]
-            m: &'a Manifest,
-        }
-        let mut v = serde_json::to_value(Unsigned { m: self })
-            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-        if let Some(o) = v.as_object_mut() {
-            o.remove("manifest_sha256");
-        }
-        let text = serde_json::to_string_pretty(&v)
-            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-        Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
+/// SHA-256 (hex) of a manifest's JSON value `v` without its `manifest_sha256` member, printed
+/// pretty. Hashing the value read from the file (not the struct it parses into) covers every
+/// member, also ones a newer version added, and ignores whitespace.
+fn manifest_digest(v: &serde_json::Value) -> Result<String> {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifest_sha256");
     }
+    let text =
+        serde_json::to_string_pretty(&v).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+    Ok(hex::encode(sha2::Sha256::digest(text.as_bytes())))
 }
 
 pub(crate) const FORMAT: &str = "aistd-mlp";
@@ -516,9 +517,15 @@ impl MlpModel {
             )]
             .into(),
         );
-        let mut manifest = manifest;
-        manifest.manifest_sha256 = Some(manifest.digest()?);
-        let text = serde_json::to_string_pretty(&manifest)
+        // Through text, so that f32 values keep their shortest form (to_value would widen them).
+        let mut v: serde_json::Value = serde_json::to_string(&manifest)
+            .and_then(|t| serde_json::from_str(&t))
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        let digest = manifest_digest(&v)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("manifest_sha256".into(), digest.into());
+        }
+        let text = serde_json::to_string_pretty(&v)
             .map_err(|e| Error::invalid("manifest", e.to_string()))?;
         write_atomic(&dir.join("manifest.json"), text.as_bytes())
     }
@@ -535,6 +542,13 @@ impl MlpModel {
             privacy: m.privacy,
             training: m.training,
         }
+    }
+
+    /// This model with the training record of `other` (the run that made its current weights:
+    /// a pruning or quantization-aware fine-tune).
+    pub(crate) fn with_record_of(mut self, other: &MlpModel) -> Self {
+        self.training = other.training.clone();
+        self
     }
 
     /// This model with another network of the same architecture.
@@ -705,7 +719,9 @@ pub(crate) fn read_model_files(
 ) -> Result<(Manifest, Vec<u8>, std::path::PathBuf)> {
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
-    let m: Manifest = serde_json::from_str(&text)
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
+    let m: Manifest = serde_json::from_value(value.clone())
         .map_err(|e| Error::io(&mpath, format!("not a model manifest: {e}")))?;
     if m.format != format || m.version != 1 {
         return Err(Error::io(
@@ -717,11 +733,11 @@ pub(crate) fn read_model_files(
         ));
     }
     if let Some(want) = &m.manifest_sha256
-        && *want != m.digest()?
+        && *want != manifest_digest(&value)?
     {
         return Err(Error::io(
             &mpath,
-            "its SHA-256 does not match its contents: the manifest is corrupt or was edited",
+            "its SHA-256 does not match its contents: the manifest is corrupt",
         ));
     }
     let wpath = dir.join("model.safetensors");

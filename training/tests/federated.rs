@@ -349,3 +349,40 @@ fn updates_are_weighted_by_each_clients_examples() {
         "{e}"
     );
 }
+
+/// With client-level DP, Poisson sampling at q = 0.1 over 3 clients picks nobody in most rounds
+/// (0.9³ ≈ 73%): such a round adds noise to a zero sum instead of failing.
+#[test]
+fn client_dp_rounds_that_sample_nobody_still_run() {
+    let (_, valid) = digits();
+    let a = Fixed {
+        id: "a".into(),
+        examples: 10,
+        step: 0.1,
+    };
+    let b = Fixed {
+        id: "b".into(),
+        examples: 10,
+        step: 0.1,
+    };
+    let c = Fixed {
+        id: "c".into(),
+        examples: 10,
+        step: 0.1,
+    };
+    let cs: Vec<&dyn Client> = vec![&a, &b, &c];
+    let mut config = FederatedConfig::default();
+    config.local = local();
+    config.rounds = 8;
+    config.fraction = 0.1;
+    config.secure_aggregation = true;
+    config.client_dp = Some(ClientDp::new(1.0, 1.0));
+    let (_, history) =
+        train_federated(&cs, Some(&valid), &config, Some(&Basic), &mut Silent).expect("rounds");
+    assert_eq!(history.rounds.len(), 8);
+    assert!(
+        history.rounds.iter().any(|r| r.clients == 0),
+        "some round sampled nobody: {:?}",
+        history.rounds.iter().map(|r| r.clients).collect::<Vec<_>>()
+    );
+}
