@@ -394,6 +394,39 @@ fn tune_searches_a_yaml_space_prunes_with_asha_and_saves_the_best_model() {
     assert_eq!(tpe["trials"], 20);
     let random = args("random", "median");
     assert_eq!(random["trials"], 5, "{random}");
+    // Without --json: the results table, best trial first, then the best configuration.
+    let text = ok(&aistd(&[
+        "tune",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--target",
+        "label",
+        "--space",
+        space.to_str().expect("utf-8"),
+        "--search",
+        "grid",
+        "--scheduler",
+        "asha",
+        "--epochs",
+        "16",
+        "--seed",
+        "1",
+    ]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("trial") && lines[0].contains("value"),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..9]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.iter().any(|r| r[1] == "pruned"), "{text}");
+    let values: Vec<f64> = rows.iter().filter_map(|r| r[3].parse().ok()).collect();
+    assert!(
+        values.windows(2).all(|w| w[0] >= w[1]),
+        "sorted best first: {text}"
+    );
     // Names the MLP does not know are refused before any trial runs.
     std::fs::write(
         &space,
