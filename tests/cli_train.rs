@@ -853,21 +853,25 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
         aistd(&refs)
     };
     ok(&run(base(&low_csv, &pre)));
-    let mut args = base(&high_csv, &tuned);
-    args.extend(
-        [
+    // Fine-tunes on 5–9 into `out` with the `extra` flags; the test accuracy must pass 0.8.
+    let fine_tune = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = base(&high_csv, out);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let v: serde_json::Value = serde_json::from_str(&ok(&run(args))).expect("json");
+        assert!(
+            v["test"]["accuracy"].as_f64().expect("accuracy") > 0.8,
+            "{v}"
+        );
+    };
+    fine_tune(
+        &tuned,
+        &[
             "--init-from",
             &p(&pre),
             "--new-head",
             "--freeze",
             "layers.0",
-        ]
-        .map(String::from),
-    );
-    let v: serde_json::Value = serde_json::from_str(&ok(&run(args))).expect("json");
-    assert!(
-        v["test"]["accuracy"].as_f64().expect("accuracy") > 0.8,
-        "{v}"
+        ],
     );
     let (a, b) = (
         aistd::training::MlpModel::load(&pre).expect("pre"),
@@ -886,9 +890,9 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
     // From the weights file alone, thawed after 2 epochs, rates decaying 3× per layer down:
     // the hidden layer moves, and the manifest records the schedule.
     let thawed = dir.path().join("thawed");
-    let mut args = base(&high_csv, &thawed);
-    args.extend(
-        [
+    fine_tune(
+        &thawed,
+        &[
             "--init-from",
             &p(&pre.join("model.safetensors")),
             "--new-head",
@@ -898,13 +902,7 @@ fn fine_tuning_starts_from_a_saved_model_with_a_new_head_and_frozen_layers() {
             "2",
             "--layer-lr-decay",
             "3",
-        ]
-        .map(String::from),
-    );
-    let v: serde_json::Value = serde_json::from_str(&ok(&run(args))).expect("json");
-    assert!(
-        v["test"]["accuracy"].as_f64().expect("accuracy") > 0.8,
-        "{v}"
+        ],
     );
     let c = aistd::training::MlpModel::load(&thawed).expect("thawed");
     assert_ne!(
